@@ -1,0 +1,208 @@
+"""The Mesa agents: School, Operator, Family, CentralOffice and Board.
+
+Agents are thin: School, Operator and Family are views onto rows of the model's numpy arrays
+(`portfolio_sim.state`), so reading `school.enrollment` or `family.students` always shows the current
+state while the mechanisms update whole arrays at once. The Board holds the political state itself;
+the CentralOffice exposes the district's machinery (authorizer, accountability, services, office).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import mesa
+import numpy as np
+
+from portfolio_sim.scenario import DOMAINS
+from portfolio_sim.state import SECTOR_NAMES
+
+if TYPE_CHECKING:
+    from portfolio_sim.model import PortfolioModel
+
+
+class School(mesa.Agent):
+    """A school (district or charter). Its state is row `row` of `model.schools`."""
+
+    model: PortfolioModel
+
+    def __init__(self, model: PortfolioModel, row: int):
+        super().__init__(model)
+        self.row = row
+
+    @property
+    def name(self) -> str:
+        return self.model.schools.name[self.row]
+
+    @property
+    def sector(self) -> str:
+        """traditional, district_run, partner_led, partner_run (autonomous categories) or charter."""
+        return SECTOR_NAMES[self.model.schools.sector[self.row]]
+
+    @property
+    def is_open(self) -> bool:
+        return bool(self.model.schools.is_open[self.row])
+
+    @property
+    def autonomous(self) -> bool:
+        return bool(self.model.schools.autonomous[self.row])
+
+    @property
+    def location(self) -> tuple[float, float]:
+        return float(self.model.schools.x[self.row]), float(self.model.schools.y[self.row])
+
+    @property
+    def enrollment(self) -> int:
+        return int(self.model.schools.enrollment[self.row])
+
+    @property
+    def capacity(self) -> int:
+        return int(self.model.schools.capacity[self.row])
+
+    @property
+    def effectiveness(self) -> float:
+        """True value-added this year (SD/yr); the rating is its noisy measurement."""
+        return float(self.model.schools.value_added[self.row])
+
+    @property
+    def rating_percentile(self) -> float:
+        return float(self.model.schools.rating_pct[self.row])
+
+    @property
+    def granted_autonomy(self) -> dict[str, float]:
+        return dict(zip(DOMAINS, map(float, self.model.schools.granted[self.row])))
+
+    @property
+    def effective_autonomy(self) -> dict[str, float]:
+        return dict(zip(DOMAINS, map(float, self.model.schools.effective[self.row])))
+
+    @property
+    def operator(self) -> Operator | None:
+        o = int(self.model.schools.operator[self.row])
+        return self.model.operator_agents[o] if o >= 0 else None
+
+    @property
+    def years_in_status(self) -> int:
+        return int(self.model.year - self.model.schools.status_year[self.row])
+
+    @property
+    def accountability_status(self) -> str:
+        acc = self.model.scenario.accountability
+        below = int(self.model.schools.years_below[self.row])
+        if below == 0:
+            return "good standing"
+        return "warning" if below < acc.consecutive_years else "intervention"
+
+    def __repr__(self) -> str:
+        return f"School({self.row}, {self.name!r}, {self.sector}, enrollment={self.enrollment})"
+
+
+class Operator(mesa.Agent):
+    """A CMO, nonprofit partner or incubated operator. Its state is row `row` of `model.operators`."""
+
+    model: PortfolioModel
+
+    def __init__(self, model: PortfolioModel, row: int):
+        super().__init__(model)
+        self.row = row
+
+    @property
+    def name(self) -> str:
+        return self.model.operators.name[self.row]
+
+    @property
+    def quality(self) -> float:
+        return float(self.model.operators.quality[self.row])
+
+    @property
+    def capacity(self) -> int:
+        return int(self.model.operators.capacity[self.row])
+
+    @property
+    def active(self) -> bool:
+        return bool(self.model.operators.active[self.row])
+
+    @property
+    def schools(self) -> list[School]:
+        sc = self.model.schools
+        return [self.model.school_agents[s] for s in np.flatnonzero(sc.is_open & (sc.operator == self.row))]
+
+
+class Family(mesa.Agent):
+    """A household with one or more student slots. Its state is row `row` of the household arrays and
+    the student slots `model.household_slots(row)`."""
+
+    model: PortfolioModel
+
+    def __init__(self, model: PortfolioModel, row: int):
+        super().__init__(model)
+        self.row = row
+
+    @property
+    def location(self) -> tuple[float, float]:
+        return float(self.model.hh_xy[self.row, 0]), float(self.model.hh_xy[self.row, 1])
+
+    @property
+    def low_income(self) -> bool:
+        return bool(self.model.hh_low_income[self.row])
+
+    @property
+    def students(self) -> np.ndarray:
+        """Indexes of this household's current students (active slots)."""
+        slots = self.model.household_slots(self.row)
+        return slots[self.model.students.grade[slots] >= 0]
+
+    @property
+    def grades(self) -> list[int]:
+        return [int(g) for g in self.model.students.grade[self.students]]
+
+    @property
+    def schools(self) -> list[int]:
+        """School index of each current student (-1: outside the district)."""
+        return [int(s) for s in self.model.students.school[self.students]]
+
+    @property
+    def satisfaction(self) -> float:
+        """Mean perceived quality (rating z-score) of the family's district schools; 0 if none."""
+        s = np.array([x for x in self.schools if x >= 0], dtype=int)
+        return float(self.model.perceived_z[s].mean()) if len(s) else 0.0
+
+
+class CentralOffice(mesa.Agent):
+    """The district: authorizer, accountability, services provider and (maybe) an autonomy office."""
+
+    model: PortfolioModel
+
+    @property
+    def autonomy_office(self) -> bool:
+        return bool(self.model.office_active)
+
+    @property
+    def services(self) -> str:
+        return self.model.scenario.central_office.services
+
+    @property
+    def buy_in(self) -> float:
+        return self.model.scenario.central_office.buy_in
+
+    @property
+    def per_pupil_funding(self) -> float:
+        return self.model.scenario.district.per_pupil_funding * self.model.funding_factor
+
+
+class Board(mesa.Agent):
+    """The school board and the political climate for autonomy."""
+
+    model: PortfolioModel
+
+    def __init__(self, model: PortfolioModel, support: float):
+        super().__init__(model)
+        self.support = support
+        self.stance = "pro" if support >= 0.5 else "skeptical"
+        self.term_start = 0
+        self.reversed_this_term = False
+
+    def elect(self, stance: str, year: int) -> None:
+        if stance != self.stance:
+            self.reversed_this_term = False
+        self.stance = stance
+        self.term_start = year

@@ -1,0 +1,85 @@
+"""The run kernel: `(scenario, seed) -> RunResult`, and the verbs built on it.
+
+`single_run` is a pure function of its arguments: the CLI, the dashboard and sweeps all call it, and
+the same scenario and seed give identical results in any process. Replicate seeds derive from one
+root seed with numpy's SeedSequence, so `run_many(s, n=5, root=1)` always runs the same five seeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from portfolio_sim.model import PortfolioModel
+from portfolio_sim.scenario import Scenario
+
+QUANTILES = {"p10": 0.10, "median": 0.50, "p90": 0.90}
+
+
+@dataclass
+class RunResult:
+    """Everything one run produced: yearly metrics, the per-school panel and the event log."""
+
+    scenario: Scenario
+    seed: int
+    yearly: pd.DataFrame
+    schools: pd.DataFrame
+    events: pd.DataFrame
+
+
+def derive_seeds(root: int, n: int) -> list[int]:
+    """`n` independent replicate seeds from one root seed (SeedSequence spawning)."""
+    return [int(child.generate_state(1, dtype=np.uint32)[0]) for child in np.random.SeedSequence(root).spawn(n)]
+
+
+def single_run(scenario: Scenario, seed: int, years: int | None = None,
+               on_year: Callable[[int], None] | None = None) -> RunResult:
+    """Run one scenario with one seed for `years` (default `scenario.run.years`)."""
+    model = PortfolioModel(scenario, seed)
+    try:
+        for _ in range(scenario.run.years if years is None else years):
+            model.step()
+            if on_year is not None:
+                on_year(model.year)
+        return RunResult(scenario, seed, model.yearly_frame(), model.schools_frame(), model.events_frame())
+    finally:
+        model.release()
+
+
+def run_many(scenario: Scenario, n: int | None = None, root: int | None = None, seeds: Iterable[int] | None = None,
+             on_year: Callable[[int], None] | None = None) -> list[RunResult]:
+    """Replicates of one scenario: explicit `seeds`, or `n` seeds derived from `root`
+    (defaults: `scenario.run.seeds` and `scenario.run.seed`)."""
+    if seeds is None:
+        seeds = derive_seeds(scenario.run.seed if root is None else root, scenario.run.seeds if n is None else n)
+    return [single_run(scenario, s, on_year=on_year) for s in seeds]
+
+
+def compare(scenarios: dict[str, Scenario], n: int = 5, root: int = 1) -> dict[str, list[RunResult]]:
+    """Several scenarios on the same replicate seeds (common random numbers)."""
+    seeds = derive_seeds(root, n)
+    return {name: run_many(s, seeds=seeds) for name, s in scenarios.items()}
+
+
+def yearly_table(results: list[RunResult]) -> pd.DataFrame:
+    """All replicates' yearly metrics, one row per seed and year."""
+    frames = []
+    for r in results:
+        f = r.yearly.copy()
+        f.insert(0, "seed", r.seed)
+        frames.append(f)
+    return pd.concat(frames, ignore_index=True)
+
+
+def summarize(yearly: pd.DataFrame) -> pd.DataFrame:
+    """Median, 10th and 90th percentile of every metric per year across seeds (long format)."""
+    metrics = [c for c in yearly.columns if c not in ("seed", "year", "calendar_year")]
+    long = yearly.melt(id_vars=["year", "seed"], value_vars=metrics, var_name="metric")
+    g = long.groupby(["metric", "year"], sort=False)["value"]
+    out = pd.DataFrame({name: g.quantile(q) for name, q in QUANTILES.items()}).reset_index()
+    order = {m: i for i, m in enumerate(metrics)}
+    return out.sort_values(["metric", "year"], key=lambda c: c.map(order) if c.name == "metric" else c,
+                           ignore_index=True)

@@ -1,0 +1,124 @@
+"""Accountability: ratings, the bar, interventions, and contract renewals.
+
+Seed 000 lesson 6: "a clear system of accountability to close and/or replace failing schools ... a
+performance framework that requires schools to show academic growth". Seed 003, district-school
+relationship: "Despite the transfer of authority ... the district remains accountable for the
+school's performance"; partner-run contracts are "for a limited, often renewable term ... revocable
+only for cause" (Indianapolis 5-7 years, Camden 10, LLN MOU every 3; seed 003 "Categories").
+
+* Ratings: under a `growth` framework, a school's rating is its measured value-added (mean student
+  growth plus measurement noise); under `status`, its students' mean achievement (which also reflects
+  who enrolls). Ratings are converted to percentiles of a fixed reference distribution (the state's,
+  taken as the district's starting distribution), so a district can improve against it.
+* New schools have no rating for `min_years_rated` years (no track record).
+* A school rated below `closure_percentile` for `consecutive_years` in a row gets the intervention
+  (`close`, `restart` with a new leader and model, or `replace_operator`), for autonomous schools or
+  all schools as `applies_to` says. A school one year from intervention is put on warning.
+* Every `contract_term` years an autonomous school's contract or MOU is reviewed: below
+  `renewal_percentile` (averaged over the term) it is not renewed: its operator is replaced when one
+  is available and the initiative asks for it, otherwise it returns to traditional status.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy.special import ndtr
+
+from portfolio_sim.state import CHARTER, PARTNER_LED, PARTNER_RUN
+
+if TYPE_CHECKING:
+    from portfolio_sim.model import PortfolioModel
+
+STUDENT_GROWTH_SD = 0.5   # student-level SD of measured growth, averaged over a school's students
+
+
+def measure(model: PortfolioModel) -> np.ndarray:
+    """This year's measured rating of every open school (NaN for schools too new to rate)."""
+    sc, acc = model.schools, model.scenario.accountability
+    st = model.students
+    rng = model.rng["accountability"]
+    on = (st.grade >= 0) & (st.school >= 0)
+    n = np.maximum(sc.enrollment, 1)
+    if acc.framework == "growth":
+        growth = np.bincount(st.school[on], weights=model.last_growth[on], minlength=len(sc)) / n
+        noise = np.hypot(acc.rating_noise, STUDENT_GROWTH_SD / np.sqrt(n))
+        rating = growth + noise * rng.standard_normal(len(sc))
+    else:
+        # Status: proficiency-like mean achievement, measured with noise.
+        rating = sc.mean_achievement + acc.rating_noise * rng.standard_normal(len(sc))
+    too_new = (model.year - sc.opened_year < acc.min_years_rated) & (sc.opened_year > 0)
+    return np.where(sc.is_open & ~too_new & (sc.enrollment > 0), rating, np.nan)
+
+
+def to_percentile(model: PortfolioModel, rating: np.ndarray) -> np.ndarray:
+    """Percentile of each rating in the reference (state) distribution, kept fixed for the run."""
+    mu, sd = model.rating_reference
+    return 100.0 * ndtr((rating - mu) / max(sd, 1e-9))
+
+
+def step(model: PortfolioModel) -> None:
+    sc, acc = model.schools, model.scenario.accountability
+    rating = measure(model)
+    rated = ~np.isnan(rating)
+    sc.rating = np.where(rated, rating, sc.rating)
+    sc.rating_pct = np.where(rated, to_percentile(model, rating), sc.rating_pct)
+    model.rating_history.append(np.where(rated, sc.rating_pct, np.nan))
+    model.refresh_perceived_quality()
+
+    district = sc.is_open & (sc.sector != CHARTER)
+    below = district & rated & (sc.rating_pct < acc.closure_percentile)
+    sc.years_below = np.where(below, sc.years_below + 1, np.where(rated, 0, sc.years_below)).astype(np.int32)
+    subject = district if acc.applies_to == "all" else district & sc.autonomous
+    if acc.closure_percentile > 0:
+        warn = subject & below & (sc.years_below == acc.consecutive_years - 1)
+        for s in np.flatnonzero(warn):
+            model.log("warning", int(s), f"rated below the {acc.closure_percentile:g}th percentile "
+                      f"{sc.years_below[s]} year(s) in a row")
+        for s in np.flatnonzero(subject & (sc.years_below >= acc.consecutive_years)):
+            intervene(model, int(s))
+    renewals(model)
+
+
+def intervene(model: PortfolioModel, s: int) -> None:
+    acc, sc = model.scenario.accountability, model.schools
+    why = f"below the {acc.closure_percentile:g}th percentile {sc.years_below[s]} years in a row"
+    action = acc.intervention
+    if action == "replace_operator" and sc.sector[s] in (PARTNER_LED, PARTNER_RUN):
+        if model.replace_operator(s, why):
+            return
+        action = "restart"
+    if action == "replace_operator":
+        action = "restart"     # district-run or traditional schools have no operator to replace
+    if action == "close" and model.close_school(s, "closure", why):
+        return
+    model.restart_school(s, why)
+
+
+def renewals(model: PortfolioModel) -> None:
+    sc, acc = model.schools, model.scenario.accountability
+    due = sc.is_open & sc.autonomous & (sc.contract_year >= 0) & \
+        (model.year - sc.contract_year >= acc.contract_term)
+    # Schools opened later have shorter histories: pad with NaN (not rated then).
+    recent = model.rating_history[-acc.contract_term:]
+    history = np.full((len(recent), len(sc)), np.nan)
+    for i, row in enumerate(recent):
+        history[i, :len(row)] = row
+    for s in np.flatnonzero(due):
+        term = history[:, s]
+        term = term[~np.isnan(term)]
+        score = float(term.mean()) if len(term) else np.nan
+        operator = int(sc.operator[s])
+        operator_left = operator >= 0 and not model.operators.active[operator]
+        if operator_left:
+            model.revert_to_traditional(s, "non_renewal", "operator has left the district")
+        elif np.isnan(score) or score >= acc.renewal_percentile:
+            sc.contract_year[s] = model.year
+            model.log("renewal", s, f"term average at the {score:.0f}th percentile" if not np.isnan(score)
+                      else "no rating yet")
+        else:
+            why = f"term average at the {score:.0f}th percentile, below {acc.renewal_percentile:g}"
+            if sc.sector[s] in (PARTNER_LED, PARTNER_RUN) and model.replace_operator(s, why, event="non_renewal"):
+                continue
+            model.revert_to_traditional(s, "non_renewal", why)

@@ -1,0 +1,86 @@
+"""Schooling: school effectiveness this year, and students' achievement growth.
+
+Achievement is in student-level standard-deviation units. Each year
+
+    a' = rho * a + (1 - rho) * b + v_school + e,   e ~ N(0, sigma)
+
+where `b` is the student's long-run level without school effects (lower for low-income students,
+which gives the starting achievement gap) and `v_school` is the school's value-added. School effects
+persist but fade (`rho` < 1), as in value-added research, so sustained differences in school quality
+accumulate into achievement and gap differences over several years.
+
+A school's value-added `v` sums: its model's base quality (the operator's model for partner schools),
+its principal and its share of excellent teachers (`talent`), the autonomy effect with implementation
+dip and maturation (`autonomy`: seed 003 note 2), per-pupil resources (`finance`) and service quality
+(`central_office.services`, seed 000 lesson 4). Charter schools' value-added is their base quality.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from portfolio_sim.mechanisms import autonomy
+from portfolio_sim.state import CHARTER
+
+if TYPE_CHECKING:
+    from portfolio_sim.model import PortfolioModel
+
+RHO = 0.7              # persistence of achievement from one year to the next
+SIGMA = 0.3            # yearly student-level noise (SD)
+BASELINE_GAP = 0.7     # long-run gap between low-income and other students without school effects
+BASELINE_SD = 0.6      # spread of long-run levels within a group
+LEADER_EFFECT = 0.03   # value-added per SD of principal quality (SD/yr)
+TEACHER_EFFECT = 0.25  # value-added per unit share of excellent teachers above the district mean
+RESOURCE_EFFECT = 0.04  # value-added per 100% more per-pupil resources than the starting level
+ENTERPRISE_SERVICE_GAIN = 0.01  # services run as competing public enterprises improve (seed 000 lesson 4)
+
+
+def new_students(model: PortfolioModel, rows: np.ndarray, rng: np.random.Generator) -> None:
+    """Entering students: income group from the household, long-run level, starting achievement."""
+    st = model.students
+    st.low_income[rows] = model.hh_low_income[st.household[rows]]
+    st.baseline[rows] = np.where(st.low_income[rows], -BASELINE_GAP / 2, BASELINE_GAP / 2) + \
+        BASELINE_SD * rng.standard_normal(len(rows))
+    st.achievement[rows] = st.baseline[rows] + SIGMA * rng.standard_normal(len(rows))
+
+
+def warm_start(model: PortfolioModel, rng: np.random.Generator) -> None:
+    """Starting achievement as if students had long attended their current school (no start-up drift)."""
+    st, sc = model.students, model.schools
+    on = (st.grade >= 0) & (st.school >= 0)
+    stationary_sd = SIGMA / np.sqrt(1.0 - RHO * RHO)
+    st.achievement[on] = st.baseline[on] + sc.value_added[st.school[on]] / (1.0 - RHO) + \
+        stationary_sd * rng.standard_normal(int(on.sum()))
+
+
+def school_value_added(model: PortfolioModel) -> np.ndarray:
+    sc = model.schools
+    scn = model.scenario
+    district = sc.sector != CHARTER
+    mean_teachers = model.talent_pool_share
+    v = sc.base_quality.copy()
+    v += np.where(district, LEADER_EFFECT * sc.leader_quality, 0.0)
+    v += np.where(district, TEACHER_EFFECT * (model.teacher_exposure - mean_teachers), 0.0)
+    v += np.where(district, autonomy.effect(model), 0.0)
+    ref = max(model.reference_resources, 1.0)
+    v += np.where(district, RESOURCE_EFFECT * np.clip(sc.resources / ref - 1.0, -1.0, 1.0), 0.0)
+    if scn.central_office.services == "public_enterprise":
+        v += np.where(district & ~sc.opted_out, ENTERPRISE_SERVICE_GAIN, 0.0)
+    return v
+
+
+def step(model: PortfolioModel) -> None:
+    """Value-added for every school, then one year of growth for every student."""
+    st, sc = model.students, model.schools
+    sc.value_added = school_value_added(model)
+    rng = model.rng["achievement"]
+    noise = SIGMA * rng.standard_normal(len(st)).astype(np.float32)
+    on = st.grade >= 0
+    enrolled = on & (st.school >= 0)
+    v = np.where(enrolled, sc.value_added[np.maximum(st.school, 0)], 0.0)   # outside: private/other, ~average
+    old = st.achievement.copy()
+    new = RHO * st.achievement + (1.0 - RHO) * st.baseline + v + noise
+    st.achievement[on] = new[on]
+    model.last_growth = np.where(on, new - RHO * old - (1.0 - RHO) * st.baseline, 0.0)

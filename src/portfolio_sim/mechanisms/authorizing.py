@@ -1,0 +1,243 @@
+"""Authorizing: which schools become autonomous, who runs them, new schools, and the operator market.
+
+Seed 000 lesson 5: "Authorize district-run autonomous schools like charter schools: rigorous
+authorization has been essential". Seed 003 Table 1 (eligibility: all, turnaround/low-performing,
+new or high-performing schools), "Engage school operators" (CMOs, nonprofits, quarterback/incubator
+organizations such as The Mind Trust), "Provide sufficient planning time" (12-18 months), and the
+governance categories (partner-led and partner-run schools are run by an operator).
+
+* While the board supports autonomy, the district takes applications each year to convert up to
+  `eligibility.conversions_per_year` eligible traditional schools and to open up to
+  `eligibility.new_schools_per_year` new autonomous schools where families lack good options, until
+  `eligibility.target_share` of schools are autonomous.
+* Applicants are a school's own leadership team (district-run) or an operator with spare capacity
+  (partner-led/-run). The district sees applicant quality through noise that shrinks with
+  `accountability.approval_rigor`, and a rigorous authorizer also sets a higher bar: fewer approvals,
+  stronger schools.
+* Approved schools launch after `implementation.planning_months` (rounded up to whole school years).
+* Operators grow when their schools do well, shrink when they fail, and leave the district after two
+  hostile years (then their schools return to the district at the end of the contract). An incubator
+  (`talent.incubator`) launches a new operator every few years.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from portfolio_sim.mechanisms import autonomy, talent
+from portfolio_sim.state import CATEGORY_SECTOR, CHARTER, DISTRICT_RUN, TRADITIONAL
+
+if TYPE_CHECKING:
+    from portfolio_sim.model import PortfolioModel
+
+OPERATOR_TAKEOVER = 0.6        # how far a partner school's model moves to the operator's quality
+INCUBATOR_EVERY = 3            # years between operators launched by an incubator
+HOSTILE_SUPPORT = 0.35
+STARTUP_YEARS = 2
+
+
+def launch_delay(model: PortfolioModel) -> int:
+    return math.ceil(model.scenario.implementation.planning_months / 12)
+
+
+def step(model: PortfolioModel) -> None:
+    launch_due(model)
+    update_operators(model)
+    if model.board.stance == "pro" and model.scenario.has_autonomy_policy:
+        convert(model)
+        open_new_schools(model)
+        launch_due(model)   # zero planning time launches the same year
+
+
+# -- operators -------------------------------------------------------------------------------------
+
+def running(model: PortfolioModel) -> np.ndarray:
+    """Schools each operator runs now or has approved and pending."""
+    ops, sc = model.operators, model.schools
+    counts = np.bincount(sc.operator[(sc.operator >= 0) & sc.is_open], minlength=len(ops))
+    for item in model.pending:
+        if item["operator"] >= 0:
+            counts[item["operator"]] += 1
+    return counts[: len(ops)]
+
+
+def pick_operator(model: PortfolioModel, exclude: int = -1) -> int:
+    """An active operator with spare capacity: the one whose pitch looks best (quality seen with noise)."""
+    ops, rng = model.operators, model.rng["authorizing"]
+    if len(ops) == 0:
+        return -1
+    spare = ops.active & (running(model) < ops.capacity)
+    if exclude >= 0:
+        spare[exclude] = False
+    if not spare.any():
+        return -1
+    pitch = ops.quality + 0.05 * rng.standard_normal(len(ops)) + 0.02 * ops.appetite
+    return int(np.flatnonzero(spare)[np.argmax(pitch[spare])])
+
+
+def update_operators(model: PortfolioModel) -> None:
+    ops, sc, rng, scn = model.operators, model.schools, model.rng["authorizing"], model.scenario
+    if not scn.has_autonomy_policy:
+        return      # operators only work where the district has an autonomy initiative
+    hostile = model.board.stance == "skeptical" or model.board.support < HOSTILE_SUPPORT
+    counts = running(model)
+    for o in np.flatnonzero(ops.active):
+        mine = sc.is_open & (sc.operator == o) & ~np.isnan(sc.rating_pct)
+        if mine.any():
+            pct = float(np.nanmean(sc.rating_pct[mine]))
+            if pct >= 60 and counts[o] >= ops.capacity[o] and rng.random() < ops.appetite[o]:
+                ops.capacity[o] += 1
+                model.log("operator_growth", None, f"schools rated at the {pct:.0f}th percentile", operator=int(o))
+            elif pct < 25:
+                ops.capacity[o] = max(int(counts[o]) - 1, 0)
+        ops.hostile_years[o] = ops.hostile_years[o] + 1 if hostile else 0
+        if ops.hostile_years[o] >= 2 and rng.random() > 0.5 * ops.appetite[o]:
+            ops.active[o] = False
+            model.log("operator_exit", None, "two years of hostile political climate", operator=int(o))
+    if scn.talent.incubator and model.board.stance == "pro" and model.year % INCUBATOR_EVERY == 0:
+        d = scn.district
+        q = d.operator_quality_mean + 0.03 * scn.talent.leader_pipeline + d.operator_quality_sd * rng.standard_normal()
+        o = ops.append(q, capacity=2, appetite=0.8, year=model.year, name=f"Incubated operator {len(ops) + 1}")
+        model.log("operator_entry", None, "launched by the incubator", operator=o)
+
+
+# -- applications and approval --------------------------------------------------------------------
+
+def approve(model: PortfolioModel, applicant_z: float) -> bool:
+    """Rigor sharpens what the authorizer sees and raises the bar."""
+    rigor, rng = model.scenario.accountability.approval_rigor, model.rng["authorizing"]
+    signal = applicant_z + (1.2 - rigor) * rng.standard_normal()
+    return bool(signal > 1.5 * (rigor - 0.35))
+
+
+def applicant_z(model: PortfolioModel, operator: int, leader_quality: float) -> float:
+    d = model.scenario.district
+    if operator >= 0:
+        return float((model.operators.quality[operator] - d.operator_quality_mean) / max(d.operator_quality_sd, 0.01))
+    return float(leader_quality)
+
+
+def eligible_schools(model: PortfolioModel) -> np.ndarray:
+    sc, el = model.schools, model.scenario.eligibility
+    pending = {item["school"] for item in model.pending if item["school"] >= 0}
+    ok = sc.is_open & (sc.sector == TRADITIONAL)
+    ok[list(pending)] = False
+    pct = np.nan_to_num(sc.rating_pct, nan=50.0)
+    if el.schools == "turnaround":
+        ok &= ~np.isnan(sc.rating_pct) & (pct < el.turnaround_percentile)
+        order = np.argsort(pct, kind="stable")
+    elif el.schools == "high_performers":
+        ok &= ~np.isnan(sc.rating_pct) & (pct >= el.high_performer_percentile)
+        order = np.argsort(-pct, kind="stable")
+    elif el.schools == "all":
+        order = model.rng["authorizing"].permutation(len(sc))
+    else:   # new_only, none
+        return np.zeros(0, dtype=int)
+    return order[ok[order]]
+
+
+def room_left(model: PortfolioModel) -> int:
+    sc = model.schools
+    district = int((sc.is_open & (sc.sector != CHARTER)).sum())
+    autonomous = int((sc.is_open & sc.autonomous).sum()) + len(model.pending)
+    return max(0, int(math.floor(model.scenario.eligibility.target_share * district)) - autonomous)
+
+
+def convert(model: PortfolioModel) -> None:
+    el, gov, sc = model.scenario.eligibility, model.scenario.governance, model.schools
+    quota = min(el.conversions_per_year, room_left(model))
+    approved = 0
+    for s in eligible_schools(model):
+        if approved >= quota:
+            break
+        operator = pick_operator(model) if gov.category != "district_run" else -1
+        if gov.category != "district_run" and operator < 0:
+            break   # no operator has room: the partner market limits growth
+        if approve(model, applicant_z(model, operator, sc.leader_quality[s])):
+            approved += 1
+            model.pending.append({"kind": "conversion", "school": int(s), "operator": operator,
+                                  "launch": model.year + launch_delay(model)})
+            model.log("application_approved", int(s), "conversion approved", operator=operator)
+        else:
+            model.log("application_denied", int(s), "plan did not meet the authorizer's bar", operator=operator)
+
+
+def open_new_schools(model: PortfolioModel) -> None:
+    el, gov = model.scenario.eligibility, model.scenario.governance
+    if el.new_schools_per_year == 0 or el.schools == "none":
+        return
+    rng = model.rng["authorizing"]
+    quota = min(el.new_schools_per_year, room_left(model))
+    for _ in range(quota):
+        site = new_school_site(model, rng)
+        if site is None:
+            return
+        band, xy = site
+        operator = pick_operator(model) if gov.category != "district_run" else -1
+        if gov.category != "district_run" and operator < 0:
+            return
+        leader = float(rng.standard_normal())
+        if approve(model, applicant_z(model, operator, leader)):
+            model.pending.append({"kind": "new", "school": -1, "operator": operator, "band": band,
+                                  "xy": xy, "launch": model.year + launch_delay(model)})
+            model.log("application_approved", None, "new school approved", operator=operator)
+        else:
+            model.log("application_denied", None, "new-school plan did not meet the bar", operator=operator)
+
+
+def new_school_site(model: PortfolioModel, rng: np.random.Generator) -> tuple[int, np.ndarray] | None:
+    """Where demand for better seats is: near a student in a weak school, or who left the district."""
+    st, sc = model.students, model.schools
+    on = st.grade >= 0
+    cur = np.maximum(st.school, 0)
+    weak = np.nan_to_num(sc.rating_pct[cur], nan=50.0) < 35
+    unhappy = np.flatnonzero(on & ((st.school < 0) | ((st.school >= 0) & weak)))
+    if len(unhappy) == 0:
+        return None
+    pick = unhappy[rng.integers(len(unhappy))]
+    band = int(model.band_of_grade[st.grade[pick]])
+    xy = np.clip(model.hh_xy[st.household[pick]] + 0.02 * rng.standard_normal(2), 0.0, 1.0)
+    return band, xy
+
+
+# -- launch ------------------------------------------------------------------------------------------
+
+def launch_due(model: PortfolioModel) -> None:
+    due = [p for p in model.pending if p["launch"] <= model.year]
+    model.pending = [p for p in model.pending if p["launch"] > model.year]
+    for item in due:
+        if item["kind"] == "new":
+            s = model.open_school(item["band"], item["xy"])
+        else:
+            s = item["school"]
+            if not model.schools.is_open[s]:
+                continue
+        make_autonomous(model, s, item["operator"])
+
+
+def make_autonomous(model: PortfolioModel, s: int, operator: int) -> None:
+    sc, scn = model.schools, model.scenario
+    category = scn.governance.category
+    if operator >= 0 and not model.operators.active[operator]:
+        operator = pick_operator(model)
+    sector = CATEGORY_SECTOR[category] if (operator >= 0 or category == "district_run") else DISTRICT_RUN
+    sc.sector[s] = sector
+    sc.operator[s] = operator
+    if operator >= 0:
+        q = model.operators.quality[operator]
+        sc.base_quality[s] += OPERATOR_TAKEOVER * (q - sc.base_quality[s])
+        talent.new_leaders(model, np.array([s]))     # partners select their own leaders
+    elif not sc.leader_trained[s] and model.pipeline_available > 0:
+        talent.new_leaders(model, np.array([s]))
+    autonomy.grant(model, np.array([s]))
+    sc.autonomy_year[s] = model.year
+    sc.contract_year[s] = model.year
+    sc.status_year[s] = model.year
+    sc.years_below[s] = 0
+    sc.startup_left[s] = STARTUP_YEARS if scn.implementation.startup_funding > 0 else 0
+    kind = "opening" if sc.opened_year[s] == model.year and model.year > 0 else "conversion"
+    model.year_stats["conversions"] += kind == "conversion"
+    model.log(kind, s, f"became {category.replace('_', '-')} autonomous", operator=operator)

@@ -1,0 +1,65 @@
+"""Finance: per-pupil funding follows students; small schools become unviable.
+
+Seed 003, "Ensure sufficient funding": autonomous schools "optimally operate on district per-pupil
+funding"; start-up funding supports planning and the first year(s); budget autonomy lets schools
+reallocate "savings". Seed 003 "Operations" and seed 000 lesson 4: services mandatory, a la carte
+(fee-for-service, opt out), or public enterprises competing with outside providers.
+
+Per school: revenue = per-pupil funding x enrollment (+ start-up funding); costs = a fixed cost of
+keeping the building open + services (a share of funding; schools that opt out buy outside at a
+discount; public enterprises become cheaper). What is left per pupil is the school's per-pupil
+resources for instruction; budget autonomy stretches it. A school enrolled below
+`district.min_viable_share` of capacity for two years in a row closes (consolidation).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from portfolio_sim.state import BUDGET, CHARTER, OPERATIONS
+
+if TYPE_CHECKING:
+    from portfolio_sim.model import PortfolioModel
+
+OUTSIDE_SERVICE_DISCOUNT = 0.15   # outside providers' price advantage for schools that opt out
+ENTERPRISE_DISCOUNT = 0.10        # public enterprises, competing for schools, get cheaper
+BUDGET_STRETCH = 0.10             # budget autonomy: up to 10% more instruction from the same dollars
+SHOCK_RECOVERY = 0.3              # share of a budget cut restored each year
+VIABILITY_YEARS = 2
+
+
+def per_pupil_funding(model: PortfolioModel) -> float:
+    return model.scenario.district.per_pupil_funding * model.funding_factor
+
+
+def fund_schools(model: PortfolioModel) -> None:
+    sc, d, co = model.schools, model.scenario.district, model.scenario.central_office
+    f = per_pupil_funding(model)
+    n = np.maximum(sc.enrollment, 1).astype(float)
+    # A la carte / enterprise: autonomous schools with operations autonomy may opt out of services.
+    if co.services == "mandatory":
+        sc.opted_out[:] = False
+    else:
+        sc.opted_out = sc.autonomous & (sc.effective[:, OPERATIONS] >= 0.5)
+    price = co.service_cost_share * (1.0 - ENTERPRISE_DISCOUNT * (co.services == "public_enterprise"))
+    service = np.where(sc.opted_out, co.service_cost_share * (1.0 - OUTSIDE_SERVICE_DISCOUNT), price)
+    startup = np.where(sc.startup_left > 0, model.scenario.implementation.startup_funding, 0.0)
+    left = f * (1.0 - service) + startup - d.fixed_cost_per_school / n
+    left *= 1.0 + BUDGET_STRETCH * sc.effective[:, BUDGET]
+    sc.resources = np.where(sc.sector != CHARTER, np.maximum(left, 0.0), f * (1.0 - co.service_cost_share))
+    sc.startup_left = np.maximum(sc.startup_left - 1, 0)
+
+
+def step(model: PortfolioModel) -> None:
+    """After accountability: next year's budgets from this year's enrollment, then viability."""
+    model.funding_factor += SHOCK_RECOVERY * (1.0 - model.funding_factor)
+    fund_schools(model)
+    sc = model.schools
+    district = sc.is_open & (sc.sector != CHARTER) & (model.year - sc.opened_year >= 1)
+    small = district & (sc.enrollment < model.scenario.district.min_viable_share * sc.capacity)
+    sc.low_enroll_years = np.where(small, sc.low_enroll_years + 1, 0).astype(np.int32)
+    for s in np.flatnonzero(sc.low_enroll_years >= VIABILITY_YEARS):
+        model.close_school(int(s), "closure", f"under-enrolled: {sc.enrollment[s]} of {sc.capacity[s]} seats "
+                           f"for {VIABILITY_YEARS} years")

@@ -1,0 +1,119 @@
+"""Politics: support for the autonomy agenda, board elections, budget shocks and reversals.
+
+Seed 003, district-school relationship: "Interest in giving schools autonomy within a district tends
+to ebb and flow. When it ebbs, schools that are not operated by independent organizations with legally
+enforceable contracts have little leverage to maintain their status." MOUs and district policy "are more
+susceptible to interpretations influenced by changes in district leadership"; "as LAUSD has faced
+budget challenges, the district has limited Pilot Schools' autonomy to select and hire teaching staff."
+Seed 003 "Include community leaders": engagement manages expectations; unions may perceive a loss of
+authority. Seed 000 lesson 2: LA disbanded its support office (ISIC); seed 003 "School Governance
+Committees": councils lack legal standing but give families a voice.
+
+* Support moves each year with autonomous schools' results relative to traditional ones, closures
+  (softened by community engagement), district enrollment loss, union opposition in proportion to the
+  autonomous share, budget shocks, councils, and noise, with a pull back to its starting level.
+* Every `election_cycle` years the board is elected: a pro-autonomy board is likelier when support is
+  high. `scheduled_flip_year` forces a skeptical board (to compare designs through the same flip).
+* A skeptical board with support below `reversal_threshold` (or under a budget shock, or a scheduled
+  flip) reverses once per term: each autonomous school loses `rollback_intensity` x (1 - protection) of
+  its autonomy, staffing and budget first. Protection comes from the legal basis (state law >
+  contract > district policy > MOU), a governance shift, councils and the autonomy office. The board
+  may disband the autonomy office; a later pro board restores it and, gradually, rolled-back autonomy.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from portfolio_sim.state import PARTNER_LED, PARTNER_RUN
+
+if TYPE_CHECKING:
+    from portfolio_sim.model import PortfolioModel
+
+PROTECTION = {"state_law": 0.95, "contract": 0.85, "district_policy": 0.35, "mou": 0.25}
+GOVERNANCE_SHIFT_PROTECTION = {PARTNER_LED: 0.05, PARTNER_RUN: 0.15}
+ROLLBACK_DOMAIN_WEIGHT = np.array([1.0, 0.7, 1.0, 0.5])   # staffing, academic, budget, operations
+RESTORE_RATE = 0.3         # share of rolled-back autonomy a pro board restores a year
+ELECTION_STEEPNESS = 8.0
+OFFICE_DISBAND_CHANCE = 0.5
+
+
+def protection(model: PortfolioModel) -> np.ndarray:
+    """0-1 protection of each school's autonomy against a reversal."""
+    sc, scn = model.schools, model.scenario
+    p = np.full(len(sc), PROTECTION[scn.governance.legal_basis])
+    for sector, extra in GOVERNANCE_SHIFT_PROTECTION.items():
+        p[sc.sector == sector] += extra
+    p += 0.05 * scn.implementation.governance_councils
+    p += 0.10 * model.office_active * scn.central_office.office_strength
+    return np.clip(p, 0.0, 0.98)
+
+
+def update_support(model: PortfolioModel, shock: bool) -> None:
+    p, board, rng = model.scenario.politics, model.board, model.rng["politics"]
+    engagement = model.scenario.implementation.community_engagement
+    last = model.last_metrics
+    results = 0.0
+    if last.get("autonomous_rating_pct") is not None and last.get("traditional_rating_pct") is not None:
+        results = np.clip((last["autonomous_rating_pct"] - last["traditional_rating_pct"]) / 20.0, -1.0, 1.0)
+    closures = last.get("closures", 0) / max(last.get("schools_open", 1), 1)
+    loss = max(0.0, -last.get("district_enrollment_change", 0.0))
+    auto_share = last.get("autonomous_school_share", 0.0)
+    change = (0.08 * p.results_sensitivity * results
+              - 1.5 * p.closure_backlash * closures * (1.0 - 0.5 * engagement)
+              - 3.0 * p.enrollment_loss_sensitivity * loss
+              - 0.06 * p.union_strength * auto_share * (1.0 - 0.5 * engagement)
+              - 0.10 * shock
+              + 0.01 * model.scenario.implementation.governance_councils * (auto_share > 0)
+              + 0.10 * (p.initial_support - board.support)
+              + p.volatility * rng.standard_normal())
+    board.support = float(np.clip(board.support + change, 0.0, 1.0))
+
+
+def step(model: PortfolioModel) -> None:
+    p, board, rng, sc = model.scenario.politics, model.board, model.rng["politics"], model.schools
+    shock = bool(rng.random() < p.budget_shock_probability)
+    if shock:
+        model.funding_factor *= 1.0 - p.budget_shock_size
+        model.log("budget_shock", None, f"per-pupil funding cut {100 * p.budget_shock_size:.0f}%")
+    model.year_stats["budget_shock"] = int(shock)
+    update_support(model, shock)
+
+    forced = p.scheduled_flip_year > 0 and model.year == p.scheduled_flip_year
+    election = model.year % p.election_cycle == 0
+    if election or forced:
+        p_pro = 1.0 / (1.0 + np.exp(-ELECTION_STEEPNESS * (board.support - 0.5)))
+        pro = bool(rng.random() < p_pro) and not forced
+        cause = "scheduled board flip" if forced else f"support {board.support:.2f}"
+        board.elect("pro" if pro else "skeptical", model.year)
+        model.log("election", None, f"{board.stance} board elected ({cause})")
+        model.year_stats["election"] = 1
+
+    something_to_reverse = bool((sc.is_open & sc.autonomous).any())
+    if board.stance == "skeptical" and not board.reversed_this_term and something_to_reverse and \
+            (board.support < p.reversal_threshold or shock or forced):
+        reverse(model, "budget pressure" if shock else ("scheduled board flip" if forced else
+                f"support {board.support:.2f} below {p.reversal_threshold:g}"))
+    elif board.stance == "pro":
+        sc.rollback *= 1.0 - RESTORE_RATE
+        if model.scenario.central_office.autonomy_office and not model.office_active:
+            model.office_active = True
+            model.log("office_restored", None, "pro-autonomy board re-establishes the autonomy office")
+
+
+def reverse(model: PortfolioModel, why: str) -> None:
+    sc, p, rng = model.schools, model.scenario.politics, model.rng["politics"]
+    board = model.board
+    board.reversed_this_term = True
+    model.year_stats["reversals"] += 1
+    model.log("reversal", None, why)
+    hit = sc.is_open & sc.autonomous
+    loss = p.rollback_intensity * (1.0 - protection(model))[:, None] * ROLLBACK_DOMAIN_WEIGHT[None, :]
+    sc.rollback = np.where(hit[:, None], np.clip(sc.rollback + loss * (1.0 - sc.rollback), 0.0, 1.0), sc.rollback)
+    for s in np.flatnonzero(hit & (loss.max(1) > 0.2)):
+        model.log("autonomy_rollback", int(s), f"{100 * loss[s, 0]:.0f}% of staffing autonomy taken back ({why})")
+    if model.office_active and rng.random() < OFFICE_DISBAND_CHANCE:
+        model.office_active = False
+        model.log("office_disbanded", None, "skeptical board disbands the autonomy office")

@@ -1,0 +1,96 @@
+"""Talent: principals and a limited, shared supply of excellent teachers.
+
+Seed 003, "Develop a talent strategy": "Schools will find it hard to hire enough excellent teachers
+... include autonomies that allow schools to implement differentiated staffing plans that maximize the
+talent and reach of an inevitably limited supply of excellent teachers and leaders." Seed 000 lesson 7:
+invest in developing autonomous-school leaders; seed 004: traditional leader preparation does not
+prepare principals to run autonomous schools.
+
+* Principals leave at `talent.leader_turnover` a year. Autonomous schools fill vacancies first from the
+  leader pipeline, which trains up to PIPELINE_PER_SCHOOL x `leader_pipeline` x (schools) leaders a
+  year; pipeline leaders are stronger and trained to use autonomy. Other vacancies draw from the
+  general pool.
+* Excellent teachers are a fixed share of all teachers. Each year a share of them re-sort towards
+  attractive schools (high rating, resources, and staffing autonomy to recruit). Allocation is
+  zero-sum: one school's gain is another's loss.
+* Differentiated staffing (with staffing autonomy) extends excellent teachers' reach to more students
+  without adding teachers.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from portfolio_sim.state import CHARTER, STAFFING
+
+if TYPE_CHECKING:
+    from portfolio_sim.model import PortfolioModel
+
+PIPELINE_PER_SCHOOL = 0.05       # trained leaders a year per district school at full investment
+PIPELINE_LEADER_BOOST = 0.8      # mean quality of pipeline leaders (general pool: 0, SD 1)
+TEACHER_MOBILITY = 0.3           # share of excellent teachers who re-sort each year
+ATTRACTION = 1.5                 # how strongly excellent teachers follow attractiveness
+REACH_PER_DIFFERENTIATION = 1.0  # full differentiated staffing doubles an excellent teacher's reach
+
+
+def new_leaders(model: PortfolioModel, rows: np.ndarray, from_pipeline_first: bool = True) -> None:
+    """Fill principal vacancies at `rows` (autonomous schools take pipeline leaders first)."""
+    sc, rng = model.schools, model.rng["talent"]
+    if len(rows) == 0:
+        return
+    quality = rng.standard_normal(len(rows))
+    trained = np.zeros(len(rows), dtype=bool)
+    if from_pipeline_first:
+        eligible = np.flatnonzero(sc.autonomous[rows])
+        take = eligible[: model.pipeline_available]
+        quality[take] += PIPELINE_LEADER_BOOST
+        trained[take] = True
+        model.pipeline_available -= len(take)
+    sc.leader_quality[rows] = quality
+    sc.leader_trained[rows] = trained
+
+
+def step(model: PortfolioModel) -> None:
+    sc, rng, t = model.schools, model.rng["talent"], model.scenario.talent
+    district = sc.is_open & (sc.sector != CHARTER)
+    n_district = int(district.sum())
+    model.pipeline_available = int(round(PIPELINE_PER_SCHOOL * t.leader_pipeline * n_district
+                                         + rng.random()))
+    # Turnover is higher right after autonomy was rolled back: leaders who came for it leave.
+    p_leave = t.leader_turnover + 0.15 * (sc.rollback.max(1) > 0.3)
+    leaving = np.flatnonzero(district & (rng.random(len(sc)) < p_leave))
+    # Autonomous schools first, so the limited pipeline goes to them.
+    leaving = leaving[np.argsort(~sc.autonomous[leaving], kind="stable")]
+    new_leaders(model, leaving)
+    allocate_teachers(model)
+
+
+def allocate_teachers(model: PortfolioModel) -> None:
+    sc, t = model.schools, model.scenario.talent
+    district = sc.is_open & (sc.sector != CHARTER)
+    if not district.any():
+        return
+    rz = np.nan_to_num(model.perceived_z, nan=0.0)
+    res = sc.resources / max(model.reference_resources, 1.0) - 1.0
+    attract = rz + 2.0 * res + 1.5 * sc.effective[:, STAFFING]
+    weight = np.where(district, np.exp(ATTRACTION * np.clip(attract, -3, 3)) * np.maximum(sc.enrollment, 1), 0.0)
+    pool = t.excellent_teacher_share * np.maximum(sc.enrollment[district], 1).sum()
+    target = np.zeros(len(sc))
+    target[district] = pool * weight[district] / weight[district].sum() / np.maximum(sc.enrollment[district], 1)
+    # No school can staff more than all its teachers as excellent: spread the excess to others.
+    for _ in range(10):
+        over = np.clip(target - 1.0, 0.0, None) * np.maximum(sc.enrollment, 1)
+        if over.sum() < 1e-9:
+            break
+        target = np.minimum(target, 1.0)
+        room = district & (target < 1.0)
+        if not room.any():
+            break
+        target[room] += over.sum() * weight[room] / weight[room].sum() / np.maximum(sc.enrollment[room], 1)
+    raw = (1 - TEACHER_MOBILITY) * sc.teacher_share + TEACHER_MOBILITY * target
+    # Differentiated staffing extends reach; it needs staffing autonomy to redesign roles.
+    sc.teacher_share = np.where(district, raw, sc.teacher_share)
+    reach = 1.0 + REACH_PER_DIFFERENTIATION * t.differentiated_staffing * sc.effective[:, STAFFING]
+    model.teacher_exposure = np.minimum(1.0, sc.teacher_share * reach)

@@ -1,0 +1,330 @@
+"""PortfolioModel: one district, one scenario, one seed, stepped a school year at a time.
+
+The year (see docs/ODD.md, "Process overview and scheduling"):
+
+1. politics        support, budget shocks, elections, reversals            (mechanisms/politics.py)
+2. authorizing     launches, operators, applications, new schools          (mechanisms/authorizing.py)
+3. enrollment      ageing, entry, choice, assignment, exits                (mechanisms/enrollment.py)
+4. schooling       effective autonomy, talent, value-added, growth         (autonomy, talent, achievement)
+5. accountability  ratings, warnings, interventions, renewals              (mechanisms/accountability.py)
+6. finance         budgets from enrollment, viability closures             (mechanisms/finance.py)
+7. data collection model-level metrics, the school panel, the event log    (metrics.py)
+
+Randomness: each mechanism draws from its own stream spawned from the run's seed, so two scenarios run
+with the same seed share the same district and, where their mechanisms agree, the same draws
+(common random numbers): differences between them come from the levers, not from luck.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mesa
+import numpy as np
+import pandas as pd
+from scipy.special import ndtri
+
+from portfolio_sim.agents import Board, CentralOffice, Family, Operator, School
+from portfolio_sim.district import GRADES, band_of_grade, build_district, entry_grades
+from portfolio_sim.geography import Geography
+from portfolio_sim.mechanisms import (accountability, achievement, authorizing, autonomy, enrollment, finance,
+                                      politics, talent)
+from portfolio_sim.metrics import METRIC_COLUMNS, collect, new_year_stats, politics_signals, school_panel
+from portfolio_sim.scenario import Scenario
+from portfolio_sim.state import (CHARTER, OUTSIDE, TRADITIONAL, Operators, Students, empty_schools)
+
+STREAMS = ("district", "init", "politics", "authorizing", "enrollment", "talent", "achievement",
+           "accountability")
+
+
+def rng_streams(seed: int) -> dict[str, np.random.Generator]:
+    children = np.random.SeedSequence(seed).spawn(len(STREAMS))
+    return {name: np.random.default_rng(child) for name, child in zip(STREAMS, children)}
+
+
+class PortfolioModel(mesa.Model):
+    """A school district that may grow autonomous district schools.
+
+    Args:
+        scenario: the levers (defaults: the schema's defaults, a traditional district).
+        seed: the run's seed (default: `scenario.run.seed`). Same scenario + seed = same results.
+    """
+
+    def __init__(self, scenario: Scenario | None = None, seed: int | None = None):
+        scenario = scenario if scenario is not None else Scenario()
+        seed = int(scenario.run.seed if seed is None else seed)
+        super().__init__(seed=seed)
+        self.scenario = scenario
+        self.seed = seed
+        self.rng = rng_streams(seed)
+        self.year = 0
+        self.year_stats = new_year_stats()
+        self.events: list[tuple] = []
+        self.panel: list[dict] = []
+        self.closed_this_year: list[int] = []
+        self.pending: list[dict[str, Any]] = []
+        self.rating_history: list[np.ndarray] = []
+        self.funding_factor = 1.0
+        self.office_active = bool(scenario.central_office.autonomy_office)
+        self.pipeline_available = 0
+        self.last_metrics: dict[str, Any] = {}
+        self._previous: dict[str, float] = {}
+
+        data = build_district(scenario.district, self.rng["district"], scenario.run.years)
+        self.band_structure = data.band_structure
+        self.n_bands = data.n_bands
+        self.band_of_grade = band_of_grade(data.band_structure)
+        self.entry_grade = entry_grades(data.band_structure)
+        self.hh_xy = data.hh_xy
+        self.hh_low_income = data.hh_low_income
+        self.nb_xy, self.nb_low_income, self.hh_nb = data.nb_xy, data.nb_low_income, data.hh_nb
+        self._init_students(data)
+        self._init_schools(data)
+        self._init_operators()
+        self.geo = Geography(self.hh_xy, len(self.schools), self.n_bands, scenario.choice.consideration_set)
+        self.geo.update(self.schools)
+        self._init_agents()
+        self._initial_state(data)
+        self.datacollector = mesa.DataCollector(
+            model_reporters={name: (lambda m, k=name: m.metrics[k]) for name in METRIC_COLUMNS})
+        self._collect()
+
+    # -- set-up ------------------------------------------------------------------------------------
+    def _init_students(self, data) -> None:
+        n = len(data.st_grade)
+        self.students = Students(
+            household=data.st_household, grade=data.st_grade.copy(), school=np.full(n, OUTSIDE, dtype=np.int32),
+            low_income=np.zeros(n, dtype=bool), baseline=np.zeros(n, dtype=np.float32),
+            achievement=np.zeros(n, dtype=np.float32), displaced=np.zeros(n, dtype=bool))
+        active = np.flatnonzero(data.st_grade >= 0)
+        achievement.new_students(self, active, self.rng["init"])
+        self.kindergarten_cohort = int(round((data.st_grade >= 0).sum() / GRADES))
+        self.entrants = np.zeros(0, dtype=np.int64)
+        self.last_growth = np.zeros(n)
+        # Slots are sorted by household, so a household's slots are one contiguous range.
+        self._hh_start = np.searchsorted(data.st_household, np.arange(len(data.hh_nb) + 1))
+
+    def household_slots(self, household: int) -> np.ndarray:
+        return np.arange(self._hh_start[household], self._hh_start[household + 1])
+
+    def _init_schools(self, data) -> None:
+        rng, scn = self.rng["init"], self.scenario
+        n = len(data.sc_band)
+        self.schools = empty_schools()
+        self.schools.append(
+            n, x=data.sc_xy[:, 0], y=data.sc_xy[:, 1], band=data.sc_band, capacity=data.sc_capacity,
+            sector=np.where(data.sc_charter, CHARTER, TRADITIONAL), is_open=True, base_quality=data.sc_quality,
+            leader_quality=rng.standard_normal(n), teacher_share=scn.talent.excellent_teacher_share,
+            need=autonomy.draw_needs(rng, n), status_year=0)
+        self.schools.name[:] = data.sc_name
+        self.talent_pool_share = scn.talent.excellent_teacher_share
+        self.teacher_exposure = self.schools.teacher_share.copy()
+        self.reference_resources = scn.district.per_pupil_funding * (1 - scn.central_office.service_cost_share)
+        self.schools.resources[:] = self.reference_resources
+
+    def _init_operators(self) -> None:
+        d, rng = self.scenario.district, self.rng["init"]
+        k = d.operators
+        self.operators = Operators(
+            quality=d.operator_quality_mean + d.operator_quality_sd * rng.standard_normal(k),
+            capacity=rng.integers(2, 7, k).astype(np.int32), appetite=rng.uniform(0.3, 1.0, k),
+            active=np.ones(k, dtype=bool), hostile_years=np.zeros(k, dtype=np.int32),
+            founded_year=np.zeros(k, dtype=np.int32), name=[f"Operator {i + 1}" for i in range(k)])
+
+    def _init_agents(self) -> None:
+        self.school_agents = [School(self, i) for i in range(len(self.schools))]
+        self.operator_agents = [Operator(self, i) for i in range(len(self.operators))]
+        self.families = [Family(self, h) for h in range(len(self.hh_xy))]
+        self.central_office = CentralOffice(self)
+        self.board = Board(self, self.scenario.politics.initial_support)
+
+    def _initial_state(self, data) -> None:
+        """Year 0: last year's published ratings, everyone's current school, settled achievement."""
+        sc, acc = self.schools, self.scenario.accountability
+        rng = self.rng["init"]
+        sc.value_added = achievement.school_value_added(self)
+        noise = np.hypot(acc.rating_noise, accountability.STUDENT_GROWTH_SD / 20.0)
+        first = sc.value_added + noise * rng.standard_normal(len(sc))
+        self._set_reference(first[sc.sector != CHARTER])
+        sc.rating = first
+        sc.rating_pct = accountability.to_percentile(self, first)
+        if data.sc_rating is not None:
+            known = ~np.isnan(data.sc_rating)
+            sc.rating_pct = np.where(known, np.clip(data.sc_rating, 0.5, 99.5), sc.rating_pct)
+        self.refresh_perceived_quality()
+
+        everyone = np.flatnonzero(self.students.grade >= 0)
+        enrollment.assign(self, everyone, np.zeros(len(everyone), dtype=np.int8))
+        achievement.warm_start(self, rng)
+        self.update_school_counts()
+        if acc.framework == "status":
+            status = sc.mean_achievement + acc.rating_noise * rng.standard_normal(len(sc))
+            self._set_reference(status[(sc.sector != CHARTER) & (sc.enrollment > 0)])
+            sc.rating = status
+            sc.rating_pct = accountability.to_percentile(self, status)
+            self.refresh_perceived_quality()
+        self.rating_history.append(sc.rating_pct.copy())
+        finance.fund_schools(self)
+        district = sc.sector != CHARTER
+        self.reference_resources = float(np.median(sc.resources[district])) if district.any() else 1.0
+        self.year_stats["exits_outside"] = 0   # the starting allocation is not an exit
+
+    def _set_reference(self, ratings: np.ndarray) -> None:
+        ratings = ratings[~np.isnan(ratings)]
+        self.rating_reference = (float(ratings.mean()), float(max(ratings.std(), 1e-3)))
+
+    # -- the year ------------------------------------------------------------------------------------
+    def step(self) -> None:
+        self.year += 1
+        self.year_stats = new_year_stats()
+        self.closed_this_year = []
+        politics.step(self)
+        authorizing.step(self)
+        if self._geo_dirty:
+            self.geo.update(self.schools)
+            self._geo_dirty = False
+        enrollment.step(self)
+        self.update_school_counts()
+        autonomy.update_effective(self)
+        talent.step(self)
+        achievement.step(self)
+        self.update_school_counts()
+        accountability.step(self)
+        finance.step(self)
+        self._collect()
+
+    _geo_dirty = False
+
+    def update_school_counts(self) -> None:
+        st, sc = self.students, self.schools
+        on = (st.grade >= 0) & (st.school >= 0)
+        s = st.school[on]
+        n = np.bincount(s, minlength=len(sc))
+        sc.enrollment = n.astype(np.int32)
+        sc.low_income_enrolled = np.bincount(s, weights=st.low_income[on], minlength=len(sc)).astype(np.int32)
+        total = np.bincount(s, weights=st.achievement[on], minlength=len(sc))
+        sc.mean_achievement = np.where(n > 0, total / np.maximum(n, 1), np.nan)
+
+    def refresh_perceived_quality(self) -> None:
+        """What families and operators can see: the published rating as a z-score. Unrated new schools
+        show their operator's record if it has one, else the district average (no track record)."""
+        sc = self.schools
+        z = ndtri(np.clip(np.nan_to_num(sc.rating_pct, nan=50.0), 0.5, 99.5) / 100.0)
+        unrated = np.isnan(sc.rating_pct)
+        for s in np.flatnonzero(unrated & (sc.operator >= 0)):
+            peers = ~unrated & sc.is_open & (sc.operator == sc.operator[s])
+            z[s] = z[peers].mean() if peers.any() else 0.0
+        self.perceived_z = z
+
+    # -- actions the mechanisms share ---------------------------------------------------------------
+    def log(self, kind: str, school: int | None, cause: str, operator: int | None = None) -> None:
+        if operator is None and school is not None and school >= 0:
+            operator = int(self.schools.operator[school])
+        op = int(operator) if operator is not None and operator >= 0 else -1
+        self.events.append((
+            self.year, kind, -1 if school is None else int(school),
+            self.schools.name[school] if school is not None and school >= 0 else "",
+            op, self.operators.name[op] if op >= 0 else "", cause))
+        if kind in ("renewal", "non_renewal"):
+            self.year_stats[kind + "s"] += 1
+
+    def close_school(self, s: int, kind: str, why: str) -> bool:
+        """Close school `s`; its students choose again next year. Refuses to close the last school of
+        a grade band (the district must serve every grade)."""
+        sc = self.schools
+        same_band = sc.is_open & (sc.band == sc.band[s]) & (sc.sector != CHARTER)
+        if same_band.sum() <= 1:
+            return False
+        sc.is_open[s] = False
+        st = self.students
+        st.displaced[(st.school == s) & (st.grade >= 0)] = True
+        self.pending = [p for p in self.pending if p["school"] != s]
+        self.closed_this_year.append(s)
+        self.year_stats["closures"] += 1
+        self._geo_dirty = True
+        self.log(kind, s, why)
+        return True
+
+    def restart_school(self, s: int, why: str) -> None:
+        """A fresh start: a new principal and a new school model; an autonomous school starts its
+        implementation curve again."""
+        sc, rng = self.schools, self.rng["accountability"]
+        talent.new_leaders(self, np.array([s]))
+        sd = max(self.scenario.district.initial_quality_sd, 0.02)
+        sc.base_quality[s] = 0.5 * sc.base_quality[s] + 0.5 * sd * rng.standard_normal()
+        sc.years_below[s] = 0
+        sc.status_year[s] = self.year
+        if sc.autonomous[s]:
+            sc.autonomy_year[s] = self.year
+        self.year_stats["restarts"] += 1
+        self.log("restart", s, why)
+
+    def replace_operator(self, s: int, why: str, event: str = "operator_replaced") -> bool:
+        sc = self.schools
+        new = authorizing.pick_operator(self, exclude=int(sc.operator[s]))
+        if new < 0:
+            return False
+        old = int(sc.operator[s])
+        sc.operator[s] = new
+        q = self.operators.quality[new]
+        sc.base_quality[s] += authorizing.OPERATOR_TAKEOVER * (q - sc.base_quality[s])
+        talent.new_leaders(self, np.array([s]))
+        sc.autonomy_year[s] = sc.contract_year[s] = sc.status_year[s] = self.year
+        sc.years_below[s] = 0
+        if event == "non_renewal":
+            self.year_stats["non_renewals"] += 1
+        old_name = self.operators.name[old] if old >= 0 else "none"
+        self.events.append((self.year, event, s, sc.name[s], new, self.operators.name[new],
+                            f"{why}; {old_name} replaced by {self.operators.name[new]}"))
+        return True
+
+    def revert_to_traditional(self, s: int, kind: str, why: str) -> None:
+        sc = self.schools
+        self.log(kind, s, why + "; school returns to traditional district status")
+        sc.sector[s] = TRADITIONAL
+        sc.operator[s] = -1
+        sc.granted[s] = 0.0
+        sc.rollback[s] = 0.0
+        sc.effective[s] = 0.0
+        sc.autonomy_year[s] = sc.contract_year[s] = -1
+        sc.status_year[s] = self.year
+
+    def open_school(self, band: int, xy: np.ndarray) -> int:
+        sc, rng = self.schools, self.rng["authorizing"]
+        same = sc.is_open & (sc.band == band) & (sc.sector != CHARTER)
+        cap = int(np.median(sc.capacity[same])) if same.any() else 300
+        s = int(sc.append(1, x=xy[0], y=xy[1], band=band, capacity=max(60, int(0.8 * cap)), sector=TRADITIONAL,
+                          is_open=True, opened_year=self.year, base_quality=0.0,
+                          leader_quality=rng.standard_normal(), teacher_share=self.talent_pool_share,
+                          need=autonomy.draw_needs(rng, 1)[0], resources=self.reference_resources,
+                          status_year=self.year)[0])
+        sc.name[s] = f"New school {s + 1}"
+        self.perceived_z = np.append(self.perceived_z, 0.0)
+        self.teacher_exposure = np.append(self.teacher_exposure, self.talent_pool_share)
+        self.school_agents.append(School(self, s))
+        self.year_stats["openings"] += 1
+        self._geo_dirty = True
+        return s
+
+    # -- outputs -------------------------------------------------------------------------------------
+    def _collect(self) -> None:
+        self.metrics = collect(self)
+        self.last_metrics = politics_signals(self, self.metrics, self._previous)
+        self._previous = self.metrics
+        self.datacollector.collect(self)
+        self.panel.append(school_panel(self))
+
+    def yearly_frame(self) -> pd.DataFrame:
+        return self.datacollector.get_model_vars_dataframe().reset_index(drop=True)
+
+    def schools_frame(self) -> pd.DataFrame:
+        return pd.concat([pd.DataFrame(p) for p in self.panel], ignore_index=True)
+
+    def events_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.events, columns=["year", "event", "school_id", "school", "operator_id",
+                                                  "operator", "cause"])
+
+    def release(self) -> None:
+        """Drop Mesa 3.3's class-level registry entry for this model (`Agent._ids`), which otherwise
+        keeps every model ever created alive: a leak when many runs share a process."""
+        mesa.Agent._ids.pop(self, None)
