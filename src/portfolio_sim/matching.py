@@ -111,14 +111,21 @@ def _validate(choices, scores, capacity) -> tuple[np.ndarray, np.ndarray, np.nda
             )
     if choices.dtype not in (np.int32, np.int64):
         choices = choices.astype(np.int64)  # values are in range now, so this cannot wrap
+    n, k = choices.shape
     valid = choices >= 0
-    if choices.shape[1] > 1:
-        gap = valid[:, 1:] & ~valid[:, :-1]
+    if valid.all():  # the common case: full lists
+        lengths = np.full(n, k, np.int64)
+    else:
+        lengths = np.count_nonzero(valid, axis=1).astype(np.int64)
+        gap = valid != (np.arange(k) < lengths[:, None])
         if gap.any():
             i = int(np.flatnonzero(gap.any(axis=1))[0])
             raise ValueError(f"student {i}: -1 (no choice) must only appear after the last real choice")
+    if k > 1:
         srt = np.sort(choices, axis=1)  # -1 padding sorts first and is excluded below
-        dup = (srt[:, 1:] == srt[:, :-1]) & (srt[:, 1:] >= 0)
+        dup = srt[:, 1:] == srt[:, :-1]
+        if not valid.all():
+            dup &= srt[:, 1:] >= 0
         if dup.any():
             i = int(np.flatnonzero(dup.any(axis=1))[0])
             raise ValueError(f"student {i} lists the same school more than once")
@@ -126,7 +133,6 @@ def _validate(choices, scores, capacity) -> tuple[np.ndarray, np.ndarray, np.nda
     if nan.any() and (nan & valid).any():
         i = int(np.flatnonzero((nan & valid).any(axis=1))[0])
         raise ValueError(f"student {i} has a NaN score for a listed school")
-    lengths = valid.sum(axis=1, dtype=np.int64)
     return choices, scores, capacity, lengths
 
 
@@ -145,99 +151,108 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
-def _school_order(school: np.ndarray, scores: np.ndarray, n_schools: int) -> np.ndarray:
-    """Order of the entries by (school, score descending, entry number ascending).
+def _school_order(school: np.ndarray, scores: np.ndarray, n_schools: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sort the entries by (school, score descending, entry number ascending).
 
     ``school`` and ``scores`` list the valid entries in row-major order, so entry number order is
-    student index order: ties go to the lower student index. Returns the entry numbers in that order.
+    student index order and exact ties go to the lower student index. Returns the entry numbers
+    in that order and the end of each school's block in it.
     """
     n_entries = school.size
     ebits = max(1, (n_entries - 1).bit_length())
     sbits = (n_schools - 1).bit_length()
-    dbits = 64 - sbits - ebits  # bits of the score that fit into the packed sort key
+    dbits = 64 - sbits - ebits  # bits left in the packed key for the score
     if dbits < 0:
         raise ValueError(f"instance too large: {n_entries} entries at {n_schools} schools")
 
-    # Integer image of the score, ordered from best to worst: IEEE doubles order like sign-magnitude
-    # integers, so flip the magnitude bits of negatives; then invert for descending order.
-    # Adding 0.0 turns -0.0 into +0.0 so the two zeros tie, as they do as floats.
-    key = scores + 0.0
-    key = key.view(np.int64)
-    key ^= (key >> 63) & np.int64(0x7FFF_FFFF_FFFF_FFFF)
+    # An integer image of the score, best first: IEEE doubles order like sign-magnitude integers,
+    # so flip the magnitude bits of negatives, then invert everything to make the order descending.
+    # Adding 0.0 turns -0.0 into +0.0 so the two zeros tie, as they do when compared as floats.
+    key = (scores + 0.0).view(np.int64)
+    sign = key >> 63
+    sign &= np.int64(0x7FFF_FFFF_FFFF_FFFF)
+    key ^= sign
     np.invert(key, out=key)
+    del sign
     kmin = int(key.min())
     span = int(key.max()) - kmin
-    # Shift to 0..span as uint64 (wrap-around subtraction is exact because span < 2**64).
-    exact = key.view(np.uint64)
-    exact -= np.uint64(kmin % (1 << 64))
 
-    packed = np.arange(n_entries, dtype=np.uint64)
+    # Pack (school | top dbits of the score key | entry number) into one uint64 and sort the
+    # values: much faster than an argsort or a lexsort, and the entry number rides along.
+    packed = key.view(np.uint64)
+    packed -= np.uint64(kmin % (1 << 64))  # now 0..span; wrap-around makes this exact
     if dbits > 0:
-        packed |= (exact >> np.uint64(max(0, span.bit_length() - dbits))) << np.uint64(ebits)
+        packed >>= np.uint64(max(0, span.bit_length() - dbits))
+        packed <<= np.uint64(ebits)
+    else:
+        packed[:] = 0
+    packed |= np.arange(n_entries, dtype=np.uint64)
+    school_shift = np.uint64(ebits + dbits)
     if sbits > 0:
-        packed |= school.astype(np.uint64) << np.uint64(ebits + dbits)
-    packed.sort()  # plain value sort of uint64 is much faster than an argsort
-    order = (packed & np.uint64((1 << ebits) - 1)).astype(np.int64)
+        high = school.astype(np.uint64)
+        high <<= school_shift
+        packed |= high
+        del high
+    packed.sort()
+    block_end = np.empty(n_schools, np.int64)
+    block_end[:-1] = np.searchsorted(packed, np.arange(1, n_schools, dtype=np.uint64) << school_shift)
+    block_end[-1] = n_entries
 
-    # Entries whose (school, score prefix) collide are ordered by entry number only. That is right
-    # for exact score ties and wrong when the full scores differ: re-sort those runs exactly.
-    prefix = packed >> np.uint64(ebits)
-    del packed
-    pair = np.flatnonzero(prefix[1:] == prefix[:-1])  # pair j = positions (j, j + 1)
-    del prefix
+    # Entries whose packed keys agree above the entry number are ordered by entry number only:
+    # right for exact score ties, wrong if the scores differ below the kept bits. Re-sort those
+    # runs exactly (rare: it needs two scores at one school closer than the kept precision).
+    high = packed >> np.uint64(ebits)
+    pair = np.flatnonzero(high[1:] == high[:-1])  # pair j = positions (j, j + 1)
+    del high
+    packed &= np.uint64((1 << ebits) - 1)
+    order = packed.view(np.int64)
     if pair.size:
-        bad = exact[order[pair]] != exact[order[pair + 1]]
+        bad = scores[order[pair]] != scores[order[pair + 1]]
         if bad.any():
-            # Split the colliding pairs into maximal runs of consecutive positions.
-            run = np.cumsum(np.r_[True, pair[1:] != pair[:-1] + 1])
-            bad_run = np.zeros(run[-1] + 1, bool)
-            bad_run[run[bad]] = True
-            keep = bad_run[run]
-            starts = pair[keep & np.r_[True, run[1:] != run[:-1]]]
-            stops = pair[keep & np.r_[run[1:] != run[:-1], True]] + 2
-            pos = _ranges(starts, stops - starts)
-            run_of_pos = np.repeat(np.arange(starts.size), stops - starts)
+            # Group the colliding pairs into maximal runs of consecutive positions, keep bad runs.
+            new_run = np.ones(pair.size, bool)
+            new_run[1:] = pair[1:] != pair[:-1] + 1
+            run = np.cumsum(new_run) - 1
+            is_bad = np.zeros(run[-1] + 1, bool)
+            is_bad[run[bad]] = True
+            last = np.ones(pair.size, bool)
+            last[:-1] = new_run[1:]
+            starts = pair[new_run & is_bad[run]]
+            lengths = pair[last & is_bad[run]] + 2 - starts
+            pos = _ranges(starts, lengths)
             sub = order[pos]
-            order[pos] = sub[np.lexsort((sub, exact[sub], run_of_pos))]
-    return order
+            order[pos] = sub[np.lexsort((sub, -scores[sub], np.repeat(np.arange(starts.size), lengths)))]
+    return order, block_end
 
 
 def _evict(flags, cut, floor, excess, held):
     """Evict the ``excess`` worst held students at each overfull school (vectorised over schools).
 
     A school holds the flagged positions in ``[floor, cut)``, ``held`` of them (> ``excess`` > 0).
-    Walk backwards from ``cut`` in windows until the (excess+1)-th flagged position, the worst
-    student who stays, is found. Returns (positions of the evicted entries, new cut = one past the
-    worst student kept).
+    Its worst kept student is the (excess+1)-th flagged position counting back from ``cut``, and
+    the ``excess`` flagged positions after it are evicted. Returns (positions of the evicted
+    entries, new cut = one past the worst kept student).
     """
     need = excess + 1
-    # Window long enough for `need` flags at the school's average density, with slack.
-    width = 2 * need * (cut - floor) // held + 64
-    new_cut = np.empty_like(cut)
-    evicted = []
-    todo = np.arange(cut.size)
-    hi = cut.copy()
-    while todo.size:
-        lo = np.maximum(hi - width, floor)
-        span = hi - lo
+    # Scan a window below the cut sized for `need` flags at the school's average flag density,
+    # with slack; in the rare case that is not enough, widen those windows and scan again.
+    lo = np.maximum(cut - (2 * need * (cut - floor) // held + 64), floor)
+    while True:
+        span = cut - lo
         idx = _ranges(lo, span)
         hit = flags[idx]
-        flagged = idx[hit]  # flagged positions, ascending within each school's window
-        csum = np.r_[0, np.cumsum(hit)]  # csum[x] = flags among the first x window positions
+        csum = np.zeros(hit.size + 1, np.int64)  # csum[x] = flags among the first x scanned positions
+        np.cumsum(hit, out=csum[1:])
         ends = np.cumsum(span)
-        f_start, f_end = csum[ends - span], csum[ends]  # this school's slice of `flagged`
-        count = f_end - f_start
-        found = count >= need
-        if np.any(~found & (lo == floor)):
-            raise AssertionError("matching invariant broken: school holds fewer students than expected")
-        new_cut[todo[found]] = flagged[f_end[found] - need[found]] + 1
-        # Found: the need-1 flagged positions after the worst kept one go; else the whole window goes.
-        ev_start = np.where(found, f_end - need + 1, f_start)
-        ev_len = np.where(found, need - 1, count)
-        evicted.append(flagged[_ranges(ev_start, ev_len)])
-        more = ~found
-        todo, hi, need, width, floor = todo[more], lo[more], (need - count)[more], 2 * width[more], floor[more]
-    return np.concatenate(evicted), new_cut
+        f_end = csum[ends]  # flagged positions up to the end of each school's window
+        short = f_end - csum[ends - span] < need
+        if not short.any():
+            break
+        if np.any(short & (lo == floor)):
+            raise AssertionError("deferred acceptance invariant broken: a school holds too few students")
+        lo = np.where(short, np.maximum(cut - 4 * span, floor), lo)
+    flagged = idx[hit]  # ascending within each school's window
+    return flagged[_ranges(f_end - excess, excess)], flagged[f_end - need] + 1
 
 
 def deferred_acceptance(choices: np.ndarray, scores: np.ndarray, capacity: np.ndarray) -> Matching:
@@ -252,8 +267,9 @@ def deferred_acceptance(choices: np.ndarray, scores: np.ndarray, capacity: np.nd
     if n_entries == 0:
         return _empty_matching(n)
 
-    # Valid entries in row-major order: student i's r-th choice is entry row_start[i] + r.
-    row_start = np.cumsum(lengths) - lengths
+    # Valid entries in row-major order: student i's choices are entries row_start[i]..row_end[i]-1.
+    row_end = np.cumsum(lengths)
+    row_start = row_end - lengths
     if n_entries == n * k:
         entry_school = choices.ravel()
         entry_scores = scores.ravel()
@@ -263,42 +279,49 @@ def deferred_acceptance(choices: np.ndarray, scores: np.ndarray, capacity: np.nd
         entry_school = choices.ravel()[valid]
         entry_scores = scores.ravel()[valid]
         entry_student = valid // k
+        del valid
 
-    # pos_entry: entries in (school, priority) order; entry_pos: its inverse permutation.
-    pos_entry = _school_order(entry_school, entry_scores, n_schools)
+    # pos_entry lists the entries school by school, best priority first; entry_pos inverts it.
+    pos_entry, block_end = _school_order(entry_school, entry_scores, n_schools)
     pos_dtype = np.int32 if n_entries < 2**31 else np.int64
     entry_pos = np.empty(n_entries, pos_dtype)
     entry_pos[pos_entry] = np.arange(n_entries, dtype=pos_dtype)
-    block_size = np.bincount(entry_school, minlength=n_schools)
-    block_end = np.cumsum(block_size)
-    block_start = block_end - block_size
+    block_start = np.empty_like(block_end)
+    block_start[0] = 0
+    block_start[1:] = block_end[:-1]
 
     # School s holds the flagged positions in [block_start[s], cut[s]); a school that is not full
     # accepts anyone (cut = block end), a school without seats accepts no one (cut = block start).
     flags = np.zeros(n_entries, bool)
     cut = np.where(capacity > 0, block_end, block_start)
     held = np.zeros(n_schools, np.int64)
-    nxt = np.zeros(n, np.int64)  # index of the choice the student is proposing to / held at
+    cur = row_start.copy()  # each student's current entry: the choice proposed to / held at
     active = np.flatnonzero(lengths > 0)
 
     while active.size:
-        entry = row_start[active] + nxt[active]
+        entry = cur[active]
         pos = entry_pos[entry]
         out = pos >= cut[entry_school[entry]]
         if out.any():
             # A proposal at or beyond a full school's cut is rejected on the spot, and cuts only
-            # move up, so move such students straight to their next choice that is still within
-            # reach, or past the end of their list, rather than spending a round per rejection.
-            stud = active[out]
-            col = nxt[stud, None] + np.arange(1, k + 1)  # the last column is always off the list
-            listed = col < lengths[stud, None]
-            ahead = row_start[stud, None] + np.where(listed, col, 0)
-            stop = ~listed | (entry_pos[ahead] < cut[entry_school[ahead]])
-            nxt[stud] += stop.argmax(axis=1) + 1
-            active = active[nxt[active] < lengths[active]]  # the others stay unassigned
-            entry = row_start[active] + nxt[active]
+            # move up, so move such students straight on to their next choice still within reach
+            # (or off the end of their list): no round is spent per rejection. Look a few
+            # choices ahead at a time (more when few students need it), further if not enough.
+            todo = active[out]
+            look = np.arange(1, min(k, max(2, 2**16 // todo.size)) + 1)[:, None]
+            while todo.size:
+                ahead = cur[todo] + look  # (look, todo): long inner loops are faster in numpy
+                listed = ahead < row_end[todo]
+                np.minimum(ahead, n_entries - 1, out=ahead)  # keep unlisted lookups in bounds
+                stop = ~listed | (entry_pos[ahead] < cut[entry_school[ahead]])
+                found = stop.any(axis=0)
+                cur[todo] += np.where(found, stop.argmax(axis=0) + 1, look.size)
+                todo = todo[~found]
+                look = np.arange(1, 2 * look.size + 1)[:, None]
+            active = active[cur[active] < row_end[active]]  # the others stay unassigned
+            entry = cur[active]
             pos = entry_pos[entry]
-        # Everyone left is inside their school's cut: the school takes them in for now.
+        # Everyone left proposes inside their school's cut: the school takes them in for now.
         flags[pos] = True
         held += np.bincount(entry_school[entry], minlength=n_schools)
         over = np.flatnonzero(held > capacity)
@@ -308,13 +331,13 @@ def deferred_acceptance(choices: np.ndarray, scores: np.ndarray, capacity: np.nd
         held[over] = capacity[over]
         gone_entry = pos_entry[gone]
         active = gone_entry // k if entry_student is None else entry_student[gone_entry]
-        nxt[active] += 1  # an evicted student moves on to their next choice
-        active = active[nxt[active] < lengths[active]]
+        cur[active] += 1  # an evicted student moves on to their next choice
+        active = active[cur[active] < row_end[active]]
 
-    assigned = np.flatnonzero(nxt < lengths)
+    assigned = np.flatnonzero(cur < row_end)
     result = _empty_matching(n)
-    result.school[assigned] = choices[assigned, nxt[assigned]]
-    result.rank[assigned] = nxt[assigned]
+    result.school[assigned] = entry_school[cur[assigned]]
+    result.rank[assigned] = cur[assigned] - row_start[assigned]
     return result
 
 

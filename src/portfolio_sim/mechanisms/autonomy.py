@@ -105,7 +105,7 @@ def effect(model: PortfolioModel) -> np.ndarray:
     """Value-added from autonomy this year (SD/yr), with dip and maturation."""
     sc, a, imp = model.schools, model.scenario.autonomy, model.scenario.implementation
     usefulness = (sc.need * sc.effective).sum(1) * sc.alignment
-    multiplier = (1.0 + a.budget_multiplier * sc.effective[:, BUDGET]) / (1.0 + a.budget_multiplier)
+    multiplier = 1.0 + a.budget_multiplier * sc.effective[:, BUDGET]
     years = np.where(sc.autonomy_year >= 0, model.year - sc.autonomy_year, 0).astype(float)
     maturity = 1.0 - np.exp(-(years + 1.0) / a.maturation_years)
     readiness = min(1.0, imp.planning_months / FULL_READINESS_MONTHS)

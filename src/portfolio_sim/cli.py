@@ -1,0 +1,343 @@
+"""Command line: `portfolio-sim run | validate | scenarios | schema`.
+
+Exit codes: 0 success; 2 bad input (scenario errors, bad arguments, an unusable --out directory), with
+the message on stderr after `error: ` and no traceback; 1 an unexpected failure (set
+PORTFOLIO_SIM_DEBUG=1 for the traceback); 130 interrupted. Nothing user-supplied is eval'd: scenario
+files are TOML and `--set` values are TOML literals (see :func:`portfolio_sim.scenario.parse_override`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from portfolio_sim.errors import ScenarioError
+
+DEBUG_ENV = "PORTFOLIO_SIM_DEBUG"
+
+OUTPUT_FILES = ("yearly.csv", "summary.csv", "schools.csv", "events.csv", "scenario.toml", "report.html")
+
+# (metric, label, kind, format). kind "level": the value in that year; "cumulative": the per-seed total
+# from year 0 up to that year.
+KEY_METRICS: list[tuple[str, str, str, str]] = [
+    ("mean_achievement", "Mean achievement (SD)", "level", "sd"),
+    ("achievement_gap", "Achievement gap (SD)", "level", "sd"),
+    ("share_below_bar", "Share in schools below bar", "level", "pct"),
+    ("enrollment_autonomous", "Enrollment, autonomous", "level", "count"),
+    ("enrollment_outside", "Enrollment, outside", "level", "count"),
+    ("schools_open", "District schools open", "level", "count"),
+    ("closures", "Closures (cumulative)", "cumulative", "count"),
+    ("political_support", "Political support (0-1)", "level", "frac"),
+    ("reversals", "Reversals (cumulative)", "cumulative", "count"),
+    ("segregation_index", "Segregation index (0-1)", "level", "frac"),
+]
+
+
+class CliError(ScenarioError):
+    """Bad command-line input that is not about the scenario itself (e.g. an unusable --out)."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Argument parsing
+# ------------------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="portfolio-sim",
+        description="Agent-based simulation of school districts that grow autonomous district schools.",
+        epilog=f"Exit codes: 0 ok, 2 bad input, 1 internal error ({DEBUG_ENV}=1 shows the traceback).")
+    try:
+        from importlib.metadata import version
+        ver = version("portfolio_sim")
+    except Exception:  # not installed (PYTHONPATH=src)
+        ver = "unknown"
+    parser.add_argument("--version", action="version", version=f"%(prog)s {ver}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add_set(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                       help="override one lever, e.g. --set accountability.closure_percentile=10 "
+                            "(repeatable; VALUE is a TOML literal, bare words are text)")
+
+    run = sub.add_parser("run", help="run a scenario and write CSVs and an HTML report",
+                         description="Run a scenario over several seeds; write yearly.csv, summary.csv, "
+                                     "schools.csv, events.csv, scenario.toml and report.html.")
+    run.add_argument("scenario", metavar="SCENARIO", help="a scenario file path or a preset name")
+    run.add_argument("--years", type=int, metavar="N", help="simulated years (sets run.years)")
+    run.add_argument("--seeds", type=int, metavar="K", help="replicate seeds (sets run.seeds)")
+    run.add_argument("--seed", type=int, metavar="S", help="root seed (sets run.seed)")
+    add_set(run)
+    run.add_argument("--out", metavar="DIR", help="output directory (default: runs/<scenario name>)")
+    run.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary table")
+
+    val = sub.add_parser("validate", help="check a scenario file without running it")
+    val.add_argument("scenario", metavar="SCENARIO", help="a scenario file path or a preset name")
+    add_set(val)
+
+    sub.add_parser("scenarios", help="list the preset scenarios")
+
+    schema = sub.add_parser("schema", help="print the lever reference (docs/SCENARIO.md)")
+    schema.add_argument("--markdown", action="store_true", help="Markdown output (the default)")
+    return parser
+
+
+# ------------------------------------------------------------------------------------------------
+# Helpers
+# ------------------------------------------------------------------------------------------------
+
+def _dash() -> str:
+    enc = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "")
+    return "\u2013" if enc.startswith("utf") else "-"
+
+
+def _fmt(value: float, kind: str) -> str:
+    if value != value:  # NaN
+        return "n/a"
+    if kind == "pct":
+        return f"{value:.1%}"
+    if kind == "count":
+        return f"{value:,.1f}" if abs(value) < 10 and abs(value - round(value)) > 1e-9 else f"{value:,.0f}"
+    if kind == "sd":
+        return f"{value:+.3f}"
+    return f"{value:.3f}"
+
+
+def key_metric_rows(yearly: pd.DataFrame) -> tuple[int, int, list[tuple[str, str, str]]]:
+    """(first year, last year, [(label, first, last)]) with 'median [p10-p90]' across seeds."""
+    first, last = int(yearly["year"].min()), int(yearly["year"].max())
+    dash = _dash()
+    rows = []
+    for metric, label, kind, fmt in KEY_METRICS:
+        if metric not in yearly:
+            continue
+        cells = []
+        for year in (first, last):
+            if kind == "cumulative":
+                values = yearly[yearly["year"] <= year].groupby("seed")[metric].sum()
+            else:
+                values = yearly.loc[yearly["year"] == year, metric]
+            values = values.astype(float)
+            q = values.quantile([0.1, 0.5, 0.9]).tolist() if len(values) else [float("nan")] * 3
+            if len(values) > 1:
+                cells.append(f"{_fmt(q[1], fmt)} [{_fmt(q[0], fmt)}{dash}{_fmt(q[2], fmt)}]")
+            else:
+                cells.append(_fmt(q[1], fmt))
+        rows.append((label, cells[0], cells[1]))
+    return first, last, rows
+
+
+def _safe_dirname(name: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
+    return cleaned or "unnamed"
+
+
+def prepare_out_dir(out: str | None, scenario_name: str) -> Path:
+    path = Path(out) if out else Path("runs") / _safe_dirname(scenario_name)
+    if path.exists() and not path.is_dir():
+        raise CliError(f"--out {path}: exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"--out {path}: cannot create the directory ({exc.strerror or exc})") from None
+    if not os.access(path, os.W_OK):
+        raise CliError(f"--out {path}: the directory is not writable")
+    return path
+
+
+def _with_seed(frames: list[tuple[int, pd.DataFrame]]) -> pd.DataFrame:
+    out = []
+    for seed, f in frames:
+        f = f.copy()
+        f.insert(0, "seed", seed)
+        out.append(f)
+    nonempty = [f for f in out if not f.empty]
+    if nonempty:
+        return pd.concat(nonempty, ignore_index=True)
+    return out[0] if out else pd.DataFrame()  # no rows, but keep the columns
+
+
+# ------------------------------------------------------------------------------------------------
+# Commands
+# ------------------------------------------------------------------------------------------------
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+    from rich.table import Table
+    from rich.text import Text
+
+    from portfolio_sim.kernel import derive_seeds, single_run, summarize, yearly_table
+    from portfolio_sim.report import write_report
+    from portfolio_sim.scenario import load_scenario
+
+    overrides = list(args.overrides)
+    for flag, key in (("years", "run.years"), ("seeds", "run.seeds"), ("seed", "run.seed")):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    scenario = load_scenario(args.scenario, overrides)
+    out = prepare_out_dir(args.out, scenario.name)
+
+    seeds = derive_seeds(scenario.run.seed, scenario.run.seeds)
+    years = scenario.run.years
+    err = Console(stderr=True)
+    show_progress = not args.quiet and sys.stderr.isatty()
+    results = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("seed-years"), TimeElapsedColumn(), TimeRemainingColumn(),
+                  console=err, disable=not show_progress, transient=False) as progress:
+        task = progress.add_task(f"{escape(scenario.name)}", total=len(seeds) * years)
+        for i, seed in enumerate(seeds, 1):
+            progress.update(task, description=f"{escape(scenario.name)} seed {i}/{len(seeds)}")
+            results.append(single_run(scenario, seed, on_year=lambda _y: progress.advance(task)))
+
+    yearly = yearly_table(results)
+    summary = summarize(yearly)
+    schools = _with_seed([(r.seed, r.schools) for r in results])
+    events = _with_seed([(r.seed, r.events) for r in results])
+
+    target = out
+    try:
+        target = out / "yearly.csv"
+        yearly.to_csv(target, index=False)
+        target = out / "summary.csv"
+        summary.to_csv(target, index=False)
+        target = out / "schools.csv"
+        schools.to_csv(target, index=False)
+        target = out / "events.csv"
+        events.to_csv(target, index=False)
+        target = out / "scenario.toml"
+        target.write_text(scenario.to_toml(), encoding="utf-8")
+        target = out / "report.html"
+        write_report(target, yearly, summary, events, scenario)
+    except OSError as exc:
+        raise CliError(f"cannot write {target}: {exc.strerror or exc}") from None
+
+    # Not a terminal (pipe, file): use a width the table fits in rather than rich's default 80.
+    console = Console() if sys.stdout.isatty() else Console(width=110)
+    if not args.quiet:
+        first, last, rows = key_metric_rows(yearly)
+        start = scenario.run.start_year
+        table = Table(title=Text(f"{scenario.name}: median [p10{_dash()}p90] across {len(seeds)} seed(s)"),
+                      title_justify="left")
+        table.add_column("metric", no_wrap=True)
+        table.add_column(f"{start + first} (year {first})", justify="right", no_wrap=True)
+        table.add_column(f"{start + last} (year {last})", justify="right", no_wrap=True)
+        for label, a, b in rows:
+            table.add_row(Text(label), Text(a), Text(b))
+        console.print(table)
+        console.print(f"Wrote {', '.join(OUTPUT_FILES)} to {escape(str(out))}/", highlight=False,
+                      soft_wrap=True)
+        console.print(f"Report: {escape(str(out / 'report.html'))}", highlight=False, soft_wrap=True)
+    else:
+        print(f"wrote {out}")
+    return 0
+
+
+def key_levers(scenario) -> str:  # noqa: ANN001 - a Scenario
+    d, e, g, a, c, r = (scenario.district, scenario.eligibility, scenario.governance, scenario.accountability,
+                        scenario.choice, scenario.run)
+    autonomy = "/".join(f"{v:g}" for v in scenario.granted_autonomy().values())
+    parts = [f"{d.students:,} students, {d.schools} schools"]
+    if e.schools == "none":
+        parts.append("no autonomy policy")
+    else:
+        parts.append(f"eligible {e.schools} ({e.conversions_per_year} conversions/yr, "
+                     f"{e.new_schools_per_year} new/yr), {g.category} by {g.legal_basis}, "
+                     f"autonomy staffing/academic/budget/operations {autonomy}")
+    if a.closure_percentile > 0:
+        parts.append(f"{a.intervention} below p{a.closure_percentile:g} for {a.consecutive_years}y "
+                     f"({a.applies_to})")
+    else:
+        parts.append("no interventions")
+    parts.append(f"choice {c.policy}")
+    parts.append(f"{r.years} years x {r.seeds} seed(s), root seed {r.seed}")
+    return "; ".join(parts)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from portfolio_sim.scenario import load_scenario, resolve_scenario_path
+
+    path = resolve_scenario_path(args.scenario)
+    scenario = load_scenario(args.scenario, list(args.overrides))
+    print(f"OK: {scenario.name} ({path})")
+    print(f"  {key_levers(scenario)}")
+    return 0
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from portfolio_sim.scenario import list_presets, presets_dir
+
+    presets = list_presets()
+    console = Console()
+    if not presets:
+        console.print(Text(f"No preset scenarios in {presets_dir()}"))
+        return 0
+    table = Table(title="Preset scenarios (portfolio-sim run NAME)", title_justify="left")
+    table.add_column("name", no_wrap=True)
+    table.add_column("description")
+    for name, desc in presets:
+        table.add_row(Text(name), Text(desc))
+    console.print(table)
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from portfolio_sim.scenario import schema_markdown
+
+    text = schema_markdown()
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "scenarios": cmd_scenarios, "schema": cmd_schema}
+
+
+# ------------------------------------------------------------------------------------------------
+# Entry point
+# ------------------------------------------------------------------------------------------------
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help/--version (0) or a usage error (2, message printed)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    try:
+        return COMMANDS[args.command](args)
+    except ScenarioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `portfolio-sim schema | head`
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+        except OSError:
+            pass
+        return 0
+    except Exception as exc:
+        print(f"internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if os.environ.get(DEBUG_ENV):
+            traceback.print_exc()
+        else:
+            print(f"(re-run with {DEBUG_ENV}=1 to see the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
