@@ -202,7 +202,6 @@ class Board(mesa.Agent):
         self.reversed_this_term = False
 
     def elect(self, stance: str, year: int) -> None:
-        if stance != self.stance:
-            self.reversed_this_term = False
+        self.reversed_this_term = False
         self.stance = stance
         self.term_start = year

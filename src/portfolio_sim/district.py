@@ -146,6 +146,15 @@ def student_slots(rng: np.random.Generator, n_students: int, n_households: int, 
     return household, grade
 
 
+MIN_HEADROOM = 0.25
+
+
+def slot_headroom(cohort_change: float, years: int) -> float:
+    """Spare student slots for growing cohorts. At least MIN_HEADROOM, so that run length and modest
+    growth do not change the generated district (common random numbers across scenarios)."""
+    return max(MIN_HEADROOM, (1.0 + cohort_change) ** years - 1.0 + 0.02)
+
+
 def generate_district(spec: District, rng: np.random.Generator, years: int) -> DistrictData:
     """A synthetic district sized by the scenario's `[district]` group."""
     grid = max(1, round(math.sqrt(spec.neighbourhoods)))
@@ -154,7 +163,7 @@ def generate_district(spec: District, rng: np.random.Generator, years: int) -> D
     nb_low = neighbourhood_income(rng, grid, spec.low_income_share, spec.income_segregation)
     nb_pop = rng.uniform(0.6, 1.4, n_nb)
 
-    headroom = max(0.0, (1.0 + spec.cohort_change) ** years - 1.0) + 0.02
+    headroom = slot_headroom(spec.cohort_change, years)
     n_households = max(1, int(round(spec.students * (1 + headroom) / spec.students_per_household)))
     hh_nb, hh_xy, hh_low = place_households(rng, n_households, nb_pop, nb_low, grid)
     st_household, st_grade = student_slots(rng, spec.students, n_households, headroom)

@@ -58,6 +58,7 @@ from portfolio_sim.district import (
     GRADES,
     DistrictData,
     neighbourhood_income,
+    slot_headroom,
 )
 from portfolio_sim.errors import ScenarioError
 from portfolio_sim.scenario import District
@@ -699,7 +700,7 @@ def load_district_csv(spec: District, rng: np.random.Generator, years: int) -> D
         def place(nb: np.ndarray) -> np.ndarray:
             return nb_xy[nb] + (rng.random((len(nb), 2)) - 0.5) * cell
 
-    headroom = max(0.0, (1.0 + spec.cohort_change) ** years - 1.0) + 0.02
+    headroom = slot_headroom(spec.cohort_change, years)
     hh_nb, hh_low, st_household, st_grade = _populate(rng, low, other, headroom, spec.students_per_household)
     hh_xy = np.clip(place(hh_nb), 0.0, 1.0)
 

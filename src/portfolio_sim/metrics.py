@@ -64,7 +64,9 @@ def collect(model: PortfolioModel) -> dict[str, float]:
     auto_open = sc.is_open & sc.autonomous
 
     bar = scn.accountability.closure_percentile
-    below_school = district_open & (np.nan_to_num(sc.rating_pct, nan=100.0) < bar)
+    # Schools closed at the end of this year still taught their students this year.
+    taught = (sc.is_open | np.isin(np.arange(len(sc)), model.closed_this_year)) & (sc.sector != CHARTER)
+    below_school = taught & (np.nan_to_num(sc.rating_pct, nan=100.0) < bar)
     m: dict[str, float] = {
         "year": model.year,
         "calendar_year": scn.run.start_year + model.year,
@@ -118,7 +120,13 @@ def politics_signals(model: PortfolioModel, m: dict[str, float], previous: dict[
     auto = rated & sc.autonomous
     trad = rated & (sc.sector == TRADITIONAL)
     before = previous.get("students", m["students"]) or 1
+    st = model.students
+    enrolled = (st.grade >= 0) & (st.school >= 0)
+    school = st.school[enrolled]
+    district = sc.sector[school] != CHARTER
     return {
+        # Families' satisfaction: how good their children's district schools look (Family.satisfaction).
+        "family_satisfaction": float(model.perceived_z[school[district]].mean()) if district.any() else 0.0,
         "autonomous_rating_pct": float(sc.rating_pct[auto].mean()) if auto.any() else None,
         "traditional_rating_pct": float(sc.rating_pct[trad].mean()) if trad.any() else None,
         "closures": m["closures"], "schools_open": m["schools_open"],

@@ -33,7 +33,7 @@ from portfolio_sim.metrics import METRIC_COLUMNS, collect, new_year_stats, polit
 from portfolio_sim.scenario import Scenario
 from portfolio_sim.state import (CHARTER, OUTSIDE, TRADITIONAL, Operators, Students, empty_schools)
 
-STREAMS = ("district", "init", "politics", "authorizing", "enrollment", "talent", "achievement",
+STREAMS = ("district", "init", "operators", "politics", "authorizing", "enrollment", "talent", "achievement",
            "accountability")
 
 
@@ -56,7 +56,7 @@ class PortfolioModel(mesa.Model):
         super().__init__(seed=seed)
         self.scenario = scenario
         self.seed = seed
-        self.rng = rng_streams(seed)
+        self.streams = rng_streams(seed)
         self.year = 0
         self.year_stats = new_year_stats()
         self.events: list[tuple] = []
@@ -70,7 +70,7 @@ class PortfolioModel(mesa.Model):
         self.last_metrics: dict[str, Any] = {}
         self._previous: dict[str, float] = {}
 
-        data = build_district(scenario.district, self.rng["district"], scenario.run.years)
+        data = build_district(scenario.district, self.streams["district"], scenario.run.years)
         self.band_structure = data.band_structure
         self.n_bands = data.n_bands
         self.band_of_grade = band_of_grade(data.band_structure)
@@ -88,6 +88,7 @@ class PortfolioModel(mesa.Model):
         self.datacollector = mesa.DataCollector(
             model_reporters={name: (lambda m, k=name: m.metrics[k]) for name in METRIC_COLUMNS})
         self._collect()
+        self.initial_satisfaction = self.last_metrics["family_satisfaction"]
 
     # -- set-up ------------------------------------------------------------------------------------
     def _init_students(self, data) -> None:
@@ -97,7 +98,7 @@ class PortfolioModel(mesa.Model):
             low_income=np.zeros(n, dtype=bool), baseline=np.zeros(n, dtype=np.float32),
             achievement=np.zeros(n, dtype=np.float32), displaced=np.zeros(n, dtype=bool))
         active = np.flatnonzero(data.st_grade >= 0)
-        achievement.new_students(self, active, self.rng["init"])
+        achievement.new_students(self, active, self.streams["init"])
         self.kindergarten_cohort = int(round((data.st_grade >= 0).sum() / GRADES))
         self.entrants = np.zeros(0, dtype=np.int64)
         self.last_growth = np.zeros(n)
@@ -108,7 +109,7 @@ class PortfolioModel(mesa.Model):
         return np.arange(self._hh_start[household], self._hh_start[household + 1])
 
     def _init_schools(self, data) -> None:
-        rng, scn = self.rng["init"], self.scenario
+        rng, scn = self.streams["init"], self.scenario
         n = len(data.sc_band)
         self.schools = empty_schools()
         self.schools.append(
@@ -123,7 +124,7 @@ class PortfolioModel(mesa.Model):
         self.schools.resources[:] = self.reference_resources
 
     def _init_operators(self) -> None:
-        d, rng = self.scenario.district, self.rng["init"]
+        d, rng = self.scenario.district, self.streams["operators"]
         k = d.operators
         self.operators = Operators(
             quality=d.operator_quality_mean + d.operator_quality_sd * rng.standard_normal(k),
@@ -141,17 +142,15 @@ class PortfolioModel(mesa.Model):
     def _initial_state(self, data) -> None:
         """Year 0: last year's published ratings, everyone's current school, settled achievement."""
         sc, acc = self.schools, self.scenario.accountability
-        rng = self.rng["init"]
+        rng = self.streams["init"]
         sc.value_added = achievement.school_value_added(self)
-        noise = np.hypot(acc.rating_noise, accountability.STUDENT_GROWTH_SD / 20.0)
+        # Last year's measured growth: value-added plus sampling noise of roughly a full school's students.
+        noise = np.hypot(acc.rating_noise, achievement.SIGMA / np.sqrt(np.maximum(sc.capacity, 1)))
         first = sc.value_added + noise * rng.standard_normal(len(sc))
         self._set_reference(first[sc.sector != CHARTER])
         sc.rating = first
         sc.rating_pct = accountability.to_percentile(self, first)
-        if data.sc_rating is not None:
-            known = ~np.isnan(data.sc_rating)
-            sc.rating_pct = np.where(known, np.clip(data.sc_rating, 0.5, 99.5), sc.rating_pct)
-        self.refresh_perceived_quality()
+        self._apply_known_ratings(data)
 
         everyone = np.flatnonzero(self.students.grade >= 0)
         enrollment.assign(self, everyone, np.zeros(len(everyone), dtype=np.int8))
@@ -162,12 +161,20 @@ class PortfolioModel(mesa.Model):
             self._set_reference(status[(sc.sector != CHARTER) & (sc.enrollment > 0)])
             sc.rating = status
             sc.rating_pct = accountability.to_percentile(self, status)
-            self.refresh_perceived_quality()
+            self._apply_known_ratings(data)
         self.rating_history.append(sc.rating_pct.copy())
         finance.fund_schools(self)
         district = sc.sector != CHARTER
         self.reference_resources = float(np.median(sc.resources[district])) if district.any() else 1.0
         self.year_stats["exits_outside"] = 0   # the starting allocation is not an exit
+
+    def _apply_known_ratings(self, data) -> None:
+        """Ratings given in a district CSV are what families saw last year."""
+        sc = self.schools
+        if data.sc_rating is not None:
+            known = ~np.isnan(data.sc_rating)
+            sc.rating_pct = np.where(known, np.clip(data.sc_rating, 0.5, 99.5), sc.rating_pct)
+        self.refresh_perceived_quality()
 
     def _set_reference(self, ratings: np.ndarray) -> None:
         ratings = ratings[~np.isnan(ratings)]
@@ -248,7 +255,7 @@ class PortfolioModel(mesa.Model):
     def restart_school(self, s: int, why: str) -> None:
         """A fresh start: a new principal and a new school model; an autonomous school starts its
         implementation curve again."""
-        sc, rng = self.schools, self.rng["accountability"]
+        sc, rng = self.schools, self.streams["accountability"]
         talent.new_leaders(self, np.array([s]))
         sd = max(self.scenario.district.initial_quality_sd, 0.02)
         sc.base_quality[s] = 0.5 * sc.base_quality[s] + 0.5 * sd * rng.standard_normal()
@@ -289,13 +296,13 @@ class PortfolioModel(mesa.Model):
         sc.autonomy_year[s] = sc.contract_year[s] = -1
         sc.status_year[s] = self.year
 
-    def open_school(self, band: int, xy: np.ndarray) -> int:
-        sc, rng = self.schools, self.rng["authorizing"]
+    def open_school(self, band: int, xy: np.ndarray, leader_quality: float) -> int:
+        sc, rng = self.schools, self.streams["authorizing"]
         same = sc.is_open & (sc.band == band) & (sc.sector != CHARTER)
         cap = int(np.median(sc.capacity[same])) if same.any() else 300
         s = int(sc.append(1, x=xy[0], y=xy[1], band=band, capacity=max(60, int(0.8 * cap)), sector=TRADITIONAL,
                           is_open=True, opened_year=self.year, base_quality=0.0,
-                          leader_quality=rng.standard_normal(), teacher_share=self.talent_pool_share,
+                          leader_quality=leader_quality, teacher_share=self.talent_pool_share,
                           need=autonomy.draw_needs(rng, 1)[0], resources=self.reference_resources,
                           status_year=self.year)[0])
         sc.name[s] = f"New school {s + 1}"

@@ -31,20 +31,18 @@ from portfolio_sim.state import CHARTER, PARTNER_LED, PARTNER_RUN
 if TYPE_CHECKING:
     from portfolio_sim.model import PortfolioModel
 
-STUDENT_GROWTH_SD = 0.5   # student-level SD of measured growth, averaged over a school's students
-
-
 def measure(model: PortfolioModel) -> np.ndarray:
     """This year's measured rating of every open school (NaN for schools too new to rate)."""
     sc, acc = model.schools, model.scenario.accountability
     st = model.students
-    rng = model.rng["accountability"]
+    rng = model.streams["accountability"]
     on = (st.grade >= 0) & (st.school >= 0)
     n = np.maximum(sc.enrollment, 1)
     if acc.framework == "growth":
+        # Mean measured growth already carries the sampling noise of the school's students; the test
+        # itself adds `rating_noise`.
         growth = np.bincount(st.school[on], weights=model.last_growth[on], minlength=len(sc)) / n
-        noise = np.hypot(acc.rating_noise, STUDENT_GROWTH_SD / np.sqrt(n))
-        rating = growth + noise * rng.standard_normal(len(sc))
+        rating = growth + acc.rating_noise * rng.standard_normal(len(sc))
     else:
         # Status: proficiency-like mean achievement, measured with noise.
         rating = sc.mean_achievement + acc.rating_noise * rng.standard_normal(len(sc))

@@ -75,7 +75,7 @@ def step(model: PortfolioModel) -> None:
     """Value-added for every school, then one year of growth for every student."""
     st, sc = model.students, model.schools
     sc.value_added = school_value_added(model)
-    rng = model.rng["achievement"]
+    rng = model.streams["achievement"]
     noise = SIGMA * rng.standard_normal(len(st)).astype(np.float32)
     on = st.grade >= 0
     enrolled = on & (st.school >= 0)

@@ -66,7 +66,7 @@ def running(model: PortfolioModel) -> np.ndarray:
 
 def pick_operator(model: PortfolioModel, exclude: int = -1) -> int:
     """An active operator with spare capacity: the one whose pitch looks best (quality seen with noise)."""
-    ops, rng = model.operators, model.rng["authorizing"]
+    ops, rng = model.operators, model.streams["authorizing"]
     if len(ops) == 0:
         return -1
     spare = ops.active & (running(model) < ops.capacity)
@@ -79,7 +79,7 @@ def pick_operator(model: PortfolioModel, exclude: int = -1) -> int:
 
 
 def update_operators(model: PortfolioModel) -> None:
-    ops, sc, rng, scn = model.operators, model.schools, model.rng["authorizing"], model.scenario
+    ops, sc, rng, scn = model.operators, model.schools, model.streams["authorizing"], model.scenario
     if not scn.has_autonomy_policy:
         return      # operators only work where the district has an autonomy initiative
     hostile = model.board.stance == "skeptical" or model.board.support < HOSTILE_SUPPORT
@@ -108,7 +108,7 @@ def update_operators(model: PortfolioModel) -> None:
 
 def approve(model: PortfolioModel, applicant_z: float) -> bool:
     """Rigor sharpens what the authorizer sees and raises the bar."""
-    rigor, rng = model.scenario.accountability.approval_rigor, model.rng["authorizing"]
+    rigor, rng = model.scenario.accountability.approval_rigor, model.streams["authorizing"]
     signal = applicant_z + (1.2 - rigor) * rng.standard_normal()
     return bool(signal > 1.5 * (rigor - 0.35))
 
@@ -133,7 +133,7 @@ def eligible_schools(model: PortfolioModel) -> np.ndarray:
         ok &= ~np.isnan(sc.rating_pct) & (pct >= el.high_performer_percentile)
         order = np.argsort(-pct, kind="stable")
     elif el.schools == "all":
-        order = model.rng["authorizing"].permutation(len(sc))
+        order = model.streams["authorizing"].permutation(len(sc))
     else:   # new_only, none
         return np.zeros(0, dtype=int)
     return order[ok[order]]
@@ -169,9 +169,12 @@ def open_new_schools(model: PortfolioModel) -> None:
     el, gov = model.scenario.eligibility, model.scenario.governance
     if el.new_schools_per_year == 0 or el.schools == "none":
         return
-    rng = model.rng["authorizing"]
+    rng = model.streams["authorizing"]
     quota = min(el.new_schools_per_year, room_left(model))
-    for _ in range(quota):
+    approved = 0
+    for _ in range(2 * quota):          # up to two applications per seat on offer
+        if approved >= quota:
+            return
         site = new_school_site(model, rng)
         if site is None:
             return
@@ -181,8 +184,9 @@ def open_new_schools(model: PortfolioModel) -> None:
             return
         leader = float(rng.standard_normal())
         if approve(model, applicant_z(model, operator, leader)):
+            approved += 1
             model.pending.append({"kind": "new", "school": -1, "operator": operator, "band": band,
-                                  "xy": xy, "launch": model.year + launch_delay(model)})
+                                  "xy": xy, "leader": leader, "launch": model.year + launch_delay(model)})
             model.log("application_approved", None, "new school approved", operator=operator)
         else:
             model.log("application_denied", None, "new-school plan did not meet the bar", operator=operator)
@@ -210,7 +214,7 @@ def launch_due(model: PortfolioModel) -> None:
     model.pending = [p for p in model.pending if p["launch"] > model.year]
     for item in due:
         if item["kind"] == "new":
-            s = model.open_school(item["band"], item["xy"])
+            s = model.open_school(item["band"], item["xy"], item["leader"])
         else:
             s = item["school"]
             if not model.schools.is_open[s]:
@@ -237,7 +241,9 @@ def make_autonomous(model: PortfolioModel, s: int, operator: int) -> None:
     sc.contract_year[s] = model.year
     sc.status_year[s] = model.year
     sc.years_below[s] = 0
-    sc.startup_left[s] = STARTUP_YEARS if scn.implementation.startup_funding > 0 else 0
+    if scn.implementation.startup_funding > 0:
+        sc.startup_left[s] = STARTUP_YEARS
+        sc.resources[s] += scn.implementation.startup_funding    # the first year's start-up money
     kind = "opening" if sc.opened_year[s] == model.year and model.year > 0 else "conversion"
     model.year_stats["conversions"] += kind == "conversion"
     model.log(kind, s, f"became {category.replace('_', '-')} autonomous", operator=operator)

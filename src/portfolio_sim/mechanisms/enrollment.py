@@ -44,6 +44,8 @@ ENTRY, DISPLACED, SWITCHER = 0, 1, 2
 SWITCHING_COST = 0.5       # a move mid-band must beat the current school by this much utility
 INFO_NOISE_AT_ZERO = 1.5   # SD of perception noise (in rating-z units) when information_quality = 0
 OUTSIDE_BASE = -2.2        # outside option utility at appeal 0: ~10% prefer it to their nearby school
+BETTER_SCHOOL_MARGIN = 20  # a displaced student "lands in a better school" if it is rated this many
+                           # percentile points above the closed one (de la Torre & Gwynne 2009)
 
 
 def step(model: PortfolioModel) -> None:
@@ -53,7 +55,7 @@ def step(model: PortfolioModel) -> None:
 
 
 def age_and_enter(model: PortfolioModel) -> None:
-    st, rng = model.students, model.rng["enrollment"]
+    st, rng = model.students, model.streams["enrollment"]
     active = st.grade >= 0
     st.grade[active] += 1
     graduates = st.grade >= 13
@@ -72,7 +74,7 @@ def age_and_enter(model: PortfolioModel) -> None:
 
 
 def who_chooses(model: PortfolioModel) -> tuple[np.ndarray, np.ndarray]:
-    st, rng, sc = model.students, model.rng["enrollment"], model.schools
+    st, rng, sc = model.students, model.streams["enrollment"], model.schools
     active = st.grade >= 0
     g = np.where(active, st.grade, 0)
     entry = active & model.entry_grade[g]
@@ -95,8 +97,8 @@ def who_chooses(model: PortfolioModel) -> tuple[np.ndarray, np.ndarray]:
     return rows, kinds[rows]
 
 
-def utilities(model: PortfolioModel, rows: np.ndarray, schools: np.ndarray, rng: np.random.Generator,
-              taste: bool = True) -> np.ndarray:
+def utilities(model: PortfolioModel, rows: np.ndarray, schools: np.ndarray, rng: np.random.Generator
+              ) -> np.ndarray:
     """Utility of school `schools[i, j]` to the family of student `rows[i]` (-inf where schools < 0)."""
     ch, sc, st = model.scenario.choice, model.schools, model.students
     valid = schools >= 0
@@ -109,8 +111,7 @@ def utilities(model: PortfolioModel, rows: np.ndarray, schools: np.ndarray, rng:
     noise_sd = INFO_NOISE_AT_ZERO * (1.0 - ch.information_quality)
     seen = model.perceived_z[s] + noise_sd * rng.standard_normal(s.shape)
     u = ch.weight_quality * seen - ch.weight_distance * dist + ch.weight_autonomous * sc.autonomous[s]
-    if taste:
-        u += rng.gumbel(size=s.shape)
+    u += rng.gumbel(size=s.shape)      # idiosyncratic taste
     return np.where(valid, u, -np.inf)
 
 
@@ -167,8 +168,8 @@ def ranked_lists(model: PortfolioModel, rows: np.ndarray, kinds: np.ndarray, act
         sw = kind == SWITCHER
         if sw.any():
             cur = prev[sw][:, None]
-            u_cur = utilities(model, r[sw], cur, rng, taste=False)[:, 0]
-            better = (u[sw] > (u_cur + SWITCHING_COST)[:, None]) & (cand[sw] != cur)
+            u_cur = utilities(model, r[sw], cur, rng)[:, 0]
+            better = (u[sw] > (u_cur + SWITCHING_COST)[:, None]) & (cand[sw] != cur) & (u[sw] > u_out[sw, None])
             if ch.policy == "zones":
                 better &= is_charter[sw]
             alt, n_alt = _compact(cand[sw], better, k - 1)
@@ -231,7 +232,7 @@ def priority_scores(model: PortfolioModel, rows: np.ndarray, kinds: np.ndarray, 
 
 
 def assign(model: PortfolioModel, rows: np.ndarray, kinds: np.ndarray) -> None:
-    st, sc, rng, ch = model.students, model.schools, model.rng["enrollment"], model.scenario.choice
+    st, sc, rng, ch = model.students, model.schools, model.streams["enrollment"], model.scenario.choice
     prev = st.school[rows].copy()
     was_district = (prev >= 0) & (sc.sector[np.maximum(prev, 0)] != CHARTER)
     new_entrant = np.isin(rows, model.entrants)
@@ -259,6 +260,8 @@ def assign(model: PortfolioModel, rows: np.ndarray, kinds: np.ndarray) -> None:
 
     st.school[rows] = np.where(school >= 0, school, OUTSIDE)
     st.displaced[rows] = False
+    # Who chose actively this year and where everyone landed (for analysis of choice effects).
+    model.last_choice = {"rows": rows, "active": active, "school": school}
 
     now_out = (school < 0) | (sc.sector[np.maximum(school, 0)] == CHARTER)
     y = model.year_stats
@@ -273,7 +276,9 @@ def assign(model: PortfolioModel, rows: np.ndarray, kinds: np.ndarray) -> None:
         landed = school[disp]
         ok = landed >= 0
         y["displaced"] += int(disp.sum())
-        y["displaced_to_better"] += int((sc.value_added[landed[ok]] > sc.value_added[prev[disp][ok]]).sum())
+        new_pct = np.nan_to_num(sc.rating_pct[landed[ok]], nan=50.0)   # new schools: no record yet
+        old_pct = np.nan_to_num(sc.rating_pct[prev[disp][ok]], nan=50.0)
+        y["displaced_to_better"] += int((new_pct >= old_pct + BETTER_SCHOOL_MARGIN).sum())
 
 
 def place_administratively(model: PortfolioModel, rows: np.ndarray, lottery: np.ndarray, free: np.ndarray

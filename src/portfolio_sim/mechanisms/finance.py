@@ -45,11 +45,13 @@ def fund_schools(model: PortfolioModel) -> None:
         sc.opted_out = sc.autonomous & (sc.effective[:, OPERATIONS] >= 0.5)
     price = co.service_cost_share * (1.0 - ENTERPRISE_DISCOUNT * (co.services == "public_enterprise"))
     service = np.where(sc.opted_out, co.service_cost_share * (1.0 - OUTSIDE_SERVICE_DISCOUNT), price)
+    # Budgets are set at the end of a year for the next: a school in its first start-up year gets its
+    # second year's start-up money now (the first year's came at launch, `authorizing.make_autonomous`).
+    sc.startup_left = np.maximum(sc.startup_left - 1, 0)
     startup = np.where(sc.startup_left > 0, model.scenario.implementation.startup_funding, 0.0)
     left = f * (1.0 - service) + startup - d.fixed_cost_per_school / n
     left *= 1.0 + BUDGET_STRETCH * sc.effective[:, BUDGET]
     sc.resources = np.where(sc.sector != CHARTER, np.maximum(left, 0.0), f * (1.0 - co.service_cost_share))
-    sc.startup_left = np.maximum(sc.startup_left - 1, 0)
 
 
 def step(model: PortfolioModel) -> None:

@@ -9,7 +9,8 @@ Seed 003 "Include community leaders": engagement manages expectations; unions ma
 authority. Seed 000 lesson 2: LA disbanded its support office (ISIC); seed 003 "School Governance
 Committees": councils lack legal standing but give families a voice.
 
-* Support moves each year with autonomous schools' results relative to traditional ones, closures
+* Support moves each year with autonomous schools' results relative to traditional ones, families'
+  satisfaction with their schools (relative to the start), closures
   (softened by community engagement), district enrollment loss, union opposition in proportion to the
   autonomous share, budget shocks, councils, and noise, with a pull back to its starting level.
 * Every `election_cycle` years the board is elected: a pro-autonomy board is likelier when support is
@@ -52,7 +53,7 @@ def protection(model: PortfolioModel) -> np.ndarray:
 
 
 def update_support(model: PortfolioModel, shock: bool) -> None:
-    p, board, rng = model.scenario.politics, model.board, model.rng["politics"]
+    p, board, rng = model.scenario.politics, model.board, model.streams["politics"]
     engagement = model.scenario.implementation.community_engagement
     last = model.last_metrics
     results = 0.0
@@ -61,11 +62,13 @@ def update_support(model: PortfolioModel, shock: bool) -> None:
     closures = last.get("closures", 0) / max(last.get("schools_open", 1), 1)
     loss = max(0.0, -last.get("district_enrollment_change", 0.0))
     auto_share = last.get("autonomous_school_share", 0.0)
+    satisfaction = last.get("family_satisfaction", 0.0) - model.initial_satisfaction
     change = (0.08 * p.results_sensitivity * results
               - 1.5 * p.closure_backlash * closures * (1.0 - 0.5 * engagement)
               - 3.0 * p.enrollment_loss_sensitivity * loss
               - 0.06 * p.union_strength * auto_share * (1.0 - 0.5 * engagement)
               - 0.10 * shock
+              + 0.10 * np.clip(satisfaction, -1.0, 1.0)
               + 0.01 * model.scenario.implementation.governance_councils * (auto_share > 0)
               + 0.10 * (p.initial_support - board.support)
               + p.volatility * rng.standard_normal())
@@ -73,7 +76,7 @@ def update_support(model: PortfolioModel, shock: bool) -> None:
 
 
 def step(model: PortfolioModel) -> None:
-    p, board, rng, sc = model.scenario.politics, model.board, model.rng["politics"], model.schools
+    p, board, rng, sc = model.scenario.politics, model.board, model.streams["politics"], model.schools
     shock = bool(rng.random() < p.budget_shock_probability)
     if shock:
         model.funding_factor *= 1.0 - p.budget_shock_size
@@ -104,7 +107,7 @@ def step(model: PortfolioModel) -> None:
 
 
 def reverse(model: PortfolioModel, why: str) -> None:
-    sc, p, rng = model.schools, model.scenario.politics, model.rng["politics"]
+    sc, p, rng = model.schools, model.scenario.politics, model.streams["politics"]
     board = model.board
     board.reversed_this_term = True
     model.year_stats["reversals"] += 1

@@ -37,7 +37,7 @@ REACH_PER_DIFFERENTIATION = 1.0  # full differentiated staffing doubles an excel
 
 def new_leaders(model: PortfolioModel, rows: np.ndarray, from_pipeline_first: bool = True) -> None:
     """Fill principal vacancies at `rows` (autonomous schools take pipeline leaders first)."""
-    sc, rng = model.schools, model.rng["talent"]
+    sc, rng = model.schools, model.streams["talent"]
     if len(rows) == 0:
         return
     quality = rng.standard_normal(len(rows))
@@ -53,11 +53,12 @@ def new_leaders(model: PortfolioModel, rows: np.ndarray, from_pipeline_first: bo
 
 
 def step(model: PortfolioModel) -> None:
-    sc, rng, t = model.schools, model.rng["talent"], model.scenario.talent
+    sc, rng, t = model.schools, model.streams["talent"], model.scenario.talent
     district = sc.is_open & (sc.sector != CHARTER)
     n_district = int(district.sum())
-    model.pipeline_available = int(round(PIPELINE_PER_SCHOOL * t.leader_pipeline * n_district
-                                         + rng.random()))
+    # Stochastic rounding: the expected number of trained leaders is exactly the pipeline's output.
+    model.pipeline_available = int(np.floor(PIPELINE_PER_SCHOOL * t.leader_pipeline * n_district
+                                            + rng.random()))
     # Turnover is higher right after autonomy was rolled back: leaders who came for it leave.
     p_leave = t.leader_turnover + 0.15 * (sc.rollback.max(1) > 0.3)
     leaving = np.flatnonzero(district & (rng.random(len(sc)) < p_leave))
