@@ -204,10 +204,8 @@ def generate_district(spec: District, rng: np.random.Generator, years: int) -> D
         pts = st_xy[st_band == b]
         nearest = _nearest(pts, sc_xy[idx])
         served = np.bincount(nearest, minlength=len(idx))
-        typical = max(1.0, served.mean())
-        # Zones are uneven; the district sizes buildings towards the typical school.
-        size = 0.5 * served + 0.5 * typical
-        sc_capacity[idx] = np.maximum(20, np.ceil(size * (1.0 + spec.capacity_slack))).astype(np.int32)
+        # Buildings are sized to the students they serve, plus the slack.
+        sc_capacity[idx] = np.maximum(20, np.ceil(served * (1.0 + spec.capacity_slack))).astype(np.int32)
         low_pts = hh_low[st_household[active]][st_band == b]
         local_low[idx] = np.bincount(nearest, weights=low_pts, minlength=len(idx)) / np.maximum(served, 1)
 

@@ -121,19 +121,34 @@ def _validate(choices, scores, capacity) -> tuple[np.ndarray, np.ndarray, np.nda
         if gap.any():
             i = int(np.flatnonzero(gap.any(axis=1))[0])
             raise ValueError(f"student {i}: -1 (no choice) must only appear after the last real choice")
-    if k > 1:
-        srt = np.sort(choices, axis=1)  # -1 padding sorts first and is excluded below
-        dup = srt[:, 1:] == srt[:, :-1]
-        if not valid.all():
-            dup &= srt[:, 1:] >= 0
-        if dup.any():
-            i = int(np.flatnonzero(dup.any(axis=1))[0])
-            raise ValueError(f"student {i} lists the same school more than once")
+    i = _first_duplicate(choices, lengths)
+    if i >= 0:
+        raise ValueError(f"student {i} lists the same school more than once")
     nan = np.isnan(scores)
     if nan.any() and (nan & valid).any():
         i = int(np.flatnonzero((nan & valid).any(axis=1))[0])
         raise ValueError(f"student {i} has a NaN score for a listed school")
     return choices, scores, capacity, lengths
+
+
+def _first_duplicate(choices: np.ndarray, lengths: np.ndarray) -> int:
+    """Index of the first student who lists a school twice, or -1 (-1 padding does not count)."""
+    n, k = choices.shape
+    if n == 0 or k <= 1:
+        return -1
+    if k > 16:  # sort each row, compare neighbours
+        srt = np.sort(choices, axis=1)
+        dup = ((srt[:, 1:] == srt[:, :-1]) & (srt[:, 1:] >= 0)).any(axis=1)
+    else:
+        # Few columns: compare every pair of columns, on the transpose so that each comparison
+        # runs along all students. Padding gets a different negative number per column.
+        cols = np.ascontiguousarray(choices.T)
+        if lengths.min() < k:
+            cols = np.where(cols >= 0, cols, -1 - np.arange(k)[:, None])
+        dup = np.zeros(n, bool)
+        for r in range(1, k):
+            dup |= (cols[:r] == cols[r]).any(axis=0)
+    return int(np.argmax(dup)) if dup.any() else -1
 
 
 def _empty_matching(n: int) -> Matching:
@@ -151,108 +166,96 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 
-def _school_order(school: np.ndarray, scores: np.ndarray, n_schools: int) -> tuple[np.ndarray, np.ndarray]:
+_CHUNK = 1 << 16  # elementwise passes over all entries run in chunks that stay in cache
+_MAGNITUDE = np.int64(0x7FFF_FFFF_FFFF_FFFF)
+
+
+def _descending_key(scores: np.ndarray) -> np.ndarray:
+    """uint64 keys ordered like the scores from highest to lowest (so exact ties stay ties).
+
+    IEEE doubles order like sign-magnitude integers: for x >= 0 flip the magnitude bits (a higher
+    score gets a smaller key, all below 2**63); for x < 0 keep the bits (sign bit set, so after
+    every x >= 0, and the more negative the larger). Adding 0.0 first turns -0.0 into +0.0.
+    """
+    bits = (scores + 0.0).view(np.int64)
+    flip = bits >> 63  # -1 for x < 0, 0 otherwise
+    np.invert(flip, out=flip)
+    flip &= _MAGNITUDE
+    bits ^= flip
+    return bits.view(np.uint64)
+
+
+def _school_order(school: np.ndarray, scores: np.ndarray, n_schools: int):
     """Sort the entries by (school, score descending, entry number ascending).
 
     ``school`` and ``scores`` list the valid entries in row-major order, so entry number order is
-    student index order and exact ties go to the lower student index. Returns the entry numbers
-    in that order and the end of each school's block in it.
+    student index order and exact ties go to the lower student index. Returns ``order`` (the
+    entry numbers in that order), its inverse ``position`` and the end of each school's block.
     """
     n_entries = school.size
     ebits = max(1, (n_entries - 1).bit_length())
     sbits = (n_schools - 1).bit_length()
     dbits = 64 - sbits - ebits  # bits left in the packed key for the score
-    if dbits < 0:
+    if dbits < 1:
         raise ValueError(f"instance too large: {n_entries} entries at {n_schools} schools")
-
-    # An integer image of the score, best first: IEEE doubles order like sign-magnitude integers,
-    # so flip the magnitude bits of negatives, then invert everything to make the order descending.
-    # Adding 0.0 turns -0.0 into +0.0 so the two zeros tie, as they do when compared as floats.
-    key = (scores + 0.0).view(np.int64)
-    sign = key >> 63
-    sign &= np.int64(0x7FFF_FFFF_FFFF_FFFF)
-    key ^= sign
-    np.invert(key, out=key)
-    del sign
-    kmin = int(key.min())
-    span = int(key.max()) - kmin
-
-    # Pack (school | top dbits of the score key | entry number) into one uint64 and sort the
-    # values: much faster than an argsort or a lexsort, and the entry number rides along.
-    packed = key.view(np.uint64)
-    packed -= np.uint64(kmin % (1 << 64))  # now 0..span; wrap-around makes this exact
-    if dbits > 0:
-        packed >>= np.uint64(max(0, span.bit_length() - dbits))
-        packed <<= np.uint64(ebits)
-    else:
-        packed[:] = 0
-    packed |= np.arange(n_entries, dtype=np.uint64)
+    # Keep the top dbits of (key - smallest key), so the bits go where the scores differ.
+    low = int(_descending_key(np.array([scores.max()]))[0])
+    span = int(_descending_key(np.array([scores.min()]))[0]) - low
+    score_shift = np.uint64(max(0, span.bit_length() - dbits))
     school_shift = np.uint64(ebits + dbits)
-    if sbits > 0:
-        high = school.astype(np.uint64)
-        high <<= school_shift
-        packed |= high
-        del high
+    entry_bits = np.uint64(ebits)
+
+    # Pack (school | top bits of the score key | entry number) into one uint64 and sort the
+    # values: much faster than an argsort or a lexsort, and the entry number rides along.
+    packed = np.empty(n_entries, np.uint64)
+    for a in range(0, n_entries, _CHUNK):
+        b = min(a + _CHUNK, n_entries)
+        part = _descending_key(scores[a:b])
+        part -= np.uint64(low)
+        part >>= score_shift
+        part <<= entry_bits
+        part |= np.arange(a, b, dtype=np.uint64)
+        if sbits:
+            part |= school[a:b].astype(np.uint64) << school_shift
+        packed[a:b] = part
     packed.sort()
     block_end = np.empty(n_schools, np.int64)
     block_end[:-1] = np.searchsorted(packed, np.arange(1, n_schools, dtype=np.uint64) << school_shift)
     block_end[-1] = n_entries
 
-    # Entries whose packed keys agree above the entry number are ordered by entry number only:
-    # right for exact score ties, wrong if the scores differ below the kept bits. Re-sort those
-    # runs exactly (rare: it needs two scores at one school closer than the kept precision).
-    high = packed >> np.uint64(ebits)
-    pair = np.flatnonzero(high[1:] == high[:-1])  # pair j = positions (j, j + 1)
-    del high
-    packed &= np.uint64((1 << ebits) - 1)
+    # Unpack the entry numbers and invert the permutation. On the way, note the neighbours whose
+    # packed keys agree above the entry number: they are ordered by entry number only, which is
+    # right for exact score ties but wrong if the scores differ below the kept bits.
+    pos_dtype = np.int32 if n_entries < 2**31 else np.int64
+    position = np.empty(n_entries, pos_dtype)
+    pairs = []
+    for a in range(0, n_entries, _CHUNK):
+        b = min(a + _CHUNK, n_entries)
+        high = packed[a : b + 1] >> entry_bits
+        pairs.append(np.flatnonzero(high[1:] == high[:-1]) + a)  # pair j = positions j, j + 1
+        packed[a:b] &= np.uint64((1 << ebits) - 1)
+        position[packed[a:b]] = np.arange(a, b, dtype=pos_dtype)
     order = packed.view(np.int64)
-    if pair.size:
-        bad = scores[order[pair]] != scores[order[pair + 1]]
-        if bad.any():
-            # Group the colliding pairs into maximal runs of consecutive positions, keep bad runs.
-            new_run = np.ones(pair.size, bool)
-            new_run[1:] = pair[1:] != pair[:-1] + 1
-            run = np.cumsum(new_run) - 1
-            is_bad = np.zeros(run[-1] + 1, bool)
-            is_bad[run[bad]] = True
-            last = np.ones(pair.size, bool)
-            last[:-1] = new_run[1:]
-            starts = pair[new_run & is_bad[run]]
-            lengths = pair[last & is_bad[run]] + 2 - starts
-            pos = _ranges(starts, lengths)
-            sub = order[pos]
-            order[pos] = sub[np.lexsort((sub, -scores[sub], np.repeat(np.arange(starts.size), lengths)))]
-    return order, block_end
 
-
-def _evict(flags, cut, floor, excess, held):
-    """Evict the ``excess`` worst held students at each overfull school (vectorised over schools).
-
-    A school holds the flagged positions in ``[floor, cut)``, ``held`` of them (> ``excess`` > 0).
-    Its worst kept student is the (excess+1)-th flagged position counting back from ``cut``, and
-    the ``excess`` flagged positions after it are evicted. Returns (positions of the evicted
-    entries, new cut = one past the worst kept student).
-    """
-    need = excess + 1
-    # Scan a window below the cut sized for `need` flags at the school's average flag density,
-    # with slack; in the rare case that is not enough, widen those windows and scan again.
-    lo = np.maximum(cut - (2 * need * (cut - floor) // held + 64), floor)
-    while True:
-        span = cut - lo
-        idx = _ranges(lo, span)
-        hit = flags[idx]
-        csum = np.zeros(hit.size + 1, np.int64)  # csum[x] = flags among the first x scanned positions
-        np.cumsum(hit, out=csum[1:])
-        ends = np.cumsum(span)
-        f_end = csum[ends]  # flagged positions up to the end of each school's window
-        short = f_end - csum[ends - span] < need
-        if not short.any():
-            break
-        if np.any(short & (lo == floor)):
-            raise AssertionError("deferred acceptance invariant broken: a school holds too few students")
-        lo = np.where(short, np.maximum(cut - 4 * span, floor), lo)
-    flagged = idx[hit]  # ascending within each school's window
-    return flagged[_ranges(f_end - excess, excess)], flagged[f_end - need] + 1
+    # Re-sort the runs that hold such a wrong pair exactly (rare: it takes two scores at one school
+    # closer than the kept precision).
+    pair = np.concatenate(pairs)
+    bad = scores[order[pair]] != scores[order[pair + 1]]
+    if bad.any():
+        new_run = np.ones(pair.size, bool)  # group the pairs into runs of consecutive positions
+        new_run[1:] = pair[1:] != pair[:-1] + 1
+        run = np.cumsum(new_run) - 1
+        is_bad = np.zeros(run[-1] + 1, bool)
+        is_bad[run[bad]] = True
+        last = np.ones(pair.size, bool)
+        last[:-1] = new_run[1:]
+        starts = pair[new_run & is_bad[run]]
+        lengths = pair[last & is_bad[run]] + 2 - starts
+        pos = _ranges(starts, lengths)
+        sub = order[pos]
+        order[pos] = sub[np.lexsort((sub, -scores[sub], np.repeat(np.arange(starts.size), lengths)))]
+        position[order[pos]] = pos
+    return order, position, block_end
 
 
 def deferred_acceptance(choices: np.ndarray, scores: np.ndarray, capacity: np.ndarray) -> Matching:
@@ -282,19 +285,18 @@ def deferred_acceptance(choices: np.ndarray, scores: np.ndarray, capacity: np.nd
         del valid
 
     # pos_entry lists the entries school by school, best priority first; entry_pos inverts it.
-    pos_entry, block_end = _school_order(entry_school, entry_scores, n_schools)
-    pos_dtype = np.int32 if n_entries < 2**31 else np.int64
-    entry_pos = np.empty(n_entries, pos_dtype)
-    entry_pos[pos_entry] = np.arange(n_entries, dtype=pos_dtype)
+    pos_entry, entry_pos, block_end = _school_order(entry_school, entry_scores, n_schools)
     block_start = np.empty_like(block_end)
     block_start[0] = 0
     block_start[1:] = block_end[:-1]
 
-    # School s holds the flagged positions in [block_start[s], cut[s]); a school that is not full
-    # accepts anyone (cut = block end), a school without seats accepts no one (cut = block start).
-    flags = np.zeros(n_entries, bool)
-    cut = np.where(capacity > 0, block_end, block_start)
+    # held_pos: positions of all students held so far, sorted. Positions are grouped by school,
+    # so each school's held students form one segment of it, best first, and its worst students
+    # are at the end of its segment. A full school's cut is one past its worst held student (a
+    # school with free seats has cut = block end; one without seats has cut = block start).
+    held_pos = np.empty(0, entry_pos.dtype)
     held = np.zeros(n_schools, np.int64)
+    cut = np.where(capacity > 0, block_end, block_start)
     cur = row_start.copy()  # each student's current entry: the choice proposed to / held at
     active = np.flatnonzero(lengths > 0)
 
@@ -321,16 +323,34 @@ def deferred_acceptance(choices: np.ndarray, scores: np.ndarray, capacity: np.nd
             active = active[cur[active] < row_end[active]]  # the others stay unassigned
             entry = cur[active]
             pos = entry_pos[entry]
-        # Everyone left proposes inside their school's cut: the school takes them in for now.
-        flags[pos] = True
+
+        # Everyone left proposes inside their school's cut: merge them into the held students.
+        pos.sort()
+        merged = np.empty(held_pos.size + pos.size, entry_pos.dtype)
+        at = np.searchsorted(held_pos, pos) + np.arange(pos.size)
+        is_new = np.zeros(merged.size, bool)
+        is_new[at] = True
+        merged[at] = pos
+        merged[~is_new] = held_pos
         held += np.bincount(entry_school[entry], minlength=n_schools)
+
+        # Overfull schools drop the students at the end of their segment.
         over = np.flatnonzero(held > capacity)
         if not over.size:
             break
-        gone, cut[over] = _evict(flags, cut[over], block_start[over], held[over] - capacity[over], held[over])
+        end = np.cumsum(held)[over]
+        excess = held[over] - capacity[over]
+        drop = _ranges(end - excess, excess)
+        gone = merged[drop]
+        cut[over] = merged[end - excess - 1] + 1  # capacity >= 1 here, so a student stays
         held[over] = capacity[over]
+        keep = np.ones(merged.size, bool)
+        keep[drop] = False
+        held_pos = merged[keep]
+
         gone_entry = pos_entry[gone]
         active = gone_entry // k if entry_student is None else entry_student[gone_entry]
+        active.sort()
         cur[active] += 1  # an evicted student moves on to their next choice
         active = active[cur[active] < row_end[active]]
 

@@ -118,7 +118,6 @@ def politics_signals(model: PortfolioModel, m: dict[str, float], previous: dict[
     sc = model.schools
     rated = ~np.isnan(sc.rating_pct) & sc.is_open
     auto = rated & sc.autonomous
-    trad = rated & (sc.sector == TRADITIONAL)
     before = previous.get("students", m["students"]) or 1
     st = model.students
     enrolled = (st.grade >= 0) & (st.school >= 0)
@@ -127,8 +126,9 @@ def politics_signals(model: PortfolioModel, m: dict[str, float], previous: dict[
     return {
         # Families' satisfaction: how good their children's district schools look (Family.satisfaction).
         "family_satisfaction": float(model.perceived_z[school[district]].mean()) if district.any() else 0.0,
-        "autonomous_rating_pct": float(sc.rating_pct[auto].mean()) if auto.any() else None,
-        "traditional_rating_pct": float(sc.rating_pct[trad].mean()) if trad.any() else None,
+        # Are autonomous schools improving? Rating now minus rating when they became autonomous.
+        "autonomous_improvement": float((sc.rating_pct[auto] - sc.pre_autonomy_pct[auto]).mean())
+        if auto.any() else None,
         "closures": m["closures"], "schools_open": m["schools_open"],
         "district_enrollment_change": (m["students"] - before) / before,
         "autonomous_school_share": m["autonomous_schools"] / max(m["schools_open"], 1),

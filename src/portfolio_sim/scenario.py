@@ -98,7 +98,7 @@ class Autonomy(_Group):
         "a_la_carte", "A la carte: each school picks the waivers that fit its goals (Denver, Fulton); "
         "prescribed: one set for all (LA Pilot).")
     max_effect: float = lever(
-        0.08, "Yearly value-added gain of a school using full, aligned autonomy at full capacity, before "
+        0.15, "Yearly value-added gain of a school using full, aligned autonomy at full capacity, before "
         "the budget multiplier.",
         0.0, 0.5, "SD/yr")
     budget_multiplier: float = lever(

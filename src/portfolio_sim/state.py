@@ -68,6 +68,7 @@ class Schools:
     alignment: np.ndarray            # float64 fit of granted autonomies to the school's goals
     capacity_score: np.ndarray       # float64 0-1 capacity to use autonomy
     autonomy_year: np.ndarray        # int32 year autonomy began (-1 never)
+    pre_autonomy_pct: np.ndarray     # float64 rating percentile when autonomy began (new schools: 50)
     contract_year: np.ndarray        # int32 start of the current contract/MOU term (-1 none)
     value_added: np.ndarray          # float64 true effectiveness this year (SD/yr)
     rating: np.ndarray               # float64 latest measured rating (NaN = not rated yet)
@@ -108,7 +109,7 @@ class Schools:
             fill = np.zeros((n, *arr.shape[1:]), dtype=arr.dtype)
             if f.name in ("operator", "autonomy_year", "contract_year"):
                 fill[:] = -1
-            if f.name in ("rating", "rating_pct"):
+            if f.name in ("rating", "rating_pct", "pre_autonomy_pct"):
                 fill[:] = np.nan
             setattr(self, f.name, np.concatenate([arr, fill]))
         self.name.extend([""] * n)

@@ -110,7 +110,9 @@ def renewals(model: PortfolioModel) -> None:
         operator = int(sc.operator[s])
         operator_left = operator >= 0 and not model.operators.active[operator]
         if operator_left:
-            model.revert_to_traditional(s, "non_renewal", "operator has left the district")
+            why = "operator has left the district"
+            if not model.replace_operator(s, why, event="non_renewal"):
+                model.revert_to_traditional(s, "non_renewal", why)
         elif np.isnan(score) or score >= acc.renewal_percentile:
             sc.contract_year[s] = model.year
             model.log("renewal", s, f"term average at the {score:.0f}th percentile" if not np.isnan(score)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from portfolio_sim.model import PortfolioModel
 
 OPERATOR_TAKEOVER = 0.6        # how far a partner school's model moves to the operator's quality
+LEGAL_COMMITMENT = {"state_law": 0.9, "contract": 0.8, "district_policy": 0.2, "mou": 0.1}
 INCUBATOR_EVERY = 3            # years between operators launched by an incubator
 HOSTILE_SUPPORT = 0.35
 STARTUP_YEARS = 2
@@ -94,7 +95,9 @@ def update_operators(model: PortfolioModel) -> None:
             elif pct < 25:
                 ops.capacity[o] = max(int(counts[o]) - 1, 0)
         ops.hostile_years[o] = ops.hostile_years[o] + 1 if hostile else 0
-        if ops.hostile_years[o] >= 2 and rng.random() > 0.5 * ops.appetite[o]:
+        # Contracts and state law bind both sides: an operator whose schools are protected stays.
+        stay = 0.5 * ops.appetite[o] + 0.5 * LEGAL_COMMITMENT[scn.governance.legal_basis]
+        if ops.hostile_years[o] >= 2 and rng.random() > stay:
             ops.active[o] = False
             model.log("operator_exit", None, "two years of hostile political climate", operator=int(o))
     if scn.talent.incubator and model.board.stance == "pro" and model.year % INCUBATOR_EVERY == 0:
@@ -238,6 +241,7 @@ def make_autonomous(model: PortfolioModel, s: int, operator: int) -> None:
         talent.new_leaders(model, np.array([s]))
     autonomy.grant(model, np.array([s]))
     sc.autonomy_year[s] = model.year
+    sc.pre_autonomy_pct[s] = 50.0 if np.isnan(sc.rating_pct[s]) else sc.rating_pct[s]
     sc.contract_year[s] = model.year
     sc.status_year[s] = model.year
     sc.years_below[s] = 0

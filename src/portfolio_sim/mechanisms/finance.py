@@ -59,7 +59,9 @@ def step(model: PortfolioModel) -> None:
     model.funding_factor += SHOCK_RECOVERY * (1.0 - model.funding_factor)
     fund_schools(model)
     sc = model.schools
-    district = sc.is_open & (sc.sector != CHARTER) & (model.year - sc.opened_year >= 1)
+    # New schools and schools in a new status (conversion, restart) get time to build enrollment.
+    settled = (model.year - sc.opened_year >= VIABILITY_YEARS) & (model.year - sc.status_year >= VIABILITY_YEARS)
+    district = sc.is_open & (sc.sector != CHARTER) & settled
     small = district & (sc.enrollment < model.scenario.district.min_viable_share * sc.capacity)
     sc.low_enroll_years = np.where(small, sc.low_enroll_years + 1, 0).astype(np.int32)
     for s in np.flatnonzero(sc.low_enroll_years >= VIABILITY_YEARS):

@@ -9,12 +9,13 @@ Seed 003 "Include community leaders": engagement manages expectations; unions ma
 authority. Seed 000 lesson 2: LA disbanded its support office (ISIC); seed 003 "School Governance
 Committees": councils lack legal standing but give families a voice.
 
-* Support moves each year with autonomous schools' results relative to traditional ones, families'
+* Support moves each year with autonomous schools' results (their rating now against their rating when
+  they became autonomous: the implementation dip costs support, maturation earns it), families'
   satisfaction with their schools (relative to the start), closures
   (softened by community engagement), district enrollment loss, union opposition in proportion to the
-  autonomous share, budget shocks, councils, and noise, with a pull back to its starting level.
+  autonomous share (halved where elect-to-work or a separate agreement was negotiated), budget shocks, councils, and noise, with a pull back to its starting level.
 * Every `election_cycle` years the board is elected: a pro-autonomy board is likelier when support is
-  high. `scheduled_flip_year` forces a skeptical board (to compare designs through the same flip).
+  high, and the sitting board has an incumbency edge. `scheduled_flip_year` forces a skeptical board (to compare designs through the same flip).
 * A skeptical board with support below `reversal_threshold` (or under a budget shock, or a scheduled
   flip) reverses once per term: each autonomous school loses `rollback_intensity` x (1 - protection) of
   its autonomy, staffing and budget first. Protection comes from the legal basis (state law >
@@ -38,6 +39,7 @@ GOVERNANCE_SHIFT_PROTECTION = {PARTNER_LED: 0.05, PARTNER_RUN: 0.15}
 ROLLBACK_DOMAIN_WEIGHT = np.array([1.0, 0.7, 1.0, 0.5])   # staffing, academic, budget, operations
 RESTORE_RATE = 0.3         # share of rolled-back autonomy a pro board restores a year
 ELECTION_STEEPNESS = 8.0
+INCUMBENCY = 0.5           # log-odds advantage of the sitting board's stance
 OFFICE_DISBAND_CHANCE = 0.5
 
 
@@ -57,16 +59,18 @@ def update_support(model: PortfolioModel, shock: bool) -> None:
     engagement = model.scenario.implementation.community_engagement
     last = model.last_metrics
     results = 0.0
-    if last.get("autonomous_rating_pct") is not None and last.get("traditional_rating_pct") is not None:
-        results = np.clip((last["autonomous_rating_pct"] - last["traditional_rating_pct"]) / 20.0, -1.0, 1.0)
+    if last.get("autonomous_improvement") is not None:
+        results = np.clip(last["autonomous_improvement"] / 20.0, -1.0, 1.0)
     closures = last.get("closures", 0) / max(last.get("schools_open", 1), 1)
     loss = max(0.0, -last.get("district_enrollment_change", 0.0))
     auto_share = last.get("autonomous_school_share", 0.0)
+    # Elect-to-work and separate agreements were negotiated with the union: less opposition.
+    union_deal = 1.0 if model.scenario.governance.collective_bargaining == "district_cba" else 0.5
     satisfaction = last.get("family_satisfaction", 0.0) - model.initial_satisfaction
     change = (0.08 * p.results_sensitivity * results
               - 1.5 * p.closure_backlash * closures * (1.0 - 0.5 * engagement)
-              - 3.0 * p.enrollment_loss_sensitivity * loss
-              - 0.06 * p.union_strength * auto_share * (1.0 - 0.5 * engagement)
+              - 1.0 * p.enrollment_loss_sensitivity * loss
+              - 0.04 * p.union_strength * auto_share * (1.0 - 0.5 * engagement) * union_deal
               - 0.10 * shock
               + 0.10 * np.clip(satisfaction, -1.0, 1.0)
               + 0.01 * model.scenario.implementation.governance_councils * (auto_share > 0)
@@ -87,7 +91,8 @@ def step(model: PortfolioModel) -> None:
     forced = p.scheduled_flip_year > 0 and model.year == p.scheduled_flip_year
     election = model.year % p.election_cycle == 0
     if election or forced:
-        p_pro = 1.0 / (1.0 + np.exp(-ELECTION_STEEPNESS * (board.support - 0.5)))
+        incumbent = INCUMBENCY if board.stance == "pro" else -INCUMBENCY
+        p_pro = 1.0 / (1.0 + np.exp(-ELECTION_STEEPNESS * (board.support - 0.5) - incumbent))
         pro = bool(rng.random() < p_pro) and not forced
         cause = "scheduled board flip" if forced else f"support {board.support:.2f}"
         board.elect("pro" if pro else "skeptical", model.year)
