@@ -45,6 +45,7 @@ CHANGES: dict[str, tuple] = {
     "district.charter_schools": (5, {}),
     "district.charter_quality": (0.2, {}),
     "district.operators": (1, {}),
+    "district.operator_capacity": (1, {}),
     "district.operator_quality_mean": (0.15, {}),
     "district.operator_quality_sd": (0.2, {}),
     "autonomy.staffing": (0.2, {}),

@@ -17,34 +17,34 @@ better, and exact ties at a school go to the lower student index, so the result 
 The fast algorithm
 ------------------
 DA's outcome does not depend on the order in which proposals are processed, so
-:func:`deferred_acceptance` runs it in *rounds*: every student who is currently not held
-somewhere proposes to their next choice, each school keeps the best ``capacity`` students among
-those it already holds and the new proposers, and the rest are rejected and propose again in the
-next round. Each round is a handful of numpy array operations over that round's proposers only.
+:func:`deferred_acceptance` runs it in *rounds*: every student not currently held proposes to
+their next choice, each school keeps the best ``capacity`` students among those it holds and the
+new proposers, and the rest are rejected and propose again next round. A round is a fixed number
+of numpy operations; there is no Python loop over students.
 
-1. **One sort up front.** All (student, choice) entries are sorted by (school, priority from best
-   to worst, student index) with one ``np.sort`` of packed 64-bit integers (school | the high
-   bits of an order-preserving integer image of the score | entry number). Entries whose packed
-   high bits collide although their scores differ are re-sorted exactly afterwards (rare), so the
-   order is exact. Afterwards a school's whole applicant list is a contiguous block, and an
-   entry's *position* in it is its priority: lower position = better.
+1. **One sort up front.** All (student, choice) entries are sorted by (school, priority best
+   first, student index) with one ``np.sort`` of packed 64-bit integers (school | high bits of an
+   order-preserving integer image of the score | entry number); neighbours whose packed keys
+   collide although their scores differ are then re-sorted exactly (rare). Each school's
+   applicants now form a contiguous block, and an entry's *position* in this order encodes its
+   priority exactly: at the same school, lower position = higher priority.
 
-2. **Schools are cutoffs.** A student rejected by a school never proposes to it again, so what a
-   school holds is always the best ``capacity`` of everyone who has ever proposed to it. We keep
-   one boolean flag per position ("this entry has proposed") and, per school, a cutoff position
-   ``cut``: the school holds exactly the flagged positions in ``[block start, cut)``. A full
-   school's ``cut`` is one past its worst held student, so a new proposal at position >= ``cut``
-   is rejected immediately; anything better is flagged in. If that overfills the school by m
-   seats, the m worst held students are the last m flagged positions below ``cut``: we walk
-   backwards from ``cut`` over windows of flags (vectorised over all overfull schools), evict
-   them, and move ``cut`` to just past the worst student kept.
+2. **Held students are a sorted array of positions.** Positions are grouped by school, so each
+   school's held students form one segment of that array, best first. New proposers are merged
+   in (``searchsorted``); a school over capacity by m drops the last m of its segment.
 
-Why it is exact: positions encode the school's strict priority order (ties already broken by
-student index), a school's held set is exactly the best ``capacity`` flagged positions, and a
-student only moves down their own list after a rejection, which is what DA does. The rounds only
-change the order in which proposals are processed, which does not change DA's outcome. Cutoffs
-only move towards the top of each list, so the total scanning work over all rounds is bounded by
-the number of entries, and the per-round work is proportional to that round's proposals.
+3. **Cuts.** A student rejected by a school never proposes to it again, so a school holds the
+   best ``capacity`` of everyone who has *ever* proposed to it, and once full it stays full and
+   only gets choosier. ``cut[s]`` is one past the position of its worst held student (the block
+   end while it has free seats). A proposal at or after the cut would be rejected at once, so
+   such students skip straight on to their next choice that is still inside its school's cut
+   (vectorised look-ahead along their lists), instead of spending one round per rejection.
+
+Why it is exact: positions order each school's applicants exactly as the priorities do (ties
+broken by student index); each round leaves every school holding exactly the best ``capacity``
+of its proposers so far; and a student moves down their list only after being rejected, or when
+the school's cut shows they would be rejected. That is DA with proposals processed in a
+particular order, and DA's result does not depend on that order.
 
 :func:`deferred_acceptance_reference` is the textbook one-proposal-at-a-time version, kept as the
 readable specification; the tests check that both agree, and :func:`is_stable` checks a matching
@@ -450,5 +450,6 @@ def is_stable(choices, scores, capacity, matching) -> bool:
     student, r = np.nonzero(np.arange(choices.shape[1]) < limit[:, None])
     s = choices[student, r]
     sc = scores[student, r]
-    blocks = (count[s] < capacity[s]) | (sc > worst_score[s]) | ((sc == worst_score[s]) & (student < worst_student[s]))
+    outranks = (sc > worst_score[s]) | ((sc == worst_score[s]) & (student < worst_student[s]))
+    blocks = (count[s] < capacity[s]) | outranks
     return not bool(blocks.any())

@@ -128,7 +128,7 @@ class PortfolioModel(mesa.Model):
         k = d.operators
         self.operators = Operators(
             quality=d.operator_quality_mean + d.operator_quality_sd * rng.standard_normal(k),
-            capacity=rng.integers(2, 7, k).astype(np.int32), appetite=rng.uniform(0.3, 1.0, k),
+            capacity=np.full(k, d.operator_capacity, dtype=np.int32), appetite=rng.uniform(0.3, 1.0, k),
             active=np.ones(k, dtype=bool), hostile_years=np.zeros(k, dtype=np.int32),
             founded_year=np.zeros(k, dtype=np.int32), name=[f"Operator {i + 1}" for i in range(k)])
 

@@ -73,6 +73,8 @@ class District(_Group):
                                  "schools")
     charter_quality: float = lever(0.0, "Mean effectiveness of charter schools (SD/yr).", -0.5, 0.5, "SD/yr")
     operators: int = lever(3, "Operators (CMOs, nonprofit partners) able to run schools.", 0, 200)
+    operator_capacity: int = lever(
+        4, "Schools each operator can run at the start; grows when its schools do well.", 1, 500, "schools")
     operator_quality_mean: float = lever(0.03, "Mean quality of operators' school models (SD/yr).",
                                          -0.5, 0.5, "SD/yr")
     operator_quality_sd: float = lever(0.06, "Spread of operator quality (SD/yr).", 0.0, 0.5, "SD/yr")
