@@ -40,9 +40,11 @@ class District(_Group):
 
     question: ClassVar[str] = "What district are we in? (size, neighbourhoods, starting school quality)"
 
-    students: int = lever(20_000, "Resident school-age students (K-12) at the start.", 100, 2_000_000,
+    students: int = lever(20_000, "Resident school-age students (K-12) at the start (from the CSVs when schools_csv is set).",
+                          100, 2_000_000,
                           "students")
-    schools: int = lever(40, "District schools at the start (charters excluded).", 3, 5_000, "schools")
+    schools: int = lever(40, "District schools at the start, charters excluded (from the CSV when schools_csv is set).",
+                         3, 5_000, "schools")
     band_structure: Literal["k5-68-912", "k8-912"] = lever(
         "k5-68-912", "Grade bands schools serve: elementary/middle/high, or K-8 and high schools.")
     neighbourhoods: int = lever(36, "Neighbourhoods on the district map (rounded to a square grid).",
@@ -253,7 +255,8 @@ class Implementation(_Group):
     startup_funding: float = lever(
         0.0, "Start-up funding per pupil in a new autonomous school's first two years.", 0.0, 5_000.0, "$")
     community_engagement: float = lever(
-        0.3, "Depth of community engagement in conversions and closures (0-1).", 0.0, 1.0)
+        0.3, "Depth of community engagement; softens political backlash from conversions and closures (0-1).",
+        0.0, 1.0)
     governance_councils: bool = lever(
         False, "School governance councils (parents, staff) with trained, certified members.")
 
