@@ -19,8 +19,10 @@ The fast algorithm
 DA's outcome does not depend on the order in which proposals are processed, so
 :func:`deferred_acceptance` runs it in *rounds*: every student not currently held proposes to
 their next choice, each school keeps the best ``capacity`` students among those it holds and the
-new proposers, and the rest are rejected and propose again next round. A round is a fixed number
-of numpy operations; there is no Python loop over students.
+new proposers, and the rest are rejected and propose again next round. A round is a handful of
+numpy operations on that round's proposers (plus one merge into the held students); there is no
+Python loop over students. Rounds are needed only for chains of displacements, typically a few
+dozen even for a million students.
 
 1. **One sort up front.** All (student, choice) entries are sorted by (school, priority best
    first, student index) with one ``np.sort`` of packed 64-bit integers (school | high bits of an
@@ -350,7 +352,7 @@ def deferred_acceptance(choices: np.ndarray, scores: np.ndarray, capacity: np.nd
 
         gone_entry = pos_entry[gone]
         active = gone_entry // k if entry_student is None else entry_student[gone_entry]
-        active.sort()
+        active.sort()  # student order makes the lookups below walk memory forwards
         cur[active] += 1  # an evicted student moves on to their next choice
         active = active[cur[active] < row_end[active]]
 
