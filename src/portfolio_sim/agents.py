@@ -20,14 +20,18 @@ if TYPE_CHECKING:
     from portfolio_sim.model import PortfolioModel
 
 
-class School(mesa.Agent):
-    """A school (district or charter). Its state is row `row` of `model.schools`."""
+class RowAgent(mesa.Agent):
+    """A Mesa agent whose state is row `row` of one of the model's arrays."""
 
     model: PortfolioModel
 
     def __init__(self, model: PortfolioModel, row: int):
         super().__init__(model)
         self.row = row
+
+
+class School(RowAgent):
+    """A school (district or charter). Its state is row `row` of `model.schools`."""
 
     @property
     def name(self) -> str:
@@ -96,14 +100,8 @@ class School(mesa.Agent):
         return f"School({self.row}, {self.name!r}, {self.sector}, enrollment={self.enrollment})"
 
 
-class Operator(mesa.Agent):
+class Operator(RowAgent):
     """A CMO, nonprofit partner or incubated operator. Its state is row `row` of `model.operators`."""
-
-    model: PortfolioModel
-
-    def __init__(self, model: PortfolioModel, row: int):
-        super().__init__(model)
-        self.row = row
 
     @property
     def name(self) -> str:
@@ -127,15 +125,9 @@ class Operator(mesa.Agent):
         return [self.model.school_agents[s] for s in np.flatnonzero(sc.is_open & (sc.operator == self.row))]
 
 
-class Family(mesa.Agent):
+class Family(RowAgent):
     """A household with one or more student slots. Its state is row `row` of the household arrays and
     the student slots `model.household_slots(row)`."""
-
-    model: PortfolioModel
-
-    def __init__(self, model: PortfolioModel, row: int):
-        super().__init__(model)
-        self.row = row
 
     @property
     def location(self) -> tuple[float, float]:
