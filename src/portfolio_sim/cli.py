@@ -1,4 +1,4 @@
-"""Command line: `portfolio-sim run | validate | scenarios | schema`.
+"""Command line: `portfolio-sim run | validate | scenarios | schema | sweep | results`.
 
 Exit codes: 0 success; 2 bad input (scenario errors, bad arguments, an unusable --out directory), with
 the message on stderr after `error: ` and no traceback; 1 an unexpected failure (set
@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     schema = sub.add_parser("schema", help="print the lever reference (docs/SCENARIO.md)")
     schema.add_argument("--markdown", action="store_true", help="Markdown output (the default)")
+
+    from portfolio_sim.sweep.commands import add_parsers as add_sweep_parsers  # sweep, results
+    add_sweep_parsers(sub)
     return parser
 
 
@@ -303,7 +306,18 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "scenarios": cmd_scenarios, "schema": cmd_schema}
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from portfolio_sim.sweep.commands import cmd_sweep as run_sweep_command
+    return run_sweep_command(args)
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    from portfolio_sim.sweep.commands import cmd_results as results_command
+    return results_command(args)
+
+
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "scenarios": cmd_scenarios, "schema": cmd_schema,
+            "sweep": cmd_sweep, "results": cmd_results}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,0 +1,368 @@
+"""Reading a results database into pandas: tidy tables with the factors as columns, summaries and
+sensitivity indices.
+
+    from portfolio_sim.sweep import Results
+
+    res = Results("results/closure_governance_choice.db")
+    res.experiments()                         # what the database holds, with run counts
+    df = res.yearly()                         # one row per run x year; factor values as columns
+    final = res.final(["mean_achievement"])   # the last year only
+    res.summary("mean_achievement")           # per design point: n, mean, sd, median, p10, p90
+    res.sensitivity("mean_achievement")       # Sobol / Morris / RBD-FAST indices (sampled designs)
+    res.scenario(3).to_toml()                 # the resolved scenario of point 3
+
+Column names: ``run_id``, ``point`` (index in the design), ``replicate``, ``seed``, then one column per
+factor named by its dotted path (``accountability.closure_percentile``), then ``year`` and the metrics of
+docs/METRICS.md. Only completed runs appear in ``yearly``; ``runs(status="failed")`` lists failures with
+their errors. A database may be read while a sweep is writing it (SQLite WAL).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import MetaData, Table, func, select
+from sqlalchemy.exc import DBAPIError, NoSuchTableError
+
+from portfolio_sim.sweep.store import (
+    DONE,
+    FAILED,
+    StoreError,
+    experiments_table,
+    friendly_db,
+    make_engine,
+    normalize_url,
+    points_table,
+    runs_table,
+    sessions_table,
+    sqlite_path,
+)
+
+ID_COLUMNS = ["run_id", "point", "replicate", "seed"]
+TABLES = ("yearly", "runs", "points", "schools", "events", "sessions")
+
+
+class Results:
+    """A results database (SQLite file path or SQLAlchemy URL), opened read-only in spirit.
+
+    ``experiment`` picks the default experiment for every method; without it a database holding exactly
+    one experiment needs no name, and one holding several asks for it.
+    """
+
+    def __init__(self, db: str | Path, experiment: str | None = None):
+        self.url = normalize_url(db)
+        path = sqlite_path(self.url)
+        if path is not None and not path.is_file():
+            raise StoreError(f"{path}: no such results database")
+        self.engine = make_engine(self.url, writer=False)
+        self.experiment = experiment
+        self._tables: dict[str, Table] = {}
+        try:
+            names = self.experiment_names()
+        except (DBAPIError, NoSuchTableError) as exc:
+            raise StoreError(f"{friendly_db(self.url)}: not a portfolio_sim results database "
+                             f"({str(getattr(exc, 'orig', exc)).strip()})") from None
+        if experiment is not None and experiment not in names:
+            raise StoreError(f"{friendly_db(self.url)}: no experiment {experiment!r}; experiments: "
+                             + (", ".join(names) or "none"))
+
+    def __enter__(self) -> Results:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def _table(self, name: str) -> Table:
+        """A table as it is in this database (reflected: includes columns added by newer versions)."""
+        if name not in self._tables:
+            self._tables[name] = Table(name, MetaData(), autoload_with=self.engine)
+        return self._tables[name]
+
+    def _read(self, query: Any, table: Table | None = None) -> pd.DataFrame:
+        with self.engine.connect() as conn:
+            df = pd.read_sql(query, conn)
+        if table is not None:
+            # A float column that is NULL (NaN) in every row comes back as None objects: make it float.
+            for col in table.columns:
+                if col.name in df.columns and _is_float(col.type) and df[col.name].dtype == object:
+                    df[col.name] = pd.to_numeric(df[col.name], errors="coerce").astype(float)
+        return df
+
+    def experiment_names(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(select(experiments_table.c.name).order_by(experiments_table.c.id))]
+
+    def _exp(self, experiment: str | None) -> Any:
+        name = experiment or self.experiment
+        with self.engine.connect() as conn:
+            if name is None:
+                rows = conn.execute(select(experiments_table)).all()
+                if len(rows) == 1:
+                    return rows[0]
+                names = ", ".join(r.name for r in rows) or "none"
+                raise StoreError(f"{friendly_db(self.url)} holds {len(rows)} experiments ({names}); "
+                                 "name one (--experiment NAME)")
+            row = conn.execute(select(experiments_table).where(experiments_table.c.name == name)).first()
+        if row is None:
+            raise StoreError(f"{friendly_db(self.url)}: no experiment {name!r}; experiments: "
+                             + (", ".join(self.experiment_names()) or "none"))
+        return row
+
+    def info(self, experiment: str | None = None) -> dict[str, Any]:
+        """The stored experiment row as a dict (spec text, design, factors, problem, provenance)."""
+        return dict(self._exp(experiment)._mapping)
+
+    def factors(self, experiment: str | None = None) -> list[str]:
+        return [f["path"] for f in self._exp(experiment).factors]
+
+    def _params_frame(self, exp: Any) -> pd.DataFrame:
+        """point -> factor columns."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(points_table.c.point_index, points_table.c.params)
+                                .where(points_table.c.experiment_id == exp.id)
+                                .order_by(points_table.c.point_index)).all()
+        factors = [f["path"] for f in exp.factors]
+        data: dict[str, list[Any]] = {"point": [int(r[0]) for r in rows]}
+        for f in factors:
+            data[f] = [r[1].get(f) for r in rows]
+        return pd.DataFrame(data)
+
+    # -- tables -----------------------------------------------------------------------------------
+    def experiments(self) -> pd.DataFrame:
+        """One row per experiment: design, size, runs done/failed/pending, provenance."""
+        e, r = experiments_table, runs_table
+        counts = (select(r.c.experiment_id,
+                         func.sum((r.c.status == DONE).cast(_int())).label("done"),
+                         func.sum((r.c.status == FAILED).cast(_int())).label("failed"))
+                  .group_by(r.c.experiment_id).subquery())
+        q = (select(e.c.name, e.c.design, e.c.n_points.label("points"), e.c.replicates, e.c.years,
+                    (e.c.n_points * e.c.replicates).label("runs"),
+                    func.coalesce(counts.c.done, 0).label("done"), func.coalesce(counts.c.failed, 0).label("failed"),
+                    e.c.created_at, e.c.package_version, e.c.git_commit, e.c.description)
+             .select_from(e.outerjoin(counts, counts.c.experiment_id == e.c.id)).order_by(e.c.id))
+        df = self._read(q)
+        df["pending"] = df["runs"] - df["done"] - df["failed"]
+        cols = ["name", "design", "points", "replicates", "years", "runs", "done", "failed", "pending",
+                "created_at", "package_version", "git_commit", "description"]
+        return df[cols]
+
+    def points(self, experiment: str | None = None) -> pd.DataFrame:
+        """One row per design point: its seed, factor values and (sampled designs) the design row."""
+        exp = self._exp(experiment)
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(points_table.c.point_index, points_table.c.seed, points_table.c.params,
+                                       points_table.c.design_row)
+                                .where(points_table.c.experiment_id == exp.id)
+                                .order_by(points_table.c.point_index)).all()
+        df = pd.DataFrame({"point": [int(r[0]) for r in rows], "point_seed": [int(r[1]) for r in rows]})
+        for f in (f["path"] for f in exp.factors):
+            df[f] = [r[2].get(f) for r in rows]
+        if exp.problem:
+            df["design_row"] = [r[3] for r in rows]
+        return df
+
+    def sessions(self, experiment: str | None = None) -> pd.DataFrame:
+        """One row per `sweep` invocation: when, where, which code (version, git commit, dirty tree), which
+        executor, how many runs it planned and stored, whether it was interrupted."""
+        exp = self._exp(experiment)
+        s = sessions_table
+        q = (select(s.c.id.label("session_id"), s.c.started_at, s.c.finished_at, s.c.host, s.c.executor, s.c.workers,
+                    s.c.package_version, s.c.git_commit, s.c.git_dirty, s.c.retry_failed, s.c.planned,
+                    s.c.stored_done, s.c.stored_failed, s.c.interrupted)
+             .where(s.c.experiment_id == exp.id).order_by(s.c.id))
+        return self._read(q)
+
+    def runs(self, experiment: str | None = None, status: str | None = None) -> pd.DataFrame:
+        """One row per stored run (done or failed) with its factor values, seed, error, duration, worker."""
+        exp = self._exp(experiment)
+        r = runs_table
+        q = (select(r.c.id.label("run_id"), r.c.point_index.label("point"), r.c.replicate, r.c.seed, r.c.status,
+                    r.c.error, r.c.duration_s, r.c.worker, r.c.code_version, r.c.attempts, r.c.session_id,
+                    r.c.finished_at)
+             .where(r.c.experiment_id == exp.id).order_by(r.c.point_index, r.c.replicate))
+        if status is not None:
+            q = q.where(r.c.status == status)
+        df = self._read(q)
+        return _with_params(df, self._params_frame(exp), after="seed")
+
+    def yearly(self, experiment: str | None = None, metrics: list[str] | None = None,
+               years: list[int] | int | None = None) -> pd.DataFrame:
+        """Completed runs' yearly metrics: one row per run x year, factor values as columns."""
+        exp = self._exp(experiment)
+        y = self._table("yearly")
+        metric_cols = [c for c in y.columns if c.name not in ("run_id", "year")]
+        if metrics is not None:
+            unknown = [m for m in metrics if m not in y.c]
+            if unknown:
+                raise StoreError(f"unknown metric(s) {', '.join(unknown)}; metrics: "
+                                 + ", ".join(c.name for c in metric_cols))
+            metric_cols = [y.c[m] for m in metrics if m not in ("run_id", "year")]
+        r = runs_table
+        q = (select(r.c.id.label("run_id"), r.c.point_index.label("point"), r.c.replicate, r.c.seed, y.c.year,
+                    *metric_cols)
+             .select_from(y.join(r, r.c.id == y.c.run_id))
+             .where((r.c.experiment_id == exp.id) & (r.c.status == DONE))
+             .order_by(r.c.point_index, r.c.replicate, y.c.year))
+        if years is not None:
+            q = q.where(y.c.year.in_([years] if isinstance(years, int) else list(years)))
+        df = self._read(q, y)
+        return _with_params(df, self._params_frame(exp), after="seed")
+
+    def final(self, metrics: list[str] | None = None, experiment: str | None = None) -> pd.DataFrame:
+        """Yearly rows of the last simulated year only (one row per completed run)."""
+        exp = self._exp(experiment)
+        return self.yearly(experiment=exp.name, metrics=metrics, years=int(exp.years))
+
+    def schools(self, experiment: str | None = None, years: list[int] | int | None = None) -> pd.DataFrame:
+        """The per-school yearly panel of completed runs (if the spec kept it)."""
+        return self._data_table("school_panel", experiment, years)
+
+    def events(self, experiment: str | None = None, years: list[int] | int | None = None) -> pd.DataFrame:
+        """The event log of completed runs (if the spec kept it)."""
+        return self._data_table("events", experiment, years)
+
+    def _data_table(self, name: str, experiment: str | None, years: Any) -> pd.DataFrame:
+        exp = self._exp(experiment)
+        t = self._table(name)
+        r = runs_table
+        cols = [c for c in t.columns if c.name not in ("run_id", "id", "seq")]
+        q = (select(r.c.id.label("run_id"), r.c.point_index.label("point"), r.c.replicate, r.c.seed, *cols)
+             .select_from(t.join(r, r.c.id == t.c.run_id))
+             .where((r.c.experiment_id == exp.id) & (r.c.status == DONE)))
+        order = [r.c.point_index, r.c.replicate, t.c.year]
+        order.append(t.c.school_id if name == "school_panel" else t.c.seq)
+        q = q.order_by(*order)
+        if years is not None:
+            q = q.where(t.c.year.in_([years] if isinstance(years, int) else list(years)))
+        df = self._read(q, t)
+        return _with_params(df, self._params_frame(exp), after="seed")
+
+    def table(self, name: str, experiment: str | None = None) -> pd.DataFrame:
+        """Any of the exportable tables by name: yearly, runs, points, schools, events, sessions."""
+        if name not in TABLES:
+            raise StoreError(f"--table {name!r}: allowed: one of " + ", ".join(TABLES))
+        return getattr(self, name)(experiment=experiment)
+
+    def scenario(self, point: int, experiment: str | None = None) -> Any:
+        """The resolved scenario of a design point (``.to_toml()`` for a file ``portfolio-sim run`` takes;
+        its ``run.seed`` and ``run.seeds`` repeat the point's replicates exactly)."""
+        from portfolio_sim.scenario import Scenario
+
+        exp = self._exp(experiment)
+        with self.engine.connect() as conn:
+            row = conn.execute(select(points_table.c.scenario).where(
+                (points_table.c.experiment_id == exp.id) & (points_table.c.point_index == point))).first()
+        if row is None:
+            raise StoreError(f"experiment {exp.name!r} has no point {point} (points 0 to {exp.n_points - 1})")
+        return Scenario.model_validate(row[0])
+
+    # -- summaries ----------------------------------------------------------------------------------
+    def summary(self, metric: str, year: int | None = None, by: list[str] | None = None,
+                experiment: str | None = None) -> pd.DataFrame:
+        """Across replicates: n, mean, sd, median, p10 and p90 of `metric` in `year` (default: the last),
+        grouped by `by` (default: every factor, i.e. one row per design point)."""
+        exp = self._exp(experiment)
+        df = self.yearly(experiment=exp.name, metrics=[metric], years=int(year if year is not None else exp.years))
+        return summarize(df, metric, by if by is not None else [f["path"] for f in exp.factors])
+
+    def sensitivity(self, metric: str, year: int | None = None, experiment: str | None = None,
+                    stat: str = "mean", num_resamples: int = 200) -> pd.DataFrame:
+        """Global sensitivity indices of `metric` in `year` (default: the last) for a sampled design.
+
+        The output of each point is the `stat` ("mean" or "median") of its replicates. Sobol designs get
+        first-order and total indices (``S1``, ``ST`` with confidence half-widths; ``S2`` in
+        ``df.attrs["S2"]`` with second_order); Morris designs ``mu``, ``mu_star``, ``sigma``,
+        ``mu_star_conf``; Latin hypercube designs RBD-FAST first-order indices ``S1``. Every point needs
+        at least one completed run.
+        """
+        exp = self._exp(experiment)
+        kind = exp.design
+        if not exp.problem or kind not in ("sobol", "morris", "lhs"):
+            raise StoreError(f"experiment {exp.name!r} has a {kind} design; sensitivity indices need a sampled "
+                             "design (sobol, morris or lhs)")
+        if stat not in ("mean", "median"):
+            raise StoreError(f"stat {stat!r}: allowed: 'mean' or 'median'")
+        df = self.yearly(experiment=exp.name, metrics=[metric], years=int(year if year is not None else exp.years))
+        per_point = df.groupby("point")[metric].agg(stat)
+        n_points = int(exp.n_points)
+        missing = sorted(set(range(n_points)) - set(per_point.index))
+        if missing:
+            raise StoreError(f"sensitivity needs every point of the design: {len(missing)} of {n_points} points "
+                             f"have no completed run (e.g. {missing[:5]}); finish the sweep first")
+        Y = per_point.reindex(range(n_points)).to_numpy(dtype=float)
+        if np.isnan(Y).any():
+            raise StoreError(f"{metric} is undefined (NaN) at {int(np.isnan(Y).sum())} points; pick another "
+                             "metric or year")
+        problem = {k: exp.problem[k] for k in ("num_vars", "names", "bounds")}
+        opts = exp.design_options or {}
+        seed = int(exp.root_seed)
+        X = np.array(self.points(exp.name)["design_row"].tolist(), dtype=float)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if kind == "sobol":
+                from SALib.analyze import sobol
+                second = bool(opts.get("second_order", False))
+                res = sobol.analyze(problem, Y, calc_second_order=second, num_resamples=num_resamples, seed=seed)
+                out = pd.DataFrame({"S1": res["S1"], "S1_conf": res["S1_conf"], "ST": res["ST"],
+                                    "ST_conf": res["ST_conf"]}, index=problem["names"])
+                if second:
+                    out.attrs["S2"] = pd.DataFrame(res["S2"], index=problem["names"], columns=problem["names"])
+            elif kind == "morris":
+                from SALib.analyze import morris
+                res = morris.analyze(problem, X, Y, num_resamples=num_resamples,
+                                     num_levels=int(opts.get("num_levels", 4)), seed=seed)
+                out = pd.DataFrame({"mu": res["mu"], "mu_star": res["mu_star"], "sigma": res["sigma"],
+                                    "mu_star_conf": res["mu_star_conf"]}, index=problem["names"])
+            else:
+                from SALib.analyze import rbd_fast
+                res = rbd_fast.analyze(problem, X, Y, num_resamples=num_resamples, seed=seed)
+                out = pd.DataFrame({"S1": res["S1"], "S1_conf": res["S1_conf"]}, index=problem["names"])
+        out.index.name = "factor"
+        out.attrs.update(method={"sobol": "sobol", "morris": "morris", "lhs": "rbd_fast"}[kind], metric=metric,
+                         year=int(year if year is not None else exp.years), experiment=exp.name)
+        return out
+
+
+def _is_float(typ: Any) -> bool:
+    try:
+        return typ.python_type is float
+    except NotImplementedError:
+        return False
+
+
+def _int() -> Any:
+    from sqlalchemy import Integer
+    return Integer()
+
+
+def _with_params(df: pd.DataFrame, params: pd.DataFrame, after: str) -> pd.DataFrame:
+    """Insert the factor columns of each row's point after column `after`."""
+    factors = [c for c in params.columns if c != "point"]
+    if not factors:
+        return df
+    merged = df.merge(params, on="point", how="left", sort=False)
+    cols = list(df.columns)
+    at = cols.index(after) + 1
+    return merged[cols[:at] + factors + cols[at:]]
+
+
+def summarize(df: pd.DataFrame, metric: str, by: list[str]) -> pd.DataFrame:
+    """n, mean, sd, median, p10, p90 of `metric` per group of `by` (all rows when `by` is empty)."""
+    g = df.groupby(by, sort=True, dropna=False)[metric] if by else df.assign(_all=0).groupby("_all")[metric]
+    out = pd.DataFrame({"n": g.count(), "mean": g.mean(), "sd": g.std(), "median": g.median(),
+                        "p10": g.quantile(0.1), "p90": g.quantile(0.9)}).reset_index()
+    return out.drop(columns=["_all"], errors="ignore")
+
+
+def load_yearly(db: str | Path, experiment: str | None = None, **kwargs: Any) -> pd.DataFrame:
+    """Shortcut: ``Results(db).yearly(experiment, ...)``."""
+    with Results(db, experiment) as res:
+        return res.yearly(**kwargs)

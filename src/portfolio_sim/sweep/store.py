@@ -1,0 +1,590 @@
+"""The results store: SQLAlchemy 2 tables and the single writer the sweep driver uses.
+
+Tables (docs/SWEEPS.md, "Store schema"):
+
+- ``experiments``  one row per experiment: the spec text, design, factors, SALib problem, fingerprint,
+  root seed, replicates, years, outputs kept, package version and git commit at creation.
+- ``points``       one row per design point: factor values, the sampled design row, the point's seed and
+  the fully resolved scenario (JSON; ``portfolio-sim results DB --scenario N`` prints it as TOML).
+- ``sessions``     one row per ``sweep`` invocation: when, which code (version, git commit, dirty tree),
+  which executor and workers, the spec text used, and how many runs it stored.
+- ``runs``         one row per completed or failed (point, replicate): parameters, seed, status, error,
+  duration, worker, code version, attempts. Unique on (experiment, point, replicate).
+- ``yearly``       tidy model-level metrics: one row per run and year, one column per metric.
+- ``school_panel`` optional per-school yearly panel; ``events`` optional event log.
+
+Each run is written in one transaction (its ``runs`` row and all its data rows), so a crash at any moment
+leaves either the whole run or nothing. SQLite runs in WAL mode with ``synchronous=NORMAL`` (a committed
+run survives the writer being killed; readers do not block the writer).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from portfolio_sim.errors import ScenarioError
+from portfolio_sim.metrics import METRIC_COLUMNS
+
+SCHEMA_VERSION = 1
+DONE, FAILED = "done", "failed"
+
+# Integer-valued model-level metrics (the rest are floats); a test checks this against a real run.
+INT_METRICS = frozenset({
+    "calendar_year", "students", "residents", "enrollment_traditional", "enrollment_autonomous",
+    "enrollment_district_run", "enrollment_partner_led", "enrollment_partner_run", "enrollment_charter",
+    "enrollment_outside", "exits_outside", "schools_open", "autonomous_schools", "openings", "closures",
+    "restarts", "conversions", "renewals", "non_renewals", "operators_active", "board_pro", "election",
+    "reversals", "budget_shock", "autonomy_office", "displaced"})
+
+# The per-school panel (portfolio_sim.metrics.school_panel); a test checks it against a real run.
+PANEL_COLUMNS: dict[str, Any] = {
+    "name": Text, "sector": String(32), "band": Integer, "x": Float, "y": Float, "open": Boolean,
+    "operator": Text, "enrollment": Integer, "capacity": Integer, "low_income_share": Float,
+    "mean_achievement": Float, "value_added": Float, "rating_percentile": Float, "years_below_bar": Integer,
+    "autonomy_granted": Float, "autonomy_effective": Float, "effective_staffing": Float,
+    "effective_academic": Float, "effective_budget": Float, "effective_operations": Float,
+    "leader_quality": Float, "excellent_teacher_share": Float, "per_pupil_resources": Float,
+    "years_in_status": Integer,
+}
+EVENT_COLUMNS = ("year", "event", "school_id", "school", "operator_id", "operator", "cause")
+
+
+class StoreError(ScenarioError):
+    """The store cannot be used as asked (bad URL, unreachable server, a different spec under the same
+    experiment name): bad input, exit 2."""
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# ------------------------------------------------------------------------------------------------
+# Schema
+# ------------------------------------------------------------------------------------------------
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s", "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s", "pk": "pk_%(table_name)s"})
+
+
+class ExperimentRow(Base):
+    __tablename__ = "experiments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    spec_text: Mapped[str] = mapped_column(Text)
+    spec_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    base: Mapped[str] = mapped_column(Text)
+    design: Mapped[str] = mapped_column(String(16))
+    factors: Mapped[Any] = mapped_column(JSON)
+    fixed: Mapped[Any] = mapped_column(JSON)
+    problem: Mapped[Any] = mapped_column(JSON, nullable=True)
+    design_options: Mapped[Any] = mapped_column(JSON)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    root_seed: Mapped[int] = mapped_column(BigInteger)
+    common_random_numbers: Mapped[bool] = mapped_column(Boolean)
+    replicates: Mapped[int] = mapped_column(Integer)
+    years: Mapped[int] = mapped_column(Integer)
+    n_points: Mapped[int] = mapped_column(Integer)
+    keep_schools: Mapped[bool] = mapped_column(Boolean)
+    keep_events: Mapped[bool] = mapped_column(Boolean)
+    package_version: Mapped[str] = mapped_column(String(50))
+    git_commit: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    git_dirty: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PointRow(Base):
+    __tablename__ = "points"
+    __table_args__ = (UniqueConstraint("experiment_id", "point_index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    point_index: Mapped[int] = mapped_column(Integer)
+    params: Mapped[Any] = mapped_column(JSON)
+    design_row: Mapped[Any] = mapped_column(JSON, nullable=True)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    scenario: Mapped[Any] = mapped_column(JSON)
+
+
+class SessionRow(Base):
+    __tablename__ = "sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"), index=True)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    host: Mapped[str] = mapped_column(String(200))
+    executor: Mapped[str] = mapped_column(String(200))
+    workers: Mapped[int] = mapped_column(Integer)
+    package_version: Mapped[str] = mapped_column(String(50))
+    git_commit: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    git_dirty: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    spec_text: Mapped[str] = mapped_column(Text)
+    retry_failed: Mapped[bool] = mapped_column(Boolean)
+    planned: Mapped[int] = mapped_column(Integer)
+    stored_done: Mapped[int] = mapped_column(Integer, default=0)
+    stored_failed: Mapped[int] = mapped_column(Integer, default=0)
+    interrupted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+    __table_args__ = (UniqueConstraint("experiment_id", "point_index", "replicate"),
+                      Index(None, "experiment_id", "status"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    point_id: Mapped[int] = mapped_column(ForeignKey("points.id", ondelete="CASCADE"), index=True)
+    point_index: Mapped[int] = mapped_column(Integer)
+    replicate: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    params: Mapped[Any] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    worker: Mapped[str] = mapped_column(String(200), default="")
+    code_version: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("sessions.id", ondelete="SET NULL"),
+                                                  nullable=True, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    finished_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+def _metric_type(name: str) -> Any:
+    return Integer if name in INT_METRICS else Float
+
+
+meta_table = Table("meta", Base.metadata, Column("key", String(64), primary_key=True), Column("value", Text))
+
+yearly_table = Table(
+    "yearly", Base.metadata,
+    Column("run_id", ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("year", Integer, primary_key=True),
+    *[Column(name, _metric_type(name)) for name in METRIC_COLUMNS if name != "year"],
+    Index(None, "year"))
+
+panel_table = Table(
+    "school_panel", Base.metadata,
+    Column("run_id", ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("year", Integer, primary_key=True),
+    Column("school_id", Integer, primary_key=True),
+    *[Column(name, typ) for name, typ in PANEL_COLUMNS.items()])
+
+events_table = Table(
+    "events", Base.metadata,
+    Column("id", Integer, primary_key=True),
+    Column("run_id", ForeignKey("runs.id", ondelete="CASCADE"), index=True),
+    Column("seq", Integer),
+    Column("year", Integer),
+    Column("event", String(64), index=True),
+    Column("school_id", Integer),
+    Column("school", Text),
+    Column("operator_id", Integer),
+    Column("operator", Text),
+    Column("cause", Text))
+
+runs_table: Table = RunRow.__table__  # type: ignore[assignment]
+points_table: Table = PointRow.__table__  # type: ignore[assignment]
+experiments_table: Table = ExperimentRow.__table__  # type: ignore[assignment]
+sessions_table: Table = SessionRow.__table__  # type: ignore[assignment]
+
+
+# ------------------------------------------------------------------------------------------------
+# URLs and engines
+# ------------------------------------------------------------------------------------------------
+
+def default_db_path(experiment: str) -> Path:
+    return Path("results") / f"{experiment}.db"
+
+
+def normalize_url(db: str | Path) -> str:
+    """A SQLAlchemy URL from `--db`: a URL as given (``postgresql://`` and ``postgres://`` use psycopg 3),
+    or a file path for SQLite."""
+    raw = str(db)
+    if "://" not in raw:
+        return f"sqlite:///{Path(raw).expanduser().resolve()}"
+    for prefix in ("postgresql://", "postgres://"):
+        if raw.startswith(prefix):
+            return "postgresql+psycopg://" + raw[len(prefix):]
+    return raw
+
+
+def display_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def friendly_db(url: str) -> str:
+    """A SQLite database as its file path; any other as its URL with the password hidden."""
+    path = sqlite_path(url)
+    return str(path) if path is not None else display_url(url)
+
+
+def sqlite_path(url: str) -> Path | None:
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return None
+    return Path(u.database)
+
+
+def make_engine(url: str, writer: bool = False) -> Engine:
+    """An engine for `url`. SQLite: WAL, synchronous=NORMAL, foreign keys, a busy timeout, and real
+    transactions (BEGIN IMMEDIATE for the writer, so a write never fails half-way on a lock upgrade)."""
+    try:
+        u = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(f"--db {url!r}: not a database URL or file path ({exc})") from None
+    try:
+        if u.get_backend_name() == "sqlite":
+            path = sqlite_path(url)
+            if path is not None and writer:
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise StoreError(f"--db {path}: cannot create the directory ({exc.strerror or exc})") from None
+            engine = create_engine(u, connect_args={"timeout": 60})
+
+            @event.listens_for(engine, "connect")
+            def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+                dbapi_conn.isolation_level = None      # transactions are begun explicitly below
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA busy_timeout=60000")
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.close()
+
+            @event.listens_for(engine, "begin")
+            def _on_begin(conn: Any) -> None:
+                conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
+
+            return engine
+        return create_engine(u, pool_pre_ping=True)
+    except StoreError:
+        raise
+    except (ImportError, SQLAlchemyError) as exc:
+        raise StoreError(f"--db {display_url(url)}: cannot use this database ({exc})") from None
+
+
+def git_info() -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the git checkout the package runs from, or (None, None) outside one."""
+    import portfolio_sim
+
+    pkg = Path(portfolio_sim.__file__).resolve().parent
+
+    def git(*args: str) -> subprocess.CompletedProcess[str] | None:
+        try:
+            return subprocess.run(["git", *args], cwd=pkg, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    tracked = git("ls-files", "--error-unmatch", "__init__.py")
+    head = git("rev-parse", "HEAD")
+    if not tracked or tracked.returncode != 0 or not head or head.returncode != 0:
+        return None, None
+    status = git("status", "--porcelain", "--untracked-files=no")
+    dirty = None if not status or status.returncode != 0 else bool(status.stdout.strip())
+    return head.stdout.strip() or None, dirty
+
+
+def package_version() -> str:
+    import portfolio_sim
+    return portfolio_sim.__version__
+
+
+# ------------------------------------------------------------------------------------------------
+# The store
+# ------------------------------------------------------------------------------------------------
+
+@dataclass
+class Registered:
+    """An experiment as registered in a store."""
+
+    id: int
+    name: str
+    point_ids: dict[int, int]        # point index -> points.id
+    created: bool                    # registered just now
+    replicates_before: int           # replicates stored before (equal to the spec's unless it grew)
+
+
+class Store:
+    """A results database the sweep driver writes to (the only writer; workers never connect)."""
+
+    def __init__(self, url: str, create: bool = True):
+        self.url = normalize_url(url)
+        self.engine = make_engine(self.url, writer=True)
+        self.dialect = self.engine.dialect.name
+        try:
+            if create:
+                Base.metadata.create_all(self.engine)
+                self._check_schema_version()
+                self._add_missing_columns()
+            else:
+                with self.engine.connect():
+                    pass
+        except DBAPIError as exc:
+            raise StoreError(f"--db {friendly_db(self.url)}: cannot open the database "
+                             f"({str(exc.orig).strip() if exc.orig else exc})") from None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @property
+    def display_url(self) -> str:
+        return friendly_db(self.url)
+
+    # -- schema ---------------------------------------------------------------------------------
+    def _check_schema_version(self) -> None:
+        with self.engine.begin() as conn:
+            row = conn.execute(select(meta_table.c.value).where(meta_table.c.key == "schema_version")).first()
+            if row is None:
+                try:
+                    conn.execute(insert(meta_table).values(key="schema_version", value=str(SCHEMA_VERSION)))
+                except IntegrityError:
+                    pass
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise StoreError(f"--db {self.display_url}: written by a newer portfolio_sim (schema "
+                                 f"{row[0]}, this version reads {SCHEMA_VERSION})")
+
+    def _add_missing_columns(self) -> None:
+        """A database created before the model gained a metric (or panel column) gets the new column."""
+        insp = inspect(self.engine)
+        for table in (yearly_table, panel_table):
+            have = {c["name"] for c in insp.get_columns(table.name)}
+            for col in table.columns:
+                if col.name not in have:
+                    self._alter_add(table.name, col.name, col.type)
+
+    def _alter_add(self, table: str, column: str, typ: Any) -> None:
+        prep = self.engine.dialect.identifier_preparer
+        ddl = (f"ALTER TABLE {prep.quote(table)} ADD COLUMN {prep.quote(column)} "
+               f"{typ.compile(dialect=self.engine.dialect)}")
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql(ddl)
+
+    def _ensure_columns(self, table: Table, columns: dict[str, list[Any]]) -> None:
+        """New output columns (a model newer than this store's schema) become new nullable columns."""
+        for name, values in columns.items():
+            if name in table.c:
+                continue
+            sample = next((v for v in values if v is not None), None)
+            typ = (Boolean() if isinstance(sample, bool) else BigInteger() if isinstance(sample, int)
+                   else Float() if isinstance(sample, float) else Text())
+            insp = inspect(self.engine)
+            if name not in {c["name"] for c in insp.get_columns(table.name)}:
+                self._alter_add(table.name, name, typ)
+            table.append_column(Column(name, typ))
+
+    # -- experiments ------------------------------------------------------------------------------
+    def register(self, exp: Any) -> Registered:
+        """Register an experiment (spec, points) or check that the stored one is the same experiment.
+
+        The same name with a different fingerprint (other points, seeds, scenarios, years or outputs) is
+        an error: resuming would mix two experiments. More replicates than stored is fine (existing runs
+        keep their seeds); fewer is an error."""
+        from portfolio_sim.sweep.spec import Experiment
+        assert isinstance(exp, Experiment)
+        fingerprint = exp.fingerprint()
+        with self.engine.begin() as conn:
+            row = conn.execute(select(experiments_table).where(experiments_table.c.name == exp.name)).first()
+            if row is None:
+                commit, dirty = git_info()
+                try:
+                    exp_id = conn.execute(insert(experiments_table).values(
+                        name=exp.name, description=exp.description, spec_text=exp.text,
+                        spec_path=str(exp.path) if exp.path else None, base=str(exp.base_path), design=exp.design,
+                        factors=[f.to_json() for f in exp.factors], fixed=exp.fixed, problem=exp.problem,
+                        design_options=exp.design_options(),
+                        fingerprint=fingerprint, root_seed=exp.seed,
+                        common_random_numbers=exp.common_random_numbers, replicates=exp.replicates,
+                        years=exp.years, n_points=len(exp.points), keep_schools=exp.keep_schools,
+                        keep_events=exp.keep_events, package_version=package_version(), git_commit=commit,
+                        git_dirty=dirty, created_at=_utcnow())).inserted_primary_key[0]
+                except IntegrityError:
+                    raise StoreError(f"experiment {exp.name!r} was registered concurrently by another "
+                                     "sweep; run again") from None
+                conn.execute(insert(points_table), [
+                    {"experiment_id": exp_id, "point_index": p.index, "params": p.params, "design_row": p.row,
+                     "seed": p.seed, "scenario": p.scenario} for p in exp.points])
+                created, before = True, exp.replicates
+            else:
+                exp_id, before, created = row.id, row.replicates, False
+                if row.fingerprint != fingerprint:
+                    raise StoreError(self._mismatch(row, exp))
+                if exp.replicates < before:
+                    raise StoreError(
+                        f"experiment {exp.name!r} in {self.display_url} already has {before} replicates per "
+                        f"point; the spec asks for {exp.replicates}. Replicates can only grow (use --limit to "
+                        "run fewer now, or a new experiment name)")
+                if exp.replicates > before:
+                    conn.execute(update(experiments_table).where(experiments_table.c.id == exp_id)
+                                 .values(replicates=exp.replicates))
+                    for p in exp.points:
+                        conn.execute(update(points_table).where(
+                            (points_table.c.experiment_id == exp_id) & (points_table.c.point_index == p.index))
+                            .values(scenario=p.scenario))
+            ids = dict(conn.execute(select(points_table.c.point_index, points_table.c.id)
+                                    .where(points_table.c.experiment_id == exp_id)).all())
+        return Registered(id=exp_id, name=exp.name, point_ids=ids, created=created, replicates_before=before)
+
+    def _mismatch(self, row: Any, exp: Any) -> str:
+        diffs = []
+        if row.years != exp.years:
+            diffs.append(f"years {row.years} -> {exp.years}")
+        if row.n_points != len(exp.points):
+            diffs.append(f"{row.n_points} -> {len(exp.points)} points")
+        if row.design != exp.design:
+            diffs.append(f"design {row.design} -> {exp.design}")
+        if (row.keep_schools, row.keep_events) != (exp.keep_schools, exp.keep_events):
+            diffs.append("outputs kept")
+        if row.root_seed != exp.seed or bool(row.common_random_numbers) != exp.common_random_numbers:
+            diffs.append("seeds")
+        if not diffs:
+            diffs.append("the points' factor values or resolved scenarios (the base scenario, [set] or a "
+                         "preset may have changed)")
+        return (f"experiment {exp.name!r} in {self.display_url} was created from a different spec "
+                f"({'; '.join(diffs)}). Resuming would mix two experiments: give the spec a new name, or "
+                "use another --db")
+
+    # -- sessions ---------------------------------------------------------------------------------
+    def start_session(self, exp_id: int, *, host: str, executor: str, workers: int, spec_text: str,
+                      retry_failed: bool, planned: int) -> int:
+        commit, dirty = git_info()
+        with self.engine.begin() as conn:
+            return int(conn.execute(insert(sessions_table).values(
+                experiment_id=exp_id, started_at=_utcnow(), host=host, executor=executor, workers=workers,
+                package_version=package_version(), git_commit=commit, git_dirty=dirty, spec_text=spec_text,
+                retry_failed=retry_failed, planned=planned, stored_done=0, stored_failed=0,
+                interrupted=False)).inserted_primary_key[0])
+
+    def finish_session(self, session_id: int, done: int, failed: int, interrupted: bool) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(sessions_table).where(sessions_table.c.id == session_id).values(
+                finished_at=_utcnow(), stored_done=done, stored_failed=failed, interrupted=interrupted))
+
+    # -- runs -------------------------------------------------------------------------------------
+    def run_states(self, exp_id: int) -> dict[tuple[int, int], str]:
+        """{(point index, replicate): status} of every stored run of an experiment."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(runs_table.c.point_index, runs_table.c.replicate, runs_table.c.status)
+                                .where(runs_table.c.experiment_id == exp_id)).all()
+        return {(int(p), int(r)): s for p, r, s in rows}
+
+    def write_result(self, exp_id: int, point_id: int, params: dict[str, Any], result: dict[str, Any],
+                     session_id: int | None = None) -> str:
+        """Store one run's result in ONE transaction. Returns "done" or "failed" (what was stored), or
+        "duplicate" when a completed run with this key is already stored (nothing is written)."""
+        status = result["status"]
+        key = ((runs_table.c.experiment_id == exp_id) & (runs_table.c.point_index == result["point"])
+               & (runs_table.c.replicate == result["replicate"]))
+        yearly = result.get("yearly") if status == DONE else None
+        schools = result.get("schools") if status == DONE else None
+        events = result.get("events") if status == DONE else None
+        if yearly:
+            self._ensure_columns(yearly_table, yearly)
+        if schools:
+            self._ensure_columns(panel_table, schools)
+        values = dict(experiment_id=exp_id, point_id=point_id, point_index=result["point"],
+                      replicate=result["replicate"], seed=result["seed"], params=params, status=status,
+                      error=result.get("error"), duration_s=result.get("duration"),
+                      worker=(result.get("worker") or "")[:200], code_version=result.get("version"),
+                      session_id=session_id, finished_at=_utcnow())
+        try:
+            with self.engine.begin() as conn:
+                existing = conn.execute(select(runs_table.c.id, runs_table.c.status).where(key)).first()
+                if existing is not None and existing.status == DONE:
+                    return "duplicate"
+                if existing is not None:
+                    run_id = existing.id
+                    conn.execute(update(runs_table).where(runs_table.c.id == run_id)
+                                 .values(**values, attempts=runs_table.c.attempts + 1))
+                else:
+                    run_id = conn.execute(insert(runs_table).values(**values, attempts=1)).inserted_primary_key[0]
+                if yearly:
+                    conn.execute(insert(yearly_table), _rows(yearly, run_id))
+                if schools and _nrows(schools):
+                    conn.execute(insert(panel_table), _rows(schools, run_id))
+                if events and _nrows(events):
+                    rows = _rows(events, run_id)
+                    for i, r in enumerate(rows):
+                        r["seq"] = i
+                    conn.execute(insert(events_table), rows)
+        except IntegrityError:
+            # Another writer may have stored this run between our check and insert: then keep theirs.
+            # Anything else (the result's own rows clash) is a real error; the transaction was rolled back.
+            with self.engine.connect() as conn:
+                existing = conn.execute(select(runs_table.c.status).where(key)).first()
+            if existing is not None and existing.status == DONE:
+                return "duplicate"
+            raise
+        return status
+
+    # -- reading helpers (the analysis module has the pandas API) ---------------------------------
+    def counts(self, exp_id: int) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(runs_table.c.status, func.count()).where(runs_table.c.experiment_id == exp_id)
+                                .group_by(runs_table.c.status)).all()
+        return {s: int(n) for s, n in rows}
+
+
+def _nrows(columns: dict[str, list[Any]]) -> int:
+    return len(next(iter(columns.values()))) if columns else 0
+
+
+def _rows(columns: dict[str, list[Any]], run_id: int) -> list[dict[str, Any]]:
+    names = list(columns)
+    n = _nrows(columns)
+    return [{"run_id": run_id, **{c: columns[c][i] for c in names}} for i in range(n)]
+
+
+def dumps_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+__all__ = ["Store", "StoreError", "Base", "ExperimentRow", "PointRow", "RunRow", "SessionRow", "yearly_table",
+           "panel_table", "events_table", "runs_table", "points_table", "experiments_table", "sessions_table",
+           "normalize_url", "display_url", "default_db_path", "make_engine", "git_info", "text"]
