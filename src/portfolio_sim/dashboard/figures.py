@@ -1,0 +1,610 @@
+"""Dashboard figures and tables, built on :mod:`portfolio_sim.report`'s figure builders.
+
+- :data:`CHARTS`: every outcome chart of the Charts tab (bands across seeds), by section
+- :func:`comparison_figure` / :func:`difference_figure`: several scenarios on the same axes
+- :func:`map_figure`: the district map (schools by location, sized by enrollment, coloured by type or
+  rating, one year and seed); :func:`school_history_figure`: one school over the years
+- :func:`key_numbers`, :func:`event_table`, :func:`school_facts`: tables for the page
+
+Every function is pure (snapshot in, figure or frame out), so the page can memoize them and the tests
+can call them without a browser.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from portfolio_sim.dashboard.compare import ComparisonStore, final_values, paired_differences, summary_for
+from portfolio_sim.dashboard.simulation import RunSnapshot
+from portfolio_sim.district import BAND_NAMES
+from portfolio_sim.report import (PALETTE, autonomy_domain_figure, band_figure, label, political_figure)
+from portfolio_sim.scenario import Scenario
+
+FONT = "Inter, Roboto, 'Segoe UI', system-ui, sans-serif"
+
+SECTOR_LABELS = {"traditional": "Traditional", "district_run": "District-run autonomous",
+                 "partner_led": "Partner-led", "partner_run": "Partner-run", "charter": "Charter"}
+SECTOR_COLORS = {"traditional": "#3d4b5c", "district_run": "#2ca02c", "partner_led": "#ff7f0e",
+                 "partner_run": "#d62728", "charter": "#9467bd"}
+RATING_SCALE = [[0.0, "#a50026"], [0.1, "#d73027"], [0.2, "#f46d43"], [0.3, "#fdae61"], [0.4, "#fee08b"],
+                [0.5, "#ffffbf"], [0.6, "#d9ef8b"], [0.7, "#a6d96a"], [0.8, "#66bd63"], [0.9, "#1a9850"],
+                [1.0, "#006837"]]   # ColorBrewer RdYlGn: red = low rating, green = high
+BAND_SYMBOLS = {"elementary": "circle", "k8": "circle", "middle": "diamond", "high": "square"}
+
+
+def polish(fig: go.Figure, height: int | None = None) -> go.Figure:
+    """The dashboard's look: one font, compact margins, a readable title."""
+    fig.update_layout(font={"family": FONT, "size": 12, "color": "#243447"},
+                      title={"font": {"size": 15}, "x": 0.01, "xanchor": "left"},
+                      margin={"l": 60, "r": 30, "t": 56, "b": 40}, paper_bgcolor="white")
+    if height:
+        fig.update_layout(height=height)
+    return fig
+
+
+_WHITE: dict | None = None
+
+
+def _template() -> dict:
+    """plotly_white as a plain dict (computed once)."""
+    global _WHITE
+    if _WHITE is None:
+        import plotly.io as pio
+        _WHITE = pio.templates["plotly_white"].to_plotly_json()
+    return _WHITE
+
+
+def fast_figure(data: list[dict], layout: dict, height: int) -> go.Figure:
+    """A figure from plain dicts, without plotly.py's per-property validation (50x faster; the
+    dashboard's own figures are rebuilt on every snapshot). Same look as `polish`."""
+    base = {"template": _template(), "height": height, "paper_bgcolor": "white",
+            "font": {"family": FONT, "size": 12, "color": "#243447"},
+            "margin": {"l": 60, "r": 30, "t": 56, "b": 40}}
+    title = layout.pop("title", None)
+    if title is not None:
+        base["title"] = {"text": title if isinstance(title, str) else title.get("text", ""), "font": {"size": 15},
+                         "x": 0.01, "xanchor": "left"}
+    return go.Figure(data=data, layout={**base, **layout}, _validate=False)
+
+
+def _vline(x: float, color: str, dash: str = "dot", width: float = 1, label: str = "") -> tuple[dict, dict | None]:
+    shape = {"type": "line", "xref": "x", "yref": "paper", "x0": x, "x1": x, "y0": 0, "y1": 1,
+             "line": {"color": color, "dash": dash, "width": width}}
+    note = ({"x": x, "y": 1, "xref": "x", "yref": "paper", "text": label, "showarrow": False, "xanchor": "right",
+             "yanchor": "top", "font": {"color": color, "size": 11}} if label else None)
+    return shape, note
+
+
+# ------------------------------------------------------------------------------------------------
+# Outcome charts (bands across seeds)
+# ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ChartSpec:
+    key: str
+    section: str
+    title: str
+    note: str
+    build: Callable[[RunSnapshot], go.Figure]
+
+
+def _band(metrics, title, **kw) -> Callable[[RunSnapshot], go.Figure]:
+    def build(r: RunSnapshot) -> go.Figure:
+        return polish(band_figure(r.summary, metrics, title, start_year=r.start_year, **kw))
+    return build
+
+
+CHARTS: tuple[ChartSpec, ...] = (
+    ChartSpec("achievement", "Achievement", "Achievement and the income gap",
+              "Mean student achievement and the gap between other and low-income students, in student SDs.",
+              _band(["mean_achievement", "achievement_gap"], "Achievement and the income gap",
+                    yaxis_title="student SD")),
+    ChartSpec("below_bar", "Achievement", "Students in schools below the bar",
+              "Share of district students in schools rated below the accountability bar.",
+              _band(["share_below_bar"], "Students in schools rated below the bar", percent=True,
+                    yaxis_title="share of district students")),
+    ChartSpec("enrollment", "Enrollment", "Enrollment by sector and governance",
+              "Where resident students are enrolled: traditional, each autonomous category, charter, outside.",
+              _band(["enrollment_traditional", "enrollment_district_run", "enrollment_partner_led",
+                     "enrollment_partner_run", "enrollment_charter", "enrollment_outside"],
+                    "Enrollment by sector and governance", yaxis_title="students", height=420)),
+    ChartSpec("exits", "Enrollment", "Students leaving for outside options",
+              "Students who left the district's schools (private schools, moving away) each year.",
+              _band(["exits_outside"], "Students leaving for outside options (per year)",
+                    yaxis_title="students/year")),
+    ChartSpec("schools", "Schools", "Openings, closures, restarts and conversions",
+              "Per year; schools open on the right axis.",
+              _band(["openings", "closures", "restarts", "conversions", "schools_open"],
+                    "Openings, closures, restarts, conversions (per year) and schools open",
+                    yaxis_title="schools/year", secondary=["schools_open"], secondary_title="schools open",
+                    colors={"schools_open": "#333333"}, height=420)),
+    ChartSpec("autonomy", "Autonomy", "Autonomy granted vs effective",
+              "Mean over open autonomous schools: what the policy grants and what schools can actually use.",
+              _band(["autonomy_granted", "autonomy_effective"], "Autonomy granted vs effective",
+                    yaxis_title="autonomy (0-1)")),
+    ChartSpec("autonomy_domains", "Autonomy", "Autonomy by domain",
+              "Granted (dashed) vs effective (solid) in staffing, academics, budget and operations.",
+              lambda r: polish(autonomy_domain_figure(r.summary, start_year=r.start_year))),
+    ChartSpec("politics", "Politics", "Political support, elections and reversals",
+              "Board support for autonomy; dotted lines are elections, red crosses reversals (sized by the "
+              "share of seeds).",
+              lambda r: polish(political_figure(r.summary, r.yearly, r.scenario))),
+    ChartSpec("choice", "Choice", "School choice outcomes",
+              "Share of choosers offered their first choice, and applicants left unassigned.",
+              _band(["first_choice_rate", "unassigned"], "School choice outcomes", percent=True,
+                    yaxis_title="share")),
+    ChartSpec("segregation", "Equity", "Income segregation across schools",
+              "Dissimilarity index of low-income vs other students across district schools.",
+              _band(["segregation_index"], "Income segregation across schools", yaxis_title="dissimilarity (0-1)")),
+    ChartSpec("resources", "Equity", "Per-pupil resources reaching schools",
+              "Mean per-pupil resources at students' schools after district services.",
+              _band(["per_pupil_resources"], "Per-pupil resources reaching schools", yaxis_title="$ per pupil")),
+)
+SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(c.section for c in CHARTS))
+
+
+def chart(key: str) -> ChartSpec:
+    for c in CHARTS:
+        if c.key == key:
+            return c
+    raise KeyError(key)
+
+
+def build_chart(key: str, result: RunSnapshot) -> go.Figure:
+    return chart(key).build(result)
+
+
+# ------------------------------------------------------------------------------------------------
+# Key numbers
+# ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class KeyMetric:
+    metric: str
+    label: str
+    kind: str          # sd | pct | count | frac | money
+    cumulative: bool = False
+    better: str = ""   # "up" / "down": which way is good, for colouring changes
+
+
+KEY_METRICS: tuple[KeyMetric, ...] = (
+    KeyMetric("mean_achievement", "Mean achievement", "sd", better="up"),
+    KeyMetric("achievement_gap", "Income achievement gap", "sd", better="down"),
+    KeyMetric("share_below_bar", "Students in schools below the bar", "pct", better="down"),
+    KeyMetric("enrollment_autonomous", "Students in autonomous schools", "count"),
+    KeyMetric("autonomous_schools", "Autonomous schools", "count"),
+    KeyMetric("closures", "Closures (all years)", "count", cumulative=True),
+    KeyMetric("enrollment_outside", "Students outside the district", "count", better="down"),
+    KeyMetric("political_support", "Political support", "frac", better="up"),
+    KeyMetric("reversals", "Reversals (all years)", "count", cumulative=True, better="down"),
+    KeyMetric("segregation_index", "Segregation index", "frac", better="down"),
+)
+
+
+def fmt_value(value: float, kind: str, signed: bool = False) -> str:
+    if value is None or value != value:
+        return "n/a"
+    sign = "+" if signed and value > 0 else ""
+    if kind == "pct":
+        return f"{sign}{value:.1%}" if not signed else f"{sign}{100 * value:.1f} pts"
+    if kind == "count":
+        return f"{sign}{value:,.1f}" if abs(value - round(value)) > 1e-9 and abs(value) < 100 else f"{sign}{value:,.0f}"
+    if kind == "sd":
+        return f"{value:+.3f}"
+    if kind == "money":
+        return f"{sign}${value:,.0f}"
+    return f"{sign}{value:.2f}"
+
+
+def key_numbers(result: RunSnapshot) -> list[dict[str, Any]]:
+    """Per key metric: the first and last year's median (p10-p90 across seeds) and the change."""
+    y = result.yearly
+    rows = []
+    if y.empty:
+        return rows
+    first, last = int(y["year"].min()), int(y["year"].max())
+    for km in KEY_METRICS:
+        if km.metric not in y:
+            continue
+        if km.cumulative:
+            end = y.groupby("seed")[km.metric].sum().astype(float)
+            start = pd.Series([0.0])
+        else:
+            end = y.loc[y["year"] == last, km.metric].astype(float)
+            start = y.loc[y["year"] == first, km.metric].astype(float)
+        q = end.quantile([0.1, 0.5, 0.9]).tolist()
+        s = float(start.median())
+        change = q[1] - s
+        good = None
+        if km.better and abs(change) > 1e-12:
+            good = (change > 0) == (km.better == "up")
+        rows.append({"metric": km.metric, "label": km.label, "kind": km.kind, "start": s, "median": q[1],
+                     "p10": q[0], "p90": q[2], "change": change, "good": good, "cumulative": km.cumulative,
+                     "n_seeds": int(end.size), "first_year": result.start_year + first,
+                     "last_year": result.start_year + last})
+    return rows
+
+
+def comparison_table(store: ComparisonStore) -> pd.DataFrame:
+    """Key metrics in the last year (or totals), one column per ready scenario: 'median [p10-p90]', and
+    the paired difference from the reference scenario."""
+    ready = store.ready()
+    ref = store.reference_entry()
+    rows = []
+    for km in KEY_METRICS:
+        row: dict[str, str] = {"metric": km.label + (" (total)" if km.cumulative and "all years" not in km.label else "")}
+        ref_vals = final_values(ref.result, km.metric, km.cumulative) if ref else np.array([])
+        for e in ready:
+            v = final_values(e.result, km.metric, km.cumulative)
+            if v.size == 0:
+                row[e.label] = "n/a"
+                continue
+            p10, med, p90 = np.quantile(v, [0.1, 0.5, 0.9])
+            cell = fmt_value(med, km.kind)
+            if v.size > 1:
+                cell += f" [{fmt_value(p10, km.kind)} to {fmt_value(p90, km.kind)}]"
+            if ref is not None and e.key != ref.key and ref_vals.size == v.size:
+                d = np.median(v - ref_vals)
+                cell += f"  (Δ {fmt_value(d, km.kind, signed=True)})"
+            row[e.label] = cell
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------------------------
+# Comparisons on the same axes
+# ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CompareMetric:
+    metric: str
+    title: str
+    yaxis: str
+    percent: bool = False
+
+
+COMPARE_METRICS: tuple[CompareMetric, ...] = (
+    CompareMetric("mean_achievement", "Mean achievement", "student SD"),
+    CompareMetric("achievement_gap", "Income achievement gap", "student SD"),
+    CompareMetric("political_support", "Political support", "support (0-1)"),
+    CompareMetric("autonomy_effective", "Effective autonomy (autonomous schools)", "autonomy (0-1)"),
+    CompareMetric("enrollment_autonomous", "Students in autonomous schools", "students"),
+    CompareMetric("share_below_bar", "Students in schools below the bar", "share", percent=True),
+    CompareMetric("cum_closures", "Closures, running total", "schools"),
+    CompareMetric("cum_reversals", "Reversals, running total", "reversals"),
+    CompareMetric("enrollment_outside", "Students outside the district", "students"),
+    CompareMetric("segregation_index", "Segregation index", "dissimilarity (0-1)"),
+    CompareMetric("first_choice_rate", "Choosers offered their first choice", "share", percent=True),
+    CompareMetric("per_pupil_resources", "Per-pupil resources reaching schools", "$ per pupil"),
+    CompareMetric("autonomous_schools", "Autonomous schools", "schools"),
+    CompareMetric("cum_conversions", "Conversions, running total", "schools"),
+)
+
+
+def compare_metric(metric: str) -> CompareMetric:
+    for m in COMPARE_METRICS:
+        if m.metric == metric:
+            return m
+    return CompareMetric(metric, label(metric), "")
+
+
+def _band_traces(d: pd.DataFrame, start_year: int, name: str, color: str, percent: bool, group: str) -> list[dict]:
+    """A p10-p90 band and the median line, as plain trace dicts."""
+    from portfolio_sim.report import _rgba
+    d = d.sort_values("year")
+    x = [int(v) + start_year for v in d["year"]]
+    yfmt = ".1%" if percent else ".3~r"
+    return [
+        {"type": "scatter", "x": x, "y": d["p90"].to_numpy(), "mode": "lines", "line": {"width": 0},
+         "showlegend": False, "legendgroup": group, "hoverinfo": "skip"},
+        {"type": "scatter", "x": x, "y": d["p10"].to_numpy(), "mode": "lines", "line": {"width": 0}, "fill": "tonexty",
+         "fillcolor": _rgba(color, 0.16), "showlegend": False, "legendgroup": group, "hoverinfo": "skip"},
+        {"type": "scatter", "x": x, "y": d["median"].to_numpy(), "mode": "lines+markers", "name": name,
+         "legendgroup": group, "line": {"color": color, "width": 2.5}, "marker": {"size": 5},
+         "customdata": d[["p10", "p90"]].to_numpy(),
+         "hovertemplate": (f"{html.escape(name)}: median %{{y:{yfmt}}} "
+                           f"(p10-p90 %{{customdata[0]:{yfmt}}} to %{{customdata[1]:{yfmt}}})<extra></extra>")},
+    ]
+
+
+def _flip(store: ComparisonStore, start_year: int) -> tuple[list[dict], list[dict]]:
+    st = store.settings
+    if st.override_flip and st.flip_year > 0:
+        shape, note = _vline(start_year + st.flip_year, "#d62728", "dash", 1.5, "board flips ")
+        return [shape], [note]
+    return [], []
+
+
+def _years_axis(store: ComparisonStore) -> dict:
+    return {"title": {"text": "calendar year"}, **({"dtick": 1} if store.settings.years <= 20 else {})}
+
+
+def comparison_figure(store: ComparisonStore, metric: str, height: int = 380) -> go.Figure:
+    """One metric, every ready scenario on the same axes: median line and p10-p90 band across seeds."""
+    cm = compare_metric(metric)
+    ready = store.ready()
+    start = ready[0].result.start_year if ready else 0
+    data: list[dict] = []
+    for e in ready:
+        d = summary_for(e.result, metric)
+        if not d.empty:
+            data += _band_traces(d, e.result.start_year, e.label, e.color, cm.percent, group=e.label)
+    shapes, notes = _flip(store, start)
+    return fast_figure(data, {
+        "title": cm.title, "xaxis": _years_axis(store),
+        "yaxis": {"title": {"text": cm.yaxis}, **({"tickformat": ".0%"} if cm.percent else {})},
+        "legend": {"orientation": "h", "y": -0.22}, "hovermode": "x unified", "shapes": shapes,
+        "annotations": notes}, height)
+
+
+def difference_figure(store: ComparisonStore, metric: str, height: int = 380) -> go.Figure:
+    """Each scenario minus the reference scenario, paired by seed (median and p10-p90 across seeds)."""
+    cm = compare_metric(metric)
+    ref = store.reference_entry()
+    start = ref.result.start_year if ref else 0
+    colors = {e.label: e.color for e in store.entries}
+    data: list[dict] = []
+    for name, d in paired_differences(store, metric).items():
+        data += _band_traces(d, start, f"{name} minus {ref.label}", colors.get(name, PALETTE[0]), cm.percent,
+                             group=name)
+    shapes, notes = _flip(store, start)
+    shapes.append({"type": "line", "xref": "paper", "yref": "y", "x0": 0, "x1": 1, "y0": 0, "y1": 0,
+                   "line": {"color": "#555", "width": 1}})
+    title = f"{cm.title}: difference from {ref.label if ref else 'the reference'} (same seeds)"
+    return fast_figure(data, {
+        "title": title, "xaxis": _years_axis(store),
+        "yaxis": {"title": {"text": f"difference ({cm.yaxis})" if cm.yaxis else "difference"},
+                  **({"tickformat": "+.0%"} if cm.percent else {})},
+        "legend": {"orientation": "h", "y": -0.22}, "hovermode": "x unified", "shapes": shapes,
+        "annotations": notes}, height)
+
+
+# ------------------------------------------------------------------------------------------------
+# The district map and one school's history
+# ------------------------------------------------------------------------------------------------
+
+def band_names(scenario: Scenario) -> list[str]:
+    return BAND_NAMES[scenario.district.band_structure]
+
+
+def map_frame(result: RunSnapshot, seed: int, year: int) -> pd.DataFrame:
+    s = result.schools
+    if s.empty:
+        return s
+    return s[(s["seed"] == seed) & (s["year"] == year)].copy()
+
+
+def _neighbourhood_trace(nb: pd.DataFrame) -> dict | None:
+    if nb is None or nb.empty:
+        return None
+    xs, ys = np.unique(nb["x"].round(6)), np.unique(nb["y"].round(6))
+    scale = [[0, "#ffffff"], [1, "#c9d3df"]]
+    if len(xs) * len(ys) == len(nb):
+        z = (nb.assign(x=nb["x"].round(6), y=nb["y"].round(6))
+             .pivot_table(index="y", columns="x", values="low_income_share").reindex(index=ys, columns=xs))
+        return {"type": "heatmap", "x": xs, "y": ys, "z": z.to_numpy(), "colorscale": scale, "zmin": 0, "zmax": 1,
+                "showscale": False, "name": "neighbourhoods", "opacity": 0.85, "hoverinfo": "skip"}
+    return {"type": "scatter", "x": nb["x"].to_numpy(), "y": nb["y"].to_numpy(), "mode": "markers",
+            "name": "neighbourhoods", "showlegend": False,
+            "marker": {"symbol": "square", "size": 14, "color": nb["low_income_share"].to_numpy(), "colorscale": scale,
+                       "cmin": 0, "cmax": 1},
+            "hoverinfo": "skip"}
+
+
+def _school_hover(df: pd.DataFrame, bands: list[str]) -> tuple[np.ndarray, str]:
+    band = [bands[int(b)] if 0 <= int(b) < len(bands) else str(b) for b in df["band"]]
+    sector = [SECTOR_LABELS.get(s, s) for s in df["sector"]]
+    rating = ["not yet rated" if pd.isna(r) else f"{r:.0f}th percentile" for r in df["rating_percentile"]]
+    custom = np.column_stack([df["school_id"].to_numpy(), df["name"].to_numpy(), sector, band,
+                              df["operator"].replace("", "-").to_numpy(), df["enrollment"].to_numpy(),
+                              df["capacity"].to_numpy(), rating, df["autonomy_effective"].round(2).to_numpy(),
+                              (100 * df["low_income_share"]).round(0).to_numpy()]).tolist()
+    tmpl = ("<b>%{customdata[1]}</b><br>%{customdata[2]} · %{customdata[3]}<br>operator: %{customdata[4]}"
+            "<br>enrollment %{customdata[5]} of %{customdata[6]} seats<br>rating: %{customdata[7]}"
+            "<br>effective autonomy %{customdata[8]} · %{customdata[9]}% low-income"
+            "<br><i>click for its history</i><extra></extra>")
+    return custom, tmpl
+
+
+def _school_trace(df: pd.DataFrame, bands: list[str], name: str, marker: dict, showlegend: bool = True) -> dict:
+    custom, tmpl = _school_hover(df, bands)
+    return {"type": "scatter", "x": df["x"].to_numpy(), "y": df["y"].to_numpy(), "mode": "markers", "name": name,
+            "customdata": custom, "hovertemplate": tmpl, "marker": marker, "showlegend": showlegend}
+
+
+def map_figure(result: RunSnapshot, seed: int, year: int, color_by: str = "type",
+               selected: int | None = None, height: int = 620) -> go.Figure:
+    """Schools placed by location, sized by enrollment, coloured by type or by rating percentile, over
+    neighbourhoods shaded by their low-income share. Closed schools (this year) are grey crosses."""
+    df = map_frame(result, seed, year)
+    data: list[dict] = []
+    nb = _neighbourhood_trace(result.neighbourhoods)
+    if nb is not None:
+        data.append(nb)
+    bands = band_names(result.scenario)
+    if not df.empty:
+        cap = max(float(result.schools["enrollment"].max()), 1.0)
+        df["size"] = 7 + 26 * np.sqrt(df["enrollment"].clip(lower=0) / cap)
+        df["symbol"] = [BAND_SYMBOLS.get(bands[int(b)] if int(b) < len(bands) else "", "circle") for b in df["band"]]
+        open_ = df[df["open"].astype(bool)]
+        closed = df[~df["open"].astype(bool)]
+        if color_by == "rating":
+            rated = open_[open_["rating_percentile"].notna()]
+            unrated = open_[open_["rating_percentile"].isna()]
+            if not rated.empty:
+                data.append(_school_trace(rated, bands, "rated schools", {
+                    "size": rated["size"].to_numpy(), "symbol": rated["symbol"].tolist(),
+                    "color": rated["rating_percentile"].to_numpy(), "colorscale": RATING_SCALE, "cmin": 0, "cmax": 100,
+                    "line": {"width": 1, "color": "#333"},
+                    "colorbar": {"title": {"text": "rating<br>percentile"}, "thickness": 14, "len": 0.6}},
+                    showlegend=False))
+            if not unrated.empty:
+                data.append(_school_trace(unrated, bands, "not yet rated", {
+                    "size": unrated["size"].to_numpy(), "symbol": unrated["symbol"].tolist(), "color": "#cccccc",
+                    "line": {"width": 1, "color": "#333"}}))
+        else:
+            for sector, color in SECTOR_COLORS.items():
+                part = open_[open_["sector"] == sector]
+                if not part.empty:
+                    data.append(_school_trace(part, bands, SECTOR_LABELS[sector], {
+                        "size": part["size"].to_numpy(), "symbol": part["symbol"].tolist(), "color": color,
+                        "opacity": 0.9, "line": {"width": 1, "color": "white"}}))
+        if not closed.empty:
+            data.append(_school_trace(closed, bands, "closed this year",
+                                      {"size": 12, "symbol": "x", "color": "#444"}))
+        if selected is not None and (df["school_id"] == selected).any():
+            row = df[df["school_id"] == selected].iloc[0]
+            data.append({"type": "scatter", "x": [row["x"]], "y": [row["y"]], "mode": "markers", "name": "selected",
+                         "hoverinfo": "skip", "showlegend": False, "marker": {"size": float(row["size"]) + 12, "symbol": "circle-open",
+                                                         "color": "#111", "line": {"width": 3}}})
+    return fast_figure(data, {
+        "title": (f"{result.start_year + year}: schools by location (size = enrollment; ● elementary/K-8, "
+                  "◆ middle, ■ high)"),
+        "xaxis": {"range": [-0.02, 1.02], "visible": False, "constrain": "domain"},
+        "yaxis": {"range": [-0.02, 1.02], "visible": False, "scaleanchor": "x", "scaleratio": 1},
+        "legend": {"orientation": "h", "y": -0.02, "itemsizing": "constant"}, "plot_bgcolor": "white",
+        "showlegend": True, "hovermode": "closest", "clickmode": "event", "dragmode": "pan"}, height)
+
+
+def school_history(result: RunSnapshot, seed: int, school_id: int) -> pd.DataFrame:
+    s = result.schools
+    return s[(s["seed"] == seed) & (s["school_id"] == school_id)].sort_values("year")
+
+
+def school_events(result: RunSnapshot, seed: int, school_id: int) -> pd.DataFrame:
+    e = result.events
+    if e.empty:
+        return e
+    return e[(e["seed"] == seed) & (e["school_id"] == school_id)].sort_values("year")
+
+
+def school_history_figure(result: RunSnapshot, seed: int, school_id: int, height: int = 420) -> go.Figure:
+    """One school over the years: rating percentile and effective autonomy (top), enrollment and seats
+    (bottom), with its events (conversion, restart, closure, ...) marked."""
+    h = school_history(result, seed, school_id)
+    if h.empty:
+        return fast_figure([], {}, height)
+    x = (h["year"] + result.start_year).tolist()
+    data = [
+        {"type": "scatter", "x": x, "y": h["rating_percentile"].to_numpy(), "name": "rating percentile",
+         "mode": "lines+markers", "line": {"color": PALETTE[0], "width": 2.5}, "yaxis": "y"},
+        {"type": "scatter", "x": x, "y": h["autonomy_effective"].to_numpy(), "name": "effective autonomy",
+         "mode": "lines+markers", "line": {"color": PALETTE[2], "dash": "dot"}, "yaxis": "y2"},
+        {"type": "bar", "x": x, "y": h["enrollment"].to_numpy(), "name": "enrollment", "marker": {"color": "#9ecae1"},
+         "yaxis": "y3"},
+        {"type": "scatter", "x": x, "y": h["capacity"].to_numpy(), "name": "seats", "mode": "lines",
+         "line": {"color": "#555", "dash": "dash"}, "yaxis": "y3"},
+    ]
+    shapes, notes = [], []
+    bar = result.scenario.accountability.closure_percentile
+    if bar > 0:
+        shapes.append({"type": "line", "xref": "paper", "yref": "y", "x0": 0, "x1": 1, "y0": bar, "y1": bar,
+                       "line": {"color": "#d62728", "dash": "dash", "width": 1}})
+        notes.append({"xref": "paper", "yref": "y", "x": 1, "y": bar, "text": "below the bar", "showarrow": False,
+                      "xanchor": "right", "yanchor": "bottom", "font": {"size": 10, "color": "#d62728"}})
+    for _, e in school_events(result, seed, school_id).iterrows():
+        if e["event"] in ("warning", "renewal"):
+            continue
+        cx = int(e["year"]) + result.start_year
+        shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": cx, "x1": cx, "y0": 0, "y1": 1,
+                       "line": {"color": "#888", "width": 1, "dash": "dot"}})
+        notes.append({"x": cx, "y": 1.0, "xref": "x", "yref": "paper", "text": e["event"].replace("_", " "),
+                      "showarrow": False, "textangle": -90, "xanchor": "left", "yanchor": "top",
+                      "font": {"size": 10, "color": "#555"}})
+    name = str(h["name"].iloc[-1])
+    return fast_figure(data, {
+        "title": f"{name}: history",
+        "xaxis": {"anchor": "y3", **({"dtick": 1} if len(x) <= 20 else {})},
+        "yaxis": {"domain": [0.46, 1.0], "range": [0, 100], "title": {"text": "rating percentile"}},
+        "yaxis2": {"overlaying": "y", "side": "right", "range": [0, 1.05], "showgrid": False,
+                   "tickvals": [0, 0.5, 1], "title": {"text": "autonomy"}},
+        "yaxis3": {"domain": [0.0, 0.36], "title": {"text": "students"}},
+        "legend": {"orientation": "h", "y": -0.15}, "hovermode": "x unified", "bargap": 0.3,
+        "shapes": shapes, "annotations": notes}, height)
+
+
+def school_facts(result: RunSnapshot, seed: int, school_id: int, year: int | None = None) -> list[tuple[str, str]]:
+    h = school_history(result, seed, school_id)
+    if h.empty:
+        return []
+    row = h[h["year"] == year].iloc[0] if year is not None and (h["year"] == year).any() else h.iloc[-1]
+    bands = band_names(result.scenario)
+    b = int(row["band"])
+    first = h.iloc[0]
+    rating = "not yet rated" if pd.isna(row["rating_percentile"]) else f"{row['rating_percentile']:.0f}th percentile"
+    return [
+        ("Year", str(int(row["year"]) + result.start_year)),
+        ("Status", ("open" if bool(row["open"]) else "closed this year")),
+        ("Type", SECTOR_LABELS.get(row["sector"], row["sector"])),
+        ("Grades", bands[b] if b < len(bands) else str(b)),
+        ("Operator", row["operator"] or "-"),
+        ("Enrollment", f"{int(row['enrollment']):,} of {int(row['capacity']):,} seats"),
+        ("Low-income students", f"{row['low_income_share']:.0%}"),
+        ("Rating", rating),
+        ("Years below the bar", str(int(row["years_below_bar"]))),
+        ("Value added", f"{row['value_added']:+.3f} SD/yr"),
+        ("Autonomy granted / effective", f"{row['autonomy_granted']:.2f} / {row['autonomy_effective']:.2f}"),
+        ("Per-pupil resources", f"${row['per_pupil_resources']:,.0f}"),
+        ("In the data", f"{int(first['year']) + result.start_year}-{int(h.iloc[-1]['year']) + result.start_year}"),
+    ]
+
+
+# ------------------------------------------------------------------------------------------------
+# The event log
+# ------------------------------------------------------------------------------------------------
+
+def event_types(result: RunSnapshot | None) -> list[str]:
+    if result is None or result.events.empty:
+        return []
+    counts = result.events["event"].value_counts()
+    return list(counts.index)
+
+
+def event_table(result: RunSnapshot, types: list[str] | None = None, years: tuple[int, int] | None = None,
+                seed: int | None = None, text: str = "") -> pd.DataFrame:
+    """The event log for the page: calendar year, seed number, event, school, operator and why."""
+    e = result.events
+    cols = ["Year", "Seed", "Event", "School", "Operator", "Why"]
+    if e.empty:
+        return pd.DataFrame(columns=cols)
+    if types:
+        e = e[e["event"].isin(types)]
+    if years is not None:
+        e = e[(e["year"] >= years[0]) & (e["year"] <= years[1])]
+    if seed is not None:
+        e = e[e["seed"] == seed]
+    if text.strip():
+        t = text.strip().lower()
+        mask = (e["school"].str.lower().str.contains(t, regex=False) | e["operator"].str.lower().str.contains(t, regex=False)
+                | e["cause"].str.lower().str.contains(t, regex=False) | e["event"].str.contains(t, regex=False))
+        e = e[mask]
+    seed_no = {s: i + 1 for i, s in enumerate(result.all_seeds)}
+    out = pd.DataFrame({
+        "Year": (e["year"] + result.start_year).astype(int),
+        "Seed": e["seed"].map(seed_no).astype("Int64"),
+        "Event": e["event"].str.replace("_", " "),
+        "School": e["school"].replace("", "-"),
+        "Operator": e["operator"].replace("", "-"),
+        "Why": e["cause"],
+    })
+    return out.sort_values(["Year", "Seed"], kind="stable").reset_index(drop=True)
+
+
+def event_counts(result: RunSnapshot, types: list[str] | None = None) -> pd.DataFrame:
+    """Events per type and calendar year (all seeds, or the filtered types)."""
+    e = result.events
+    if e.empty:
+        return pd.DataFrame()
+    if types:
+        e = e[e["event"].isin(types)]
+    t = e.assign(cy=e["year"] + result.start_year).pivot_table(index="event", columns="cy", values="seed",
+                                                              aggfunc="size", fill_value=0)
+    t.index = [i.replace("_", " ") for i in t.index]
+    return t

@@ -1,0 +1,475 @@
+"""Runs for the dashboard: replicate models stepped year by year, off the UI thread, cancellable.
+
+:class:`Simulation` holds one scenario's K replicate runs (seeds derived from `run.seed` exactly as
+the CLI derives them, so an exported scenario reproduces the dashboard's numbers). It can
+
+- *step*: advance every seed by one year (all K models stay in memory, so it is limited by district
+  size x seeds; see :data:`LIVE_STUDENT_BUDGET`), or
+- *run to the end*: seed after seed, each model released as soon as its years are done (memory for one
+  model at a time); a stepped simulation continues from where it is.
+
+Both check a stop flag between years. :meth:`Simulation.snapshot` turns the state into an immutable
+:class:`RunSnapshot` (yearly metrics with bands, school panel, events) for the page.
+
+:class:`RunController` runs one job at a time in a worker thread, reports progress and can cancel.
+Nothing here imports Solara: the page passes callbacks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from portfolio_sim.kernel import derive_seeds, summarize
+from portfolio_sim.model import PortfolioModel
+from portfolio_sim.scenario import Scenario
+
+log = logging.getLogger("portfolio_sim.dashboard")
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+# What one browser session may run (a workshop server is shared). The CLI has no such limits.
+MAX_STUDENTS = _env_int("PORTFOLIO_SIM_DASHBOARD_MAX_STUDENTS", 700_000)
+MAX_SEEDS = _env_int("PORTFOLIO_SIM_DASHBOARD_MAX_SEEDS", 50)
+# Stepping keeps every seed's model alive: students x seeds must stay under this (~0.9 KB per student).
+LIVE_STUDENT_BUDGET = _env_int("PORTFOLIO_SIM_DASHBOARD_LIVE_STUDENTS", 1_500_000)
+
+_ids = itertools.count(1)
+
+
+class SimulationLimit(ValueError):
+    """A run the dashboard declines (too large for a shared server); the message says what to do."""
+
+
+def check_limits(scenario: Scenario) -> None:
+    d, r = scenario.district, scenario.run
+    if d.schools_csv or d.neighbourhoods_csv:
+        raise SimulationLimit("District CSV files cannot be used from the dashboard; run this scenario with "
+                              "`portfolio-sim run`.")
+    if d.students > MAX_STUDENTS:
+        raise SimulationLimit(f"{d.students:,} students is more than this dashboard runs "
+                              f"({MAX_STUDENTS:,}); use `portfolio-sim run` for larger districts.")
+    if r.seeds > MAX_SEEDS:
+        raise SimulationLimit(f"{r.seeds} seeds is more than this dashboard runs ({MAX_SEEDS}); use "
+                              "`portfolio-sim run` for large replicate sets.")
+
+
+def max_step_seeds(scenario: Scenario) -> int:
+    """How many seeds can be stepped together (all in memory) for this district size."""
+    return max(1, LIVE_STUDENT_BUDGET // max(scenario.district.students, 1))
+
+
+@dataclass(frozen=True, eq=False)
+class RunSnapshot:
+    """What the page shows of a simulation at one moment (immutable; data frames are not shared).
+    Compared by identity (`id`), so the page never compares data frames."""
+
+    id: int
+    label: str
+    scenario: Scenario
+    seeds: tuple[int, ...]          # seeds in the frames
+    all_seeds: tuple[int, ...]      # every seed of the run
+    years: int                      # the run's target years
+    year: int                       # the last year in the frames
+    complete: bool
+    yearly: pd.DataFrame            # one row per seed and year (column `seed` first)
+    summary: pd.DataFrame           # p10 / median / p90 per metric and year across `seeds`
+    schools: pd.DataFrame           # school panel, with `seed`
+    events: pd.DataFrame            # event log, with `seed`
+    neighbourhoods: pd.DataFrame    # x, y, low_income_share (the district is the same for every seed)
+    step_seconds: float | None = None   # wall time of the last year step (all seeds)
+    elapsed: float = 0.0
+
+    @property
+    def start_year(self) -> int:
+        return self.scenario.run.start_year
+
+    @property
+    def progress_note(self) -> str:
+        if self.complete:
+            return f"{len(self.seeds)} seed(s) x {self.years} years"
+        if len(self.seeds) < len(self.all_seeds) and self.year >= self.years:
+            return f"{len(self.seeds)} of {len(self.all_seeds)} seeds done"
+        return f"year {self.year} of {self.years}, {len(self.seeds)} of {len(self.all_seeds)} seed(s)"
+
+
+def _with_seed(seed: int, frame: pd.DataFrame) -> pd.DataFrame:
+    f = frame.copy()
+    f.insert(0, "seed", seed)
+    return f
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    nonempty = [f for f in frames if not f.empty]
+    if nonempty:
+        return pd.concat(nonempty, ignore_index=True)
+    return frames[0] if frames else pd.DataFrame()
+
+
+@dataclass
+class SeedRun:
+    seed: int
+    model: PortfolioModel | None = None
+    year: int = 0
+    frames: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None = None   # once frozen
+
+    def current_frames(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        if self.model is not None:
+            m = self.model
+            return m.yearly_frame(), m.schools_frame(), m.events_frame()
+        assert self.frames is not None
+        return self.frames
+
+    def freeze(self) -> None:
+        if self.model is not None:
+            self.frames = self.current_frames()
+            self.model.release()
+            self.model = None
+
+    @property
+    def started(self) -> bool:
+        return self.model is not None or self.frames is not None
+
+
+class Simulation:
+    """K replicate models of one scenario, advanced year by year."""
+
+    def __init__(self, scenario: Scenario, label: str | None = None):
+        check_limits(scenario)
+        self.scenario = scenario.model_copy(deep=True)
+        self.key = self.scenario.to_toml()
+        self.label = label or self.scenario.name
+        self.years = self.scenario.run.years
+        self.seeds = derive_seeds(self.scenario.run.seed, self.scenario.run.seeds)
+        self.runs = [SeedRun(s) for s in self.seeds]
+        self.neighbourhoods: pd.DataFrame | None = None
+        self.last_step_seconds: float | None = None
+        self.elapsed = 0.0
+
+    # -- state -------------------------------------------------------------------------------------
+    @property
+    def year(self) -> int:
+        """The year every seed has reached."""
+        return min(r.year for r in self.runs)
+
+    @property
+    def done(self) -> bool:
+        return all(r.year >= self.years for r in self.runs)
+
+    @property
+    def started(self) -> bool:
+        return any(r.started for r in self.runs)
+
+    def progress(self) -> tuple[int, int]:
+        """(seed-years done, seed-years in all)."""
+        return sum(min(r.year, self.years) for r in self.runs), len(self.runs) * self.years
+
+    def can_step(self) -> tuple[bool, str]:
+        if self.done:
+            return False, f"All {self.years} years are done; raise Years to go further."
+        live = sum(1 for r in self.runs if r.frames is None)
+        if live > max_step_seeds(self.scenario):
+            return False, (f"Stepping keeps every seed's district in memory: with "
+                           f"{self.scenario.district.students:,} students use at most "
+                           f"{max_step_seeds(self.scenario)} seed(s), or Run to the end.")
+        return True, ""
+
+    # -- advancing -----------------------------------------------------------------------------------
+    def _model(self, run: SeedRun) -> PortfolioModel:
+        if run.model is None:
+            if run.frames is not None:
+                raise RuntimeError("this seed's run is finished and released")
+            run.model = PortfolioModel(self.scenario, run.seed)
+            if self.neighbourhoods is None:
+                m = run.model
+                self.neighbourhoods = pd.DataFrame({"x": m.nb_xy[:, 0], "y": m.nb_xy[:, 1],
+                                                    "low_income_share": np.asarray(m.nb_low_income, float)})
+        return run.model
+
+    def step_year(self, should_stop: Callable[[], bool] = lambda: False,
+                  on_progress: Callable[[int, int, str], None] | None = None) -> bool:
+        """Advance every seed to the next year; False if stopped part-way (seeds stay consistent per
+        seed, and a later step or run continues)."""
+        ok, why = self.can_step()
+        if not ok:
+            raise SimulationLimit(why)
+        target = self.year + 1
+        t0 = time.perf_counter()
+        for i, run in enumerate(self.runs):
+            if should_stop():
+                return False
+            if run.year >= target:
+                continue
+            if on_progress:
+                on_progress(*self.progress(), f"year {target}: seed {i + 1} of {len(self.runs)}")
+            model = self._model(run)
+            while run.year < target:
+                model.step()
+                run.year = model.year
+        self.last_step_seconds = time.perf_counter() - t0
+        self.elapsed += self.last_step_seconds
+        if on_progress:
+            on_progress(*self.progress(), f"year {target} done")
+        if self.done:
+            self.release()
+        return True
+
+    def run(self, should_stop: Callable[[], bool] = lambda: False,
+            on_progress: Callable[[int, int, str], None] | None = None,
+            on_seed_done: Callable[[], None] | None = None,
+            on_year: Callable[[], None] | None = None) -> bool:
+        """Run every seed to the last year, seed after seed; False if stopped (resumable)."""
+        for i, run in enumerate(self.runs):
+            if run.year >= self.years:
+                run.freeze()
+                continue
+            msg = f"seed {i + 1} of {len(self.runs)}"
+            if on_progress:
+                on_progress(*self.progress(), f"{msg}: setting up the district" if not run.started else msg)
+            model = self._model(run)
+            while run.year < self.years:
+                if should_stop():
+                    return False
+                t0 = time.perf_counter()
+                model.step()
+                run.year = model.year
+                dt = time.perf_counter() - t0
+                self.elapsed += dt
+                if on_progress:
+                    on_progress(*self.progress(), f"{msg}, year {run.year} of {self.years}")
+                if on_year:
+                    on_year()
+            run.freeze()
+            if on_seed_done:
+                on_seed_done()
+        return True
+
+    def release(self) -> None:
+        """Free every model (frames are kept)."""
+        for run in self.runs:
+            if run.year >= self.years or run.model is None:
+                run.freeze()
+
+    def discard(self) -> None:
+        """Free everything, finished or not."""
+        for run in self.runs:
+            if run.model is not None:
+                run.model.release()
+                run.model = None
+
+    # -- what the page shows ---------------------------------------------------------------------------
+    def snapshot(self) -> RunSnapshot | None:
+        """The seeds that got furthest (complete seeds first), as data frames; None before year 0."""
+        started = [r for r in self.runs if r.started]
+        if not started:
+            return None
+        top = max(r.year for r in started)
+        shown = [r for r in started if r.year == top]
+        yearly, schools, events = [], [], []
+        for r in shown:
+            y, s, e = r.current_frames()
+            yearly.append(_with_seed(r.seed, y))
+            schools.append(_with_seed(r.seed, s))
+            events.append(_with_seed(r.seed, e))
+        yearly_df = _concat(yearly)
+        return RunSnapshot(
+            id=next(_ids), label=self.label, scenario=self.scenario, seeds=tuple(r.seed for r in shown),
+            all_seeds=tuple(self.seeds), years=self.years, year=top, complete=self.done,
+            yearly=yearly_df, summary=summarize(yearly_df), schools=_concat(schools), events=_concat(events),
+            neighbourhoods=self.neighbourhoods if self.neighbourhoods is not None else pd.DataFrame(),
+            step_seconds=self.last_step_seconds, elapsed=self.elapsed)
+
+
+# ------------------------------------------------------------------------------------------------
+# The worker thread
+# ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunStatus:
+    """What the page shows about the current or last job."""
+
+    state: str = "idle"          # idle | running | cancelling | done | cancelled | error
+    kind: str = ""               # run | step | compare
+    done: int = 0
+    total: int = 0
+    message: str = ""
+    error: str = ""
+    started: float = 0.0
+    finished: float = 0.0
+
+    @property
+    def busy(self) -> bool:
+        return self.state in ("running", "cancelling")
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 0.0
+
+    @property
+    def seconds(self) -> float:
+        end = self.finished if self.finished else time.time()
+        return max(0.0, end - self.started) if self.started else 0.0
+
+
+class Cancelled(Exception):
+    """A job may raise this to stop at once (jobs normally return when `handle.stopped()`)."""
+
+
+@dataclass
+class JobHandle:
+    """What a job sees: a stop flag, progress reporting and (throttled) publishing of results."""
+
+    controller: RunController
+    job_id: int
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    min_interval: float = 0.8
+    progress_interval: float = 0.4
+    _next_publish: float = 0.0
+    _next_progress: float = 0.0
+    _last_published: float = 0.0
+
+    def stopped(self) -> bool:
+        return self.cancel_event.is_set()
+
+    def progress(self, done: int, total: int, message: str) -> None:
+        """Report progress; the page hears of it at most every `progress_interval` seconds."""
+        now = time.perf_counter()
+        if now < self._next_progress and done < total:
+            return
+        self.controller._update(self, done=done, total=total, message=message)
+        took = time.perf_counter() - now
+        self._next_progress = time.perf_counter() + max(self.progress_interval, 4 * took)
+
+    def publish(self, value: Any, force: bool = False, interval: float | None = None) -> bool:
+        """Hand results to the page (`value`, or what `value()` returns). The first publish of a job
+        always goes through (first results as soon as possible); later ones, unless forced, not within
+        `interval` seconds of the last, leaving the simulation at least twice the time the page took to
+        re-render."""
+        now = time.perf_counter()
+        if not force and self._last_published and (
+                now < self._next_publish or now - self._last_published < (interval or 0.0)):
+            return False
+        if not self.controller._is_current(self):
+            return False
+        try:
+            self.controller.on_result(value() if callable(value) else value)
+        except Exception:  # noqa: BLE001
+            log.exception("result callback failed")
+        # The page re-renders in this thread: leave the simulation at least as much time as that took.
+        took = time.perf_counter() - now
+        log.debug("publish took %.3f s", took)
+        self._last_published = time.perf_counter()
+        self._next_publish = time.perf_counter() + max(self.min_interval, 2 * took)
+        return True
+
+
+class RunController:
+    """Runs one job at a time in a worker thread.
+
+    `on_status(RunStatus)` is called on every change (from the worker thread); `on_result(value)` when a
+    job publishes. A job is `fn(handle) -> message`; it checks `handle.stopped()` between years.
+    Starting a job while one runs cancels the running one first (`replace=True`), or is refused.
+    Updates from a replaced job are dropped, so the page only ever sees the current job.
+    """
+
+    def __init__(self, on_status: Callable[[RunStatus], None], on_result: Callable[[Any], None]):
+        self.on_status = on_status
+        self.on_result = on_result
+        self.status = RunStatus()
+        self._thread: threading.Thread | None = None
+        self._handle: JobHandle | None = None
+        self._lock = threading.RLock()
+        self._ids = itertools.count(1)
+
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _is_current(self, handle: JobHandle) -> bool:
+        return self._handle is handle
+
+    def _set(self, status: RunStatus) -> None:
+        self.status = status
+        t0 = time.perf_counter()
+        try:
+            self.on_status(status)
+            log.debug("status update took %.3f s", time.perf_counter() - t0)
+        except Exception:  # noqa: BLE001 - a page that went away must not kill the worker
+            log.exception("status callback failed")
+
+    def _update(self, handle: JobHandle, **changes: Any) -> None:
+        with self._lock:
+            if not self._is_current(handle):
+                return
+            if self.status.state == "cancelling" and "state" not in changes:
+                changes.pop("message", None)    # keep saying "cancelling" until the worker stops
+            self._set(replace(self.status, **changes))
+
+    def start(self, kind: str, fn: Callable[[JobHandle], str], message: str = "starting",
+              replace_running: bool = False) -> bool:
+        """Start `fn` in the worker thread. If a job runs: cancel it and start after it stops
+        (`replace_running`), else refuse (False)."""
+        with self._lock:
+            previous = self._thread if self.busy else None
+            if previous is not None and not replace_running:
+                return False
+            if previous is not None and self._handle is not None:
+                self._handle.cancel_event.set()
+            handle = JobHandle(self, next(self._ids))
+            self._handle = handle
+            self._set(RunStatus(state="running", kind=kind, message=message, started=time.time()))
+
+            def work() -> None:
+                if previous is not None:
+                    previous.join()
+                if handle.stopped():
+                    return
+                try:
+                    result = fn(handle)
+                    if handle.stopped():
+                        self._update(handle, state="cancelled", finished=time.time(),
+                                     message="Cancelled; Run or Step continues from here.")
+                    else:
+                        self._update(handle, state="done", message=result or "done", finished=time.time())
+                except Cancelled:
+                    self._update(handle, state="cancelled", message="Cancelled.", finished=time.time())
+                except SimulationLimit as exc:
+                    self._update(handle, state="error", error=str(exc), message="", finished=time.time())
+                except Exception as exc:  # noqa: BLE001 - shown on the page, traceback to the server log
+                    log.exception("dashboard job failed")
+                    self._update(handle, state="error", error=f"The run failed: {type(exc).__name__}: {exc}",
+                                 message="", finished=time.time())
+
+            self._thread = threading.Thread(target=work, name=f"portfolio-sim-{kind}", daemon=True)
+            self._thread.start()
+            return True
+
+    def cancel(self) -> bool:
+        with self._lock:
+            if not self.busy or self._handle is None:
+                return False
+            self._handle.cancel_event.set()
+            self._update(self._handle, state="cancelling", message="Cancelling after the current year...")
+            return True
+
+    def join(self, timeout: float | None = None) -> bool:
+        t = self._thread
+        if t is not None:
+            t.join(timeout)
+            return not t.is_alive()
+        return True

@@ -1,0 +1,409 @@
+"""The dashboard in a real browser: Debian's chromium driven by Playwright (pytest-playwright), offline.
+
+A module-scoped fixture starts `dashboards/serve.py` on a free port. Every page runs in its own browser
+context with every request to anything but 127.0.0.1 aborted (and recorded: a test fails if the page
+asked for anything off the machine). Screenshots and downloads go to test-artifacts/dashboard/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("PORTFOLIO_SIM_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"SKIPPED: no chromium at {CHROMIUM} - the dashboard's browser tests did NOT run "
+                "(apt-get install chromium; .ci/run does this)", allow_module_level=True)
+
+pytest.importorskip("playwright", reason="playwright is not installed (pip install -e '.[test]')")
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """pytest-playwright's launch arguments, pointed at the system chromium (playwright cannot
+    download browsers here); tests run as root, hence --no-sandbox."""
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    log = open(ARTIFACTS / "server.log", "w")  # noqa: SIM115 - closed below
+    # 3 seeds instead of 5 for the runs a page starts by itself: the same code, a faster suite
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PORTFOLIO_SIM_DASHBOARD_SEEDS": "3"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "dashboards" / "serve.py"), "--host", "127.0.0.1",
+                             "--port", str(port), "--no-setup"], stdout=log, stderr=subprocess.STDOUT, env=env,
+                            cwd=ROOT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            log.close()
+            pytest.fail(f"the dashboard server did not start; see {ARTIFACTS / 'server.log'}")
+        time.sleep(0.3)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+    text = (ARTIFACTS / "server.log").read_text()
+    assert "Traceback" not in text, f"the server logged a traceback; see {ARTIFACTS / 'server.log'}"
+    assert "Could not load URL" not in text, "the server tried to fetch front-end assets from the internet"
+
+
+class Session:
+    """One browser context (one person) on the dashboard, offline."""
+
+    def __init__(self, browser, url: str, name: str):
+        self.name = name
+        self.blocked: list[str] = []
+        self.errors: list[str] = []
+        self.requests: list[str] = []
+        self.context = browser.new_context(viewport={"width": 1500, "height": 1300}, accept_downloads=True)
+        self.context.route("**/*", self._route)
+        self.page = self.context.new_page()
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.set_default_timeout(45_000)
+        self.t0 = time.perf_counter()
+        self.page.goto(url)
+
+    def _route(self, route):
+        url = route.request.url
+        self.requests.append(url)
+        if url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")):
+            route.continue_()
+        else:
+            self.blocked.append(url)
+            route.abort()
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def wait_up_to_date(self, timeout: float = 60_000) -> None:
+        self.page.get_by_test_id("run-state").filter(has_text="Results up to date").wait_for(timeout=timeout)
+
+    def charts_rendered(self) -> list[int]:
+        return self.page.eval_on_selector_all(".pz-plotly-inner", "els => els.map(e => +e.dataset.rendered || 0)")
+
+    def wait_charts(self, n: int) -> None:
+        self.page.wait_for_function(
+            "n => [...document.querySelectorAll('.pz-plotly-inner')].filter(e => +e.dataset.rendered > 0 "
+            "&& e.querySelector('.main-svg')).length >= n", arg=n)
+
+    def chart_data(self, index: int = 0) -> list:
+        return self.page.evaluate(
+            "i => { const gd = document.querySelectorAll('.pz-plotly-inner')[i]; "
+            "return gd.data.map(t => Array.from(t.y || []).map(v => +v)); }", index)
+
+    def tab(self, label: str) -> None:
+        self.page.locator(".pz-tab", has_text=label).click()
+
+    def kpi(self, label: str) -> str:
+        return self.page.locator(".pz-kpi", has_text=label).locator(".pz-kpi-value").inner_text()
+
+    def pick(self, select_css: str, option: str) -> None:
+        self.page.locator(select_css).first.click()
+        self.page.get_by_role("option", name=option, exact=True).click()
+
+    def shot(self, name: str) -> Path:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = ARTIFACTS / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+    def close(self) -> None:
+        self.context.close()
+        assert not self.blocked, f"{self.name}: the page asked for hosts other than 127.0.0.1: {self.blocked[:5]}"
+        assert not self.errors, f"{self.name}: JavaScript errors: {self.errors[:3]}"
+
+
+@pytest.fixture
+def session(browser, server, request):
+    s = Session(browser, server, request.node.name)
+    yield s
+    s.close()
+
+
+def _record(name: str, value) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / "timings.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[name] = value
+    path.write_text(json.dumps(data, indent=2))
+
+
+# ------------------------------------------------------------------------------------------------
+
+def test_opens_offline_with_the_baseline_results(session, tmp_path):
+    s = session
+    s.wait_up_to_date()
+    s.wait_charts(4)
+    _record("first_results_seconds", round(time.perf_counter() - s.t0, 2))
+    assert s.page.get_by_test_id("scenario-name").inner_text() == "baseline"
+    kpis = s.page.get_by_test_id("kpis")
+    assert "Mean achievement" in kpis.inner_text() and "Political support" in kpis.inner_text()
+    assert "3 seed(s) x 10 years" in s.page.get_by_test_id("result-line").inner_text()
+    # the front end came from Solara's local asset cache, and plotly.js from the server
+    cdn = [u for u in s.requests if "/_solara/cdn/" in u]
+    assert any("solara-vuetify" in u for u in cdn) and any("require" in u for u in cdn)
+    assert any(u.endswith("/static/assets/plotly.min.js") for u in s.requests)
+    # the lever panel: every schema group with its design question
+    groups = s.page.locator(".pz-group-btn").all_inner_texts()
+    assert [g.strip().lower() for g in groups] == ["district", "autonomy", "governance", "eligibility",
+                                                  "central office", "accountability", "school choice", "talent",
+                                                  "implementation", "politics"]
+    s.shot("01-first-load")
+    # a chart as PNG (drawn by plotly.js in the browser) and as self-contained HTML
+    card = s.page.locator(".pz-chart").first
+    with s.page.expect_download() as dl:
+        card.get_by_role("button", name="PNG", exact=True).click()
+    png = tmp_path / "chart.png"
+    dl.value.save_as(png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    with s.page.expect_download() as dl:
+        card.get_by_role("button", name="HTML", exact=True).click()
+    html = tmp_path / "chart.html"
+    dl.value.save_as(html)
+    text = html.read_text()
+    assert "Plotly.newPlot" in text
+    assert not re.search(r"<script[^>]+src=[\"']https?://", text)    # plotly.js inline: opens offline
+
+
+def test_preset_lever_run_changes_the_charts(session):
+    s = session
+    s.wait_up_to_date()
+    s.pick(".pz-preset", "camden renaissance")
+    s.page.get_by_test_id("scenario-name").filter(has_text="camden_renaissance").wait_for()
+    s.wait_up_to_date()
+    s.wait_charts(4)
+    before_kpi = s.kpi("Political support")
+    before = s.chart_data(1)                              # political support chart
+    # Politics: force a skeptical board in year 3
+    s.page.locator(".pz-group-btn", has_text="Politics").click()
+    lever = s.page.locator(".pz-lever-politics-scheduled_flip_year")
+    lever.locator(".v-slider-thumb").focus()
+    for _ in range(3):
+        s.page.keyboard.press("ArrowRight")
+    lever.locator(".pz-lever-value", has_text="3").wait_for()
+    s.page.get_by_test_id("run-state").filter(has_text="out of date").wait_for()
+    s.page.get_by_test_id("stale-warning").wait_for()
+    s.shot("02-lever-changed")
+    s.page.locator(".pz-run").click()
+    s.wait_up_to_date()
+    s.page.wait_for_function("old => JSON.stringify([...document.querySelectorAll('.pz-plotly-inner')][1].data"
+                             ".map(t => Array.from(t.y || []).map(v => +v))) !== old", arg=json.dumps(before))
+    assert s.chart_data(1) != before
+    assert s.page.locator(".pz-lever--changed").count() == 1
+    s.shot("03-after-run")
+    _record("politics_kpi_before_after", [before_kpi, s.kpi("Political support")])
+
+
+def test_step_year_by_year_and_cancel(session):
+    s = session
+    s.wait_up_to_date()
+    s.wait_charts(4)
+    times = []
+    for year in (1, 2, 3):
+        counts = s.charts_rendered()
+        t0 = time.perf_counter()
+        s.page.locator(".pz-stepbtn").click()
+        s.page.get_by_test_id("result-line").filter(has_text=f"year {year} of 10").wait_for()
+        s.page.wait_for_function("old => [...document.querySelectorAll('.pz-plotly-inner')].slice(0, old.length)"
+                                 ".every((e, i) => +e.dataset.rendered > old[i])", arg=counts)
+        times.append(round(time.perf_counter() - t0, 3))
+    _record("baseline_step_seconds_3_seeds", times)
+    assert s.page.get_by_test_id("run-state").inner_text() == "Year 3 of 10"
+    s.shot("04-stepped")
+    # a long run, cancelled
+    seeds = s.page.locator(".pz-lever-run-seeds input")
+    seeds.fill("20")
+    seeds.press("Enter")
+    s.page.locator(".pz-lever-run-years .v-slider-thumb").focus()
+    s.page.keyboard.press("End")
+    s.page.locator(".pz-run", has_text="Run 60 years").click()
+    s.page.get_by_test_id("run-status").filter(has_text="seed").wait_for()
+    s.page.locator(".pz-cancel").click()
+    s.page.get_by_test_id("run-status").filter(has_text="Cancelled").wait_for(timeout=20_000)
+    assert s.page.locator(".pz-run").is_enabled()
+
+
+def test_compare_two_designs_through_the_same_board_flip(session):
+    s = session
+    s.wait_up_to_date()
+    s.tab("Compare scenarios")
+    s.page.locator(".pz-example").click()
+    s.page.get_by_test_id("notice").filter(has_text="board flips in year 5").wait_for()
+    s.page.locator(".pz-run-compare").click()
+    table = s.page.get_by_test_id("compare-table").filter(has_text="partner-run under contract")
+    table.wait_for(timeout=90_000)
+    text = table.inner_text()
+    assert "MOU-based district-run" in text and "partner-run under contract" in text and "Δ" in text
+    s.wait_charts(7)                                       # 6 metrics + the paired difference chart
+    legend = s.page.locator(".pz-plotly-inner").first.locator(".legendtext").all_text_contents()
+    assert {"MOU-based district-run", "partner-run under contract"} <= set(legend)
+    assert s.page.locator(".pz-plotly-inner").first.locator("text", has_text="board flips").count() >= 1
+    s.shot("05-compare")
+
+
+def test_export_scenario_toml_runs_with_the_cli(session, tmp_path):
+    s = session
+    s.wait_up_to_date()
+    name = s.page.locator(".pz-name input")
+    name.fill("exported_from_browser")
+    name.press("Enter")
+    s.page.get_by_test_id("scenario-name").filter(has_text="exported_from_browser").wait_for()
+    s.page.locator(".pz-group-btn", has_text="Eligibility").click()
+    s.pick(".pz-lever-eligibility-schools .v-select", "Turnaround (low performers)")
+    with s.page.expect_download() as dl:
+        s.page.get_by_role("button", name="Save scenario (.toml)").click()
+    path = tmp_path / "exported.toml"
+    dl.value.save_as(path)
+    (ARTIFACTS / "exported.toml").write_text(path.read_text())
+    assert 'name = "exported_from_browser"' in path.read_text()
+    assert 'schools = "turnaround"' in path.read_text()
+    out = tmp_path / "cli_run"
+    proc = subprocess.run([sys.executable, "-m", "portfolio_sim.cli", "run", str(path), "--years", "1", "--seeds", "1",
+                           "--out", str(out), "--quiet"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "yearly.csv").exists() and (out / "report.html").exists()
+    # results zip from the Export tab: the CLI's files
+    s.page.locator(".pz-run").click()
+    s.wait_up_to_date()
+    s.tab("Export")
+    with s.page.expect_download() as dl:
+        s.page.get_by_role("button", name="All results (zip)").click()
+    z = tmp_path / "results.zip"
+    dl.value.save_as(z)
+    assert {"yearly.csv", "summary.csv", "schools.csv", "events.csv", "scenario.toml", "report.html"} <= set(
+        zipfile.ZipFile(z).namelist())
+    s.shot("06-export")
+
+
+def test_upload_broken_and_good_scenarios(session, tmp_path):
+    s = session
+    s.wait_up_to_date()
+    upload = s.page.get_by_test_id("scenario-upload-input")
+    broken = tmp_path / "broken.toml"
+    broken.write_text('name = "broken"\n[autonomy]\nstaffing = 7\n[choice]\npolicy = "lottery"\n')
+    upload.set_input_files(str(broken))
+    msg = s.page.get_by_test_id("upload-message")
+    msg.filter(has_text="autonomy.staffing").wait_for()
+    text = msg.inner_text()
+    assert "broken.toml: invalid scenario" in text and "choice.policy" in text and "allowed" in text
+    assert "Traceback" not in s.page.locator("body").inner_text()
+    s.shot("07-upload-error")
+    not_toml = tmp_path / "notes.toml"
+    not_toml.write_text("this is [not toml\n")
+    upload.set_input_files(str(not_toml))
+    msg.filter(has_text="not valid TOML").wait_for()
+    big = tmp_path / "big.toml"
+    big.write_text("# padding\n" * 10_000)
+    upload.set_input_files(str(big))
+    msg.filter(has_text="64 KB").wait_for()
+    good = tmp_path / "good.toml"
+    good.write_text('extends = "baseline"\nname = "uploaded_design"\n[governance]\ncategory = "partner_run"\n')
+    upload.set_input_files(str(good))
+    s.page.get_by_test_id("scenario-name").filter(has_text="uploaded_design").wait_for()
+    s.wait_up_to_date()
+    assert "Loaded good.toml" in msg.inner_text()
+
+
+def test_two_browser_contexts_do_not_share_state(browser, server):
+    a = Session(browser, server, "alice")
+    b = Session(browser, server, "bob")
+    try:
+        a.wait_up_to_date()
+        b.wait_up_to_date()
+        name = a.page.locator(".pz-name input")
+        name.fill("alice_design")
+        name.press("Enter")
+        a.page.locator(".pz-group-btn", has_text="Autonomy").click()
+        a.page.locator(".pz-lever-autonomy-staffing .v-slider-thumb").focus()
+        a.page.keyboard.press("End")
+        a.page.get_by_test_id("scenario-name").filter(has_text="alice_design").wait_for()
+        a.tab("Compare scenarios")
+        a.page.locator(".pz-add-current").click()
+        a.page.locator(".pz-entry").first.wait_for()
+        # bob sees none of it
+        assert b.page.get_by_test_id("scenario-name").inner_text() == "baseline"
+        b.page.locator(".pz-group-btn", has_text="Autonomy").click()
+        assert b.page.locator(".pz-lever-autonomy-staffing .pz-lever-value").inner_text() == "0"
+        b.tab("Compare scenarios")
+        assert b.page.locator(".pz-entry").count() == 0
+        # and bob's change does not reach alice
+        bname = b.page.locator(".pz-name input")
+        bname.fill("bob_design")
+        bname.press("Enter")
+        b.page.get_by_test_id("scenario-name").filter(has_text="bob_design").wait_for()
+        time.sleep(0.5)
+        assert a.page.get_by_test_id("scenario-name").inner_text() == "alice_design"
+        assert a.page.locator(".pz-entry").count() == 1
+        a.shot("08-session-alice")
+        b.shot("08-session-bob")
+    finally:
+        a.close()
+        b.close()
+
+
+def test_map_click_shows_school_history_and_event_filters(session):
+    s = session
+    s.wait_up_to_date()
+    s.tab("District map")
+    s.page.locator(".pz-map .pz-plotly-inner[data-rendered] .main-svg").first.wait_for()
+    s.page.wait_for_timeout(500)                             # let plotly settle its layout
+    xy = s.page.evaluate("""() => {
+        const gd = document.querySelector('.pz-map .pz-plotly-inner');
+        const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+        const t = gd._fullData.find(d => d.type === 'scatter' && d.customdata && d.x.length);
+        const r = gd.getBoundingClientRect();
+        return [r.left + xa._offset + xa.l2p(t.x[0]), r.top + ya._offset + ya.l2p(t.y[0])];
+    }""")
+    s.page.mouse.move(xy[0], xy[1])
+    s.page.locator(".pz-map .hoverlayer .hovertext").first.wait_for()   # on a school
+    s.page.mouse.click(xy[0], xy[1])
+    panel = s.page.get_by_test_id("school-panel")
+    panel.filter(has_text="Enrollment").wait_for()
+    assert "Rating" in panel.inner_text() and "seats" in panel.inner_text()
+    s.wait_charts(2)                                        # the map and the school's history
+    s.page.locator(".pz-map-color button", has_text="rating").click()
+    s.page.wait_for_function("() => document.querySelector('.pz-map .colorbar') !== null")
+    s.shot("09-map-school")
+    s.tab("Event log")
+    count = s.page.get_by_test_id("event-count")
+    total = count.inner_text()
+    s.page.locator(".pz-event-types").click()
+    s.page.get_by_role("option").filter(has_text=re.compile(r"^election")).first.click()
+    s.page.keyboard.press("Escape")
+    s.page.wait_for_function("t => document.querySelector('[data-testid=event-count]').innerText !== t", arg=total)
+    shown = s.page.get_by_test_id("event-count").inner_text()
+    assert int(shown.split()[0].replace(",", "")) < int(total.split()[0].replace(",", ""))
+    s.shot("10-events")

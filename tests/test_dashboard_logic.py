@@ -1,0 +1,360 @@
+"""Dashboard logic without a browser: levers from the schema, simulations, the worker thread, the
+comparison store, exports and uploads, figures, and the offline asset list."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+import tomllib
+import zipfile
+from typing import get_args
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import AUTONOMY_POLICY, small
+from portfolio_sim.dashboard import assets, figures, levers
+from portfolio_sim.dashboard.compare import ComparisonStore, paired_differences
+from portfolio_sim.dashboard.exports import MAX_UPLOAD_BYTES, parse_upload, results_zip
+from portfolio_sim.dashboard.simulation import (RunController, Simulation, SimulationLimit, check_limits)
+from portfolio_sim.kernel import derive_seeds, single_run
+from portfolio_sim.scenario import GROUPS, Scenario, describe_bounds, loads_scenario
+
+
+def tiny(**groups) -> Scenario:
+    s = small(**groups)
+    s.district.students, s.district.schools, s.run.years, s.run.seeds = 2500, 12, 3, 2
+    return s
+
+
+# ------------------------------------------------------------------------------------------------
+# Levers come from the schema
+# ------------------------------------------------------------------------------------------------
+
+def test_every_schema_field_is_a_control_in_schema_order():
+    groups = levers.group_specs(include_run=True)
+    assert [g.name for g in groups] == list(GROUPS)
+    for g in groups:
+        cls = GROUPS[g.name]
+        assert g.question == cls.question
+        assert [s.name for s in g.levers] == list(cls.model_fields)
+        for s in g.levers:
+            field = cls.model_fields[s.name]
+            assert s.description == field.description
+            assert s.allowed == describe_bounds(field).removeprefix("allowed: ")
+            assert s.default == field.default
+
+
+def test_control_kinds_follow_field_types():
+    specs = levers.all_specs()
+    assert specs["governance.category"].widget == "select"
+    assert set(specs["governance.category"].choices) == set(get_args(GROUPS["governance"].model_fields["category"].annotation))
+    assert specs["central_office.autonomy_office"].widget == "switch"
+    assert specs["autonomy.staffing"].widget == "slider" and specs["autonomy.staffing"].step == 0.01
+    assert (specs["autonomy.staffing"].lo, specs["autonomy.staffing"].hi) == (0.0, 1.0)
+    assert specs["district.students"].widget == "number" and specs["district.students"].unit == "students"
+    assert specs["choice.max_choices"].widget == "slider" and specs["choice.max_choices"].kind == "int"
+    assert specs["district.schools_csv"].widget == "readonly"
+
+
+def test_set_value_validates_with_the_schema():
+    s = Scenario()
+    new = levers.set_value(s, "autonomy.staffing", 0.7)
+    assert new.autonomy.staffing == 0.7 and s.autonomy.staffing == 0.0       # a copy
+    assert levers.set_value(s, "choice.max_choices", 5.0).choice.max_choices == 5
+    assert levers.set_value(s, "district.per_pupil_funding", "12,500").district.per_pupil_funding == 12500.0
+    with pytest.raises(levers.LeverError, match="allowed: a number from 0.0 to 1.0"):
+        levers.set_value(s, "autonomy.staffing", 1.5)
+    with pytest.raises(levers.LeverError, match="one of"):
+        levers.set_value(s, "governance.category", "anarchy")
+    with pytest.raises(levers.LeverError, match="whole number"):
+        levers.set_value(s, "choice.max_choices", 2.5)
+    with pytest.raises(levers.LeverError, match="not a number"):
+        levers.set_value(s, "autonomy.staffing", "lots")
+    with pytest.raises(levers.LeverError, match="CSV"):
+        levers.set_value(s, "district.schools_csv", "/etc/passwd")
+    assert levers.changed(levers.set_value(s, "autonomy.budget", 0.2), s) == ["autonomy.budget"]
+
+
+def test_nice_steps():
+    assert levers.nice_step(1.0) == 0.01
+    assert levers.nice_step(0.5) == 0.005
+    assert levers.nice_step(10.0) == 0.1
+    assert levers.nice_step(99.0) == 1.0
+
+
+# ------------------------------------------------------------------------------------------------
+# Simulations
+# ------------------------------------------------------------------------------------------------
+
+def test_run_matches_the_kernel_and_the_cli_seeds():
+    """The dashboard derives seeds like the CLI and its numbers are the kernel's: an exported scenario
+    reproduces what the page showed."""
+    s = tiny()
+    sim = Simulation(s)
+    assert sim.seeds == derive_seeds(s.run.seed, s.run.seeds)
+    assert sim.run()
+    snap = sim.snapshot()
+    assert snap.complete and snap.seeds == tuple(sim.seeds)
+    expected = single_run(s, sim.seeds[1]).yearly
+    got = snap.yearly[snap.yearly["seed"] == sim.seeds[1]].drop(columns="seed").reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, expected)
+    assert all(r.model is None for r in sim.runs)      # models released after the run
+
+
+def test_stepping_then_running_gives_the_same_numbers():
+    s = tiny()
+    stepped = Simulation(s)
+    assert stepped.step_year() and stepped.year == 1
+    snap1 = stepped.snapshot()
+    assert snap1.year == 1 and not snap1.complete and set(snap1.yearly["year"]) == {0, 1}
+    assert stepped.run()                                # continues from year 1
+    whole = Simulation(s)
+    whole.run()
+    pd.testing.assert_frame_equal(stepped.snapshot().yearly, whole.snapshot().yearly)
+
+
+def test_run_stops_between_years_and_resumes():
+    s = tiny()
+    s.run.years = 4
+    sim = Simulation(s)
+    calls = {"n": 0}
+
+    def stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 2
+    assert not sim.run(should_stop=stop)
+    assert sim.progress() == (2, 8)
+    assert sim.run()
+    assert sim.done and sim.progress() == (8, 8)
+
+
+def test_limits():
+    s = tiny()
+    s.district.students = 2_000_000
+    with pytest.raises(SimulationLimit, match="portfolio-sim run"):
+        check_limits(s)
+    big = tiny()
+    big.district.students, big.run.seeds = 600_000, 5
+    ok, why = Simulation(big).can_step()
+    assert not ok and "at most" in why
+
+
+# ------------------------------------------------------------------------------------------------
+# The worker thread
+# ------------------------------------------------------------------------------------------------
+
+def test_controller_runs_off_thread_and_cancels():
+    statuses, results = [], []
+    c = RunController(statuses.append, results.append)
+    started = threading.Event()
+
+    def job(h):
+        started.set()
+        for i in range(200):
+            if h.stopped():
+                return "stopped"
+            h.progress(i, 200, f"year {i}")
+            time.sleep(0.01)
+        return "finished"
+    assert c.start("run", job)
+    assert started.wait(5)
+    assert c.busy and threading.current_thread() is threading.main_thread()
+    assert not c.start("run", job)                     # one job at a time
+    assert c.cancel()
+    assert c.join(5)
+    assert c.status.state == "cancelled"
+    assert [s.state for s in statuses][0] == "running"
+
+
+def test_controller_reports_errors_without_raising():
+    c = RunController(lambda s: None, lambda r: None)
+
+    def boom(h):
+        raise ValueError("bad things")
+    c.start("run", boom)
+    c.join(5)
+    assert c.status.state == "error" and "bad things" in c.status.error
+
+
+def test_controller_replaces_a_running_job():
+    c = RunController(lambda s: None, lambda r: None)
+    first_stopped = threading.Event()
+
+    def slow(h):
+        while not h.stopped():
+            time.sleep(0.01)
+        first_stopped.set()
+        return "first"
+    c.start("run", slow)
+    assert c.start("run", lambda h: "second", replace_running=True)
+    assert c.join(5) and first_stopped.is_set()
+    assert c.status.state == "done" and c.status.message == "second"
+
+
+# ------------------------------------------------------------------------------------------------
+# The comparison store
+# ------------------------------------------------------------------------------------------------
+
+def test_store_applies_shared_settings_and_labels():
+    a, b = tiny(), tiny(**AUTONOMY_POLICY)
+    store = ComparisonStore().with_settings(years=3, seeds=2, seed=7, override_flip=True, flip_year=2)
+    store = store.add("design", a, "x").add("design", b, "y")
+    assert [e.label for e in store.entries] == ["design", "design (2)"]
+    assert store.entries[0].color != store.entries[1].color
+    rs = store.run_scenario(store.entries[1])
+    assert (rs.run.years, rs.run.seeds, rs.run.seed, rs.politics.scheduled_flip_year) == (3, 2, 7, 2)
+    assert len(store.pending()) == 2 and not store.ready()
+    store = store.rename(store.entries[1].key, "design")
+    assert store.entries[1].label == "design (2)"
+    store = store.remove(store.entries[0].key)
+    assert [e.label for e in store.entries] == ["design (2)"]
+    with pytest.raises(ValueError, match="At most"):
+        s = ComparisonStore()
+        for i in range(7):
+            s = s.add(f"s{i}", a, "x")
+
+
+def test_store_results_and_paired_differences():
+    a = tiny()
+    store = ComparisonStore().with_settings(years=3, seeds=2, seed=3)
+    store = store.add("A", a, "x").add("A again", a, "x").add("B", tiny(**AUTONOMY_POLICY), "y")
+    for e in store.entries:
+        sim = Simulation(store.run_scenario(e))
+        sim.run()
+        store = store.with_result(e.key, sim.snapshot())
+    assert len(store.ready()) == 3 and not store.pending()
+    diffs = paired_differences(store, "mean_achievement")
+    # same scenario, same seeds: exactly the same numbers (common random numbers)
+    assert np.allclose(diffs["A again"][["p10", "median", "p90"]].to_numpy(), 0.0)
+    assert not np.allclose(diffs["B"]["median"].to_numpy()[1:], 0.0)
+    table = figures.comparison_table(store)
+    assert list(table.columns) == ["metric", "A", "A again", "B"]
+    assert "Δ" in table.loc[0, "B"]
+    # changing the shared settings makes every result stale
+    assert len(store.with_settings(years=4).pending()) == 3
+    fig = figures.comparison_figure(store, "political_support")
+    assert {t.name for t in fig.data if t.showlegend is not False} == {"A", "A again", "B"}
+    assert figures.difference_figure(store, "cum_closures").data
+
+
+# ------------------------------------------------------------------------------------------------
+# Exports and uploads
+# ------------------------------------------------------------------------------------------------
+
+def test_upload_validation_messages():
+    ok = parse_upload("mine.toml", b'extends = "baseline"\nname = "mine"\n[autonomy]\nstaffing = 0.5\n')
+    assert ok.ok and ok.scenario.name == "mine" and ok.scenario.autonomy.staffing == 0.5
+    cases = {
+        b"[autonomy]\nstaffing = 5": "autonomy.staffing",
+        b"[autonomy\nstaffing = 5": "not valid TOML",
+        b"[nonsense]\nx = 1": "unknown field",
+        b'extends = "../../etc/passwd"': "must name a preset",
+        b'[district]\nschools_csv = "/etc/passwd"': "CSV",
+        b"\xff\xfe\x00bad": "not a text file",
+        b"": "empty",
+        b'[district]\nstudents = 1900000': "portfolio-sim run",
+    }
+    for data, expected in cases.items():
+        res = parse_upload("bad.toml", data)
+        assert not res.ok and expected in res.message, (data, res.message)
+        assert "Traceback" not in res.message
+    big = parse_upload("big.toml", b"#" * (MAX_UPLOAD_BYTES + 1))
+    assert not big.ok and "64 KB" in big.message
+    assert not parse_upload("big.toml", None, size=10 * MAX_UPLOAD_BYTES).ok
+
+
+def test_results_zip_has_the_cli_files_and_a_runnable_scenario():
+    sim = Simulation(tiny())
+    sim.run()
+    snap = sim.snapshot()
+    z = zipfile.ZipFile(io.BytesIO(results_zip(snap)))
+    assert set(z.namelist()) == {"yearly.csv", "summary.csv", "schools.csv", "events.csv", "scenario.toml",
+                                 "report.html"}
+    again = loads_scenario(z.read("scenario.toml").decode())
+    assert again == snap.scenario
+    yearly = pd.read_csv(z.open("yearly.csv"))
+    assert list(yearly.columns[:2]) == ["seed", "year"] and len(yearly) == 2 * 4
+    assert tomllib.loads(z.read("scenario.toml").decode())["run"]["seeds"] == 2
+
+
+# ------------------------------------------------------------------------------------------------
+# Figures
+# ------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def snapshot():
+    sim = Simulation(tiny(**AUTONOMY_POLICY))
+    sim.run()
+    return sim.snapshot()
+
+
+def test_every_chart_builds_with_bands(snapshot):
+    for c in figures.CHARTS:
+        fig = c.build(snapshot)
+        assert fig.data, c.key
+    ach = figures.build_chart("achievement", snapshot)
+    assert any(t.fill == "tonexty" for t in ach.data)            # a p10-p90 band
+
+
+def test_map_and_school_history(snapshot):
+    seed, year = snapshot.seeds[0], snapshot.year
+    fig = figures.map_figure(snapshot, seed, year, "type")
+    schools = figures.map_frame(snapshot, seed, year)
+    plotted = [int(c[0]) for t in fig.data if getattr(t, "customdata", None) is not None for c in t.customdata]
+    assert sorted(plotted) == sorted(schools["school_id"].tolist())
+    sizes = {int(c[0]): s for t in fig.data if getattr(t, "customdata", None) is not None
+             for c, s in zip(t.customdata, t.marker.size, strict=True)}
+    big, small_ = schools.nlargest(1, "enrollment")["school_id"].item(), schools.nsmallest(1, "enrollment")["school_id"].item()
+    assert sizes[big] >= sizes[small_]
+    rating = figures.map_figure(snapshot, seed, year, "rating")
+    assert any(getattr(t.marker, "colorscale", None) for t in rating.data if t.type == "scatter")
+    sid = int(schools["school_id"].iloc[0])
+    hist = figures.school_history_figure(snapshot, seed, sid)
+    assert len(hist.data[0].x) == len(figures.school_history(snapshot, seed, sid))
+    facts = dict(figures.school_facts(snapshot, seed, sid))
+    assert "Enrollment" in facts and "Rating" in facts
+
+
+def test_event_table_filters(snapshot):
+    all_events = figures.event_table(snapshot)
+    assert len(all_events) == len(snapshot.events)
+    types = figures.event_types(snapshot)
+    one = figures.event_table(snapshot, types=[types[0]])
+    assert set(one["Event"]) == {types[0].replace("_", " ")}
+    first_year = figures.event_table(snapshot, years=(1, 1))
+    assert set(first_year["Year"]) <= {snapshot.start_year + 1}
+    seed1 = figures.event_table(snapshot, seed=snapshot.all_seeds[0])
+    assert set(seed1["Seed"]) <= {1}
+
+
+def test_key_numbers(snapshot):
+    rows = {r["metric"]: r for r in figures.key_numbers(snapshot)}
+    assert rows["mean_achievement"]["n_seeds"] == 2
+    last = snapshot.yearly[snapshot.yearly["year"] == snapshot.year]["political_support"]
+    assert rows["political_support"]["median"] == pytest.approx(last.median())
+
+
+# ------------------------------------------------------------------------------------------------
+# Offline assets
+# ------------------------------------------------------------------------------------------------
+
+def test_asset_list_follows_the_installed_solara():
+    import importlib.util
+    from pathlib import Path
+    pkgs = {p.name: p for p in assets.required_packages()}
+    template = (Path(importlib.util.find_spec("solara").submodule_search_locations[0])
+                / "server" / "templates" / "solara.html.j2").read_text()
+    app = "@widgetti/solara-vuetify3-app" if "@widgetti/solara-vuetify3-app" in pkgs else "@widgetti/solara-vuetify-app"
+    assert f"{app}@{pkgs[app].version}/dist/" in template
+    assert "requirejs" in pkgs and "font-awesome" in pkgs
+    assert any(f.endswith(".min.js") for f in pkgs[app].files)
+
+
+def test_asset_cache_is_filled():
+    """`make test` fills the cache (dashboards/setup_assets.py) before running the tests."""
+    missing = assets.missing_packages()
+    assert not missing, (f"front-end assets missing in {assets.cache_dir()}: {[p.spec for p in missing]}; "
+                         "run `python dashboards/setup_assets.py`")
