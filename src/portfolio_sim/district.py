@@ -195,14 +195,17 @@ def generate_district(spec: District, rng: np.random.Generator, years: int) -> D
     # Capacity from the students each school would serve as the nearest school of its band.
     band_of = band_of_grade(spec.band_structure)
     active = st_grade >= 0
-    st_xy = hh_xy[st_household[active]]
+    st_hh = st_household[active]
     st_band = band_of[st_grade[active]]
     sc_capacity = np.zeros(len(sc_band), dtype=np.int32)
     local_low = np.zeros(len(sc_band))
     for b in range(len(bands)):
         idx = np.flatnonzero(sc_band == b)
-        pts = st_xy[st_band == b]
-        nearest = _nearest(pts, sc_xy[idx])
+        # Siblings live at the same point: look each household up once (slots are sorted by household).
+        hh = st_hh[st_band == b]
+        first = np.ones(len(hh), dtype=bool)
+        first[1:] = hh[1:] != hh[:-1]
+        nearest = _nearest(hh_xy[hh[first]], sc_xy[idx])[np.cumsum(first) - 1]
         served = np.bincount(nearest, minlength=len(idx))
         # Buildings are sized to the students they serve, plus the slack.
         sc_capacity[idx] = np.maximum(20, np.ceil(served * (1.0 + spec.capacity_slack))).astype(np.int32)

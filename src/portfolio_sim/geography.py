@@ -30,10 +30,12 @@ class Geography:
         self.cell_xy = np.column_stack([(cells // g + 0.5) / g, (cells % g + 0.5) / g])
         self.zone: list[np.ndarray] = []        # per band: (cells,) school index, -1 if none
         self.candidates: list[np.ndarray] = []  # per band: (cells, C) school indexes, -1 padded
+        self.considered: list[np.ndarray] = []  # per band: the candidates, the zone school in the last
+                                                # column if it is not among them
         self.spacing = np.ones(n_bands)         # typical distance between schools of a band
 
     def update(self, schools: Schools) -> None:
-        self.zone, self.candidates = [], []
+        self.zone, self.candidates, self.considered = [], [], []
         xy = np.column_stack([schools.x, schools.y])
         for b in range(self.n_bands):
             in_band = schools.is_open & (schools.band == b)
@@ -47,6 +49,11 @@ class Geography:
             k = min(self.consideration, len(every))
             if k == 0:
                 self.candidates.append(np.full((len(self.cell_xy), 1), -1, dtype=np.int32))
-                continue
-            idx = cKDTree(xy[every]).query(self.cell_xy, k=k)[1].reshape(len(self.cell_xy), k)
-            self.candidates.append(every[idx].astype(np.int32))
+            else:
+                idx = cKDTree(xy[every]).query(self.cell_xy, k=k)[1].reshape(len(self.cell_xy), k)
+                self.candidates.append(every[idx].astype(np.int32))
+            considered = self.candidates[-1].copy()
+            zone = self.zone[-1]
+            missing = ~(considered == zone[:, None]).any(1)
+            considered[missing, -1] = zone[missing]
+            self.considered.append(considered)

@@ -33,7 +33,8 @@ dozen even for a million students.
 
 2. **Held students are a sorted array of positions.** Positions are grouped by school, so each
    school's held students form one segment of that array, best first. New proposers are merged
-   in (``searchsorted``); a school over capacity by m drops the last m of its segment.
+   in (a stable sort of the two sorted runs merges them in one pass); a school over capacity by m
+   drops the last m of its segment.
 
 3. **Cuts.** A student rejected by a school never proposes to it again, so a school holds the
    best ``capacity`` of everyone who has *ever* proposed to it, and once full it stays full and
@@ -118,10 +119,16 @@ def _validate(choices, scores, capacity) -> tuple[np.ndarray, np.ndarray, np.nda
     if valid.all():  # the common case: full lists
         lengths = np.full(n, k, np.int64)
     else:
-        lengths = np.count_nonzero(valid, axis=1).astype(np.int64)
-        gap = valid != (np.arange(k) < lengths[:, None])
+        # Column by column (lists are short, students many): the lengths, and a -1 followed by a choice.
+        cols = np.ascontiguousarray(valid.T)
+        lengths = np.zeros(n, np.int64)
+        gap = np.zeros(n, bool)
+        for r in range(k):
+            lengths += cols[r]
+            if r:
+                gap |= cols[r] & ~cols[r - 1]
         if gap.any():
-            i = int(np.flatnonzero(gap.any(axis=1))[0])
+            i = int(np.argmax(gap))
             raise ValueError(f"student {i}: -1 (no choice) must only appear after the last real choice")
     i = _first_duplicate(choices, lengths)
     if i >= 0:
@@ -146,7 +153,7 @@ def _first_duplicate(choices: np.ndarray, lengths: np.ndarray) -> int:
         # runs along all students. Padding gets a different negative number per column.
         cols = np.ascontiguousarray(choices.T)
         if lengths.min() < k:
-            cols = np.where(cols >= 0, cols, -1 - np.arange(k)[:, None])
+            cols = np.where(cols >= 0, cols, -1 - np.arange(k, dtype=cols.dtype)[:, None])
         dup = np.zeros(n, bool)
         for r in range(1, k):
             dup |= (cols[:r] == cols[r]).any(axis=0)
@@ -283,7 +290,7 @@ def deferred_acceptance(choices: np.ndarray, scores: np.ndarray, capacity: np.nd
         valid = np.flatnonzero(choices.ravel() >= 0)
         entry_school = choices.ravel()[valid]
         entry_scores = scores.ravel()[valid]
-        entry_student = valid // k
+        entry_student = np.repeat(np.arange(n, dtype=np.int64), lengths)  # = valid // k (lists have no gaps)
         del valid
 
     # pos_entry lists the entries school by school, best priority first; entry_pos inverts it.
@@ -328,12 +335,8 @@ def deferred_acceptance(choices: np.ndarray, scores: np.ndarray, capacity: np.nd
 
         # Everyone left proposes inside their school's cut: merge them into the held students.
         pos.sort()
-        merged = np.empty(held_pos.size + pos.size, entry_pos.dtype)
-        at = np.searchsorted(held_pos, pos) + np.arange(pos.size)
-        is_new = np.zeros(merged.size, bool)
-        is_new[at] = True
-        merged[at] = pos
-        merged[~is_new] = held_pos
+        merged = np.concatenate([held_pos, pos])
+        merged.sort(kind="stable")  # two sorted runs: the stable sort (timsort) merges them in one pass
         held += np.bincount(entry_school[entry], minlength=n_schools)
 
         # Overfull schools drop the students at the end of their segment.

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -50,16 +50,36 @@ def _ratio(num: float, den: float) -> float:
     return float(num / den) if den else float("nan")
 
 
-def collect(model: PortfolioModel) -> dict[str, float]:
+class DistrictEnrollment(NamedTuple):
+    """Where the students are this year, computed once for `collect` and `politics_signals`."""
+
+    on: np.ndarray            # bool per slot: an active student (a resident)
+    in_district: np.ndarray   # the slots (indexes, ascending) of students enrolled in a district school
+    school: np.ndarray        # int per in-district student, in slot order: their school
+    count: np.ndarray         # int per school: enrolled students
+    low_count: np.ndarray     # float per school: enrolled low-income students (whole numbers)
+
+
+def district_enrollment(model: PortfolioModel) -> DistrictEnrollment:
+    st, sc = model.students, model.schools
+    on = st.grade >= 0
+    # Students not enrolled anywhere count in an extra bin past the last school.
+    school = np.where(on & (st.school >= 0), st.school, len(sc))
+    count = np.bincount(school, minlength=len(sc) + 1)[:-1]
+    low_count = np.bincount(school, weights=st.low_income, minlength=len(sc) + 1)[:-1]
+    in_district = np.flatnonzero(np.append(sc.sector != CHARTER, False)[school])
+    return DistrictEnrollment(on, in_district, st.school.take(in_district), count, low_count)
+
+
+def collect(model: PortfolioModel, where: DistrictEnrollment | None = None) -> dict[str, float]:
     st, sc, y = model.students, model.schools, model.year_stats
     scn = model.scenario
-    on = st.grade >= 0
-    school = np.maximum(st.school, 0)
-    in_district = on & (st.school >= 0) & (sc.sector[school] != CHARTER)
-    n = int(in_district.sum())
-    ach = st.achievement[in_district]
-    low = st.low_income[in_district]
-    by_sector = np.bincount(sc.sector[school[in_district]], minlength=5)
+    on, in_district, sch, count, low_count = district_enrollment(model) if where is None else where
+    district_school = sc.sector != CHARTER
+    n = int(count[district_school].sum())
+    ach = st.achievement.take(in_district)    # (takes by index: faster than boolean masks)
+    low = st.low_income.take(in_district)
+    by_sector = np.bincount(sc.sector, weights=np.where(district_school, count, 0), minlength=5).astype(np.int64)
     district_open = sc.is_open & (sc.sector != CHARTER)
     auto_open = sc.is_open & sc.autonomous
 
@@ -73,16 +93,17 @@ def collect(model: PortfolioModel) -> dict[str, float]:
         "students": n,
         "residents": int(on.sum()),
         "mean_achievement": float(ach.mean()) if n else float("nan"),
-        "mean_growth": float(sc.value_added[school[in_district]].mean()) if n else float("nan"),
-        "achievement_gap": float(ach[~low].mean() - ach[low].mean()) if low.any() and (~low).any() else 0.0,
-        "share_below_bar": _ratio(float(below_school[school[in_district]].sum()), n),
+        "mean_growth": float(sc.value_added[sch].mean()) if n else float("nan"),
+        "achievement_gap": float(ach.take(np.flatnonzero(~low)).mean() - ach.take(np.flatnonzero(low)).mean())
+        if low.any() and (~low).any() else 0.0,
+        "share_below_bar": _ratio(float(count[below_school].sum()), n),
         "enrollment_traditional": int(by_sector[TRADITIONAL]),
         "enrollment_autonomous": int(by_sector[DISTRICT_RUN] + by_sector[PARTNER_LED] + by_sector[PARTNER_RUN]),
         "enrollment_district_run": int(by_sector[DISTRICT_RUN]),
         "enrollment_partner_led": int(by_sector[PARTNER_LED]),
         "enrollment_partner_run": int(by_sector[PARTNER_RUN]),
-        "enrollment_charter": int((on & (st.school >= 0) & (sc.sector[school] == CHARTER)).sum()),
-        "enrollment_outside": int((on & (st.school < 0)).sum()),
+        "enrollment_charter": int(count[~district_school].sum()),
+        "enrollment_outside": int(on.sum()) - int(count.sum()),
         "exits_outside": y["exits_outside"],
         "schools_open": int(district_open.sum()),
         "autonomous_schools": int(auto_open.sum()),
@@ -98,10 +119,9 @@ def collect(model: PortfolioModel) -> dict[str, float]:
         "unassigned": _ratio(y["unassigned"], y["applicants"]),
         "displaced": y["displaced"],
         "displaced_to_better": _ratio(y["displaced_to_better"], y["displaced"]),
-        "segregation_index": dissimilarity(
-            np.bincount(school[in_district & st.low_income], minlength=len(sc)).astype(float),
-            np.bincount(school[in_district & ~st.low_income], minlength=len(sc)).astype(float)),
-        "per_pupil_resources": float(sc.resources[school[in_district]].mean()) if n else float("nan"),
+        "segregation_index": dissimilarity(np.where(district_school, low_count, 0.0),
+                                           np.where(district_school, count - low_count, 0.0)),
+        "per_pupil_resources": float(sc.resources[sch].mean()) if n else float("nan"),
     }
     granted = sc.granted[auto_open].mean(0) if auto_open.any() else np.zeros(len(DOMAINS))
     effective = sc.effective[auto_open].mean(0) if auto_open.any() else np.zeros(len(DOMAINS))
@@ -113,19 +133,17 @@ def collect(model: PortfolioModel) -> dict[str, float]:
     return m
 
 
-def politics_signals(model: PortfolioModel, m: dict[str, float], previous: dict[str, float]) -> dict:
+def politics_signals(model: PortfolioModel, m: dict[str, float], previous: dict[str, float],
+                     where: DistrictEnrollment | None = None) -> dict:
     """What next year's politics reacts to (kept beside the metrics, not in the output)."""
     sc = model.schools
     rated = ~np.isnan(sc.rating_pct) & sc.is_open
     auto = rated & sc.autonomous
     before = previous.get("students", m["students"]) or 1
-    st = model.students
-    enrolled = (st.grade >= 0) & (st.school >= 0)
-    school = st.school[enrolled]
-    district = sc.sector[school] != CHARTER
+    school = (district_enrollment(model) if where is None else where).school   # in district schools
     return {
         # Families' satisfaction: how good their children's district schools look (Family.satisfaction).
-        "family_satisfaction": float(model.perceived_z[school[district]].mean()) if district.any() else 0.0,
+        "family_satisfaction": float(model.perceived_z[school].mean()) if len(school) else 0.0,
         # Are autonomous schools improving? Rating now minus rating when they became autonomous.
         "autonomous_improvement": float((sc.rating_pct[auto] - sc.pre_autonomy_pct[auto]).mean())
         if auto.any() else None,

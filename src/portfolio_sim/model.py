@@ -29,7 +29,8 @@ from portfolio_sim.district import GRADES, band_of_grade, build_district, entry_
 from portfolio_sim.geography import Geography
 from portfolio_sim.mechanisms import (accountability, achievement, authorizing, autonomy, enrollment, finance,
                                       politics, talent)
-from portfolio_sim.metrics import METRIC_COLUMNS, collect, new_year_stats, politics_signals, school_panel
+from portfolio_sim.metrics import (METRIC_COLUMNS, collect, district_enrollment, new_year_stats, politics_signals,
+                                   school_panel)
 from portfolio_sim.scenario import Scenario
 from portfolio_sim.state import (CHARTER, OUTSIDE, TRADITIONAL, Operators, Students, empty_schools)
 
@@ -103,10 +104,16 @@ class PortfolioModel(mesa.Model):
         self.entrants = np.zeros(0, dtype=np.int64)
         self.last_growth = np.zeros(n)
         # Slots are sorted by household, so a household's slots are one contiguous range.
+        if np.any(np.diff(data.st_household) < 0):
+            raise ValueError("student slots must be sorted by household")
         self._hh_start = np.searchsorted(data.st_household, np.arange(len(data.hh_nb) + 1))
 
     def household_slots(self, household: int) -> np.ndarray:
         return np.arange(self._hh_start[household], self._hh_start[household + 1])
+
+    def household_bounds(self, households: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """First slot and one past the last slot of each household in `households` (vectorised)."""
+        return self._hh_start[households], self._hh_start[households + 1]
 
     def _init_schools(self, data) -> None:
         rng, scn = self.streams["init"], self.scenario
@@ -133,9 +140,9 @@ class PortfolioModel(mesa.Model):
             founded_year=np.zeros(k, dtype=np.int32), name=[f"Operator {i + 1}" for i in range(k)])
 
     def _init_agents(self) -> None:
-        self.school_agents = [School(self, i) for i in range(len(self.schools))]
-        self.operator_agents = [Operator(self, i) for i in range(len(self.operators))]
-        self.families = [Family(self, h) for h in range(len(self.hh_xy))]
+        self.school_agents = School.create_rows(self, len(self.schools))
+        self.operator_agents = Operator.create_rows(self, len(self.operators))
+        self.families = Family.create_rows(self, len(self.hh_xy))
         self.central_office = CentralOffice(self)
         self.board = Board(self, self.scenario.politics.initial_support)
 
@@ -191,7 +198,7 @@ class PortfolioModel(mesa.Model):
             self.geo.update(self.schools)
             self._geo_dirty = False
         enrollment.step(self)
-        self.update_school_counts()
+        self.update_school_counts(enrollment_only=True)   # the rest is counted after achievement
         autonomy.update_effective(self)
         talent.step(self)
         achievement.step(self)
@@ -202,14 +209,19 @@ class PortfolioModel(mesa.Model):
 
     _geo_dirty = False
 
-    def update_school_counts(self) -> None:
+    def update_school_counts(self, enrollment_only: bool = False) -> None:
+        """Enrollment per school and, unless `enrollment_only`, low-income enrollment and mean
+        achievement (in the yearly order nothing reads those two between enrollment and achievement)."""
         st, sc = self.students, self.schools
-        on = (st.grade >= 0) & (st.school >= 0)
-        s = st.school[on]
-        n = np.bincount(s, minlength=len(sc))
+        # Students not enrolled count in an extra bin past the last school (dropped): bincount adds
+        # in input order, so each school's sums are the same as over the enrolled students alone.
+        s = np.where((st.grade >= 0) & (st.school >= 0), st.school, len(sc))
+        n = np.bincount(s, minlength=len(sc) + 1)[:-1]
         sc.enrollment = n.astype(np.int32)
-        sc.low_income_enrolled = np.bincount(s, weights=st.low_income[on], minlength=len(sc)).astype(np.int32)
-        total = np.bincount(s, weights=st.achievement[on], minlength=len(sc))
+        if enrollment_only:
+            return
+        sc.low_income_enrolled = np.bincount(s, weights=st.low_income, minlength=len(sc) + 1)[:-1].astype(np.int32)
+        total = np.bincount(s, weights=st.achievement, minlength=len(sc) + 1)[:-1]
         sc.mean_achievement = np.where(n > 0, total / np.maximum(n, 1), np.nan)
 
     def refresh_perceived_quality(self) -> None:
@@ -315,8 +327,9 @@ class PortfolioModel(mesa.Model):
 
     # -- outputs -------------------------------------------------------------------------------------
     def _collect(self) -> None:
-        self.metrics = collect(self)
-        self.last_metrics = politics_signals(self, self.metrics, self._previous)
+        where = district_enrollment(self)
+        self.metrics = collect(self, where)
+        self.last_metrics = politics_signals(self, self.metrics, self._previous, where)
         self._previous = self.metrics
         self.datacollector.collect(self)
         self.panel.append(school_panel(self))

@@ -36,12 +36,13 @@ def measure(model: PortfolioModel) -> np.ndarray:
     sc, acc = model.schools, model.scenario.accountability
     st = model.students
     rng = model.streams["accountability"]
-    on = (st.grade >= 0) & (st.school >= 0)
     n = np.maximum(sc.enrollment, 1)
     if acc.framework == "growth":
         # Mean measured growth already carries the sampling noise of the school's students; the test
-        # itself adds `rating_noise`.
-        growth = np.bincount(st.school[on], weights=model.last_growth[on], minlength=len(sc)) / n
+        # itself adds `rating_noise`. (Students not enrolled count in an extra bin past the last school:
+        # bincount adds in input order, so each school's sum is the same as over its students alone.)
+        school = np.where((st.grade >= 0) & (st.school >= 0), st.school, len(sc))
+        growth = np.bincount(school, weights=model.last_growth, minlength=len(sc) + 1)[:-1] / n
         rating = growth + acc.rating_noise * rng.standard_normal(len(sc))
     else:
         # Status: proficiency-like mean achievement, measured with noise.

@@ -78,9 +78,10 @@ def step(model: PortfolioModel) -> None:
     rng = model.streams["achievement"]
     noise = SIGMA * rng.standard_normal(len(st)).astype(np.float32)
     on = st.grade >= 0
-    enrolled = on & (st.school >= 0)
-    v = np.where(enrolled, sc.value_added[np.maximum(st.school, 0)], 0.0)   # outside: private/other, ~average
-    old = st.achievement.copy()
-    new = RHO * st.achievement + (1.0 - RHO) * st.baseline + v + noise
-    st.achievement[on] = new[on]
-    model.last_growth = np.where(on, new - RHO * old - (1.0 - RHO) * st.baseline, 0.0)
+    # Value-added of each student's school; 0 outside the district (private/other, ~average) and for
+    # inactive slots: a lookup in value_added with a 0 appended for them.
+    v = np.append(sc.value_added, 0.0)[np.where(on & (st.school >= 0), st.school, len(sc))]
+    persist, level = RHO * st.achievement, (1.0 - RHO) * st.baseline
+    new = persist + level + v + noise
+    model.last_growth = np.where(on, new - persist - level, 0.0)
+    np.copyto(st.achievement, new, where=on, casting="same_kind")

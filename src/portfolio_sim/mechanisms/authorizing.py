@@ -174,11 +174,14 @@ def open_new_schools(model: PortfolioModel) -> None:
         return
     rng = model.streams["authorizing"]
     quota = min(el.new_schools_per_year, room_left(model))
+    if quota <= 0:
+        return
     approved = 0
+    unhappy = students_wanting_better(model)   # (students and schools do not change in this loop)
     for _ in range(2 * quota):          # up to two applications per seat on offer
         if approved >= quota:
             return
-        site = new_school_site(model, rng)
+        site = new_school_site(model, rng, unhappy)
         if site is None:
             return
         band, xy = site
@@ -195,13 +198,20 @@ def open_new_schools(model: PortfolioModel) -> None:
             model.log("application_denied", None, "new-school plan did not meet the bar", operator=operator)
 
 
-def new_school_site(model: PortfolioModel, rng: np.random.Generator) -> tuple[int, np.ndarray] | None:
-    """Where demand for better seats is: near a student in a weak school, or who left the district."""
+def students_wanting_better(model: PortfolioModel) -> np.ndarray:
+    """Students in a weak school (rated below the 35th percentile), or who left the district."""
     st, sc = model.students, model.schools
-    on = st.grade >= 0
-    cur = np.maximum(st.school, 0)
-    weak = np.nan_to_num(sc.rating_pct[cur], nan=50.0) < 35
-    unhappy = np.flatnonzero(on & ((st.school < 0) | ((st.school >= 0) & weak)))
+    weak = np.nan_to_num(sc.rating_pct, nan=50.0) < 35     # per school, then looked up per student
+    return np.flatnonzero((st.grade >= 0) & ((st.school < 0) | weak[np.maximum(st.school, 0)]))
+
+
+def new_school_site(model: PortfolioModel, rng: np.random.Generator, unhappy: np.ndarray | None = None
+                    ) -> tuple[int, np.ndarray] | None:
+    """Where demand for better seats is: near a student in a weak school, or who left the district
+    (`unhappy`: `students_wanting_better(model)`, computed here if not given)."""
+    st = model.students
+    if unhappy is None:
+        unhappy = students_wanting_better(model)
     if len(unhappy) == 0:
         return None
     pick = unhappy[rng.integers(len(unhappy))]

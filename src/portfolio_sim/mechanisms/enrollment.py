@@ -29,10 +29,12 @@ Because capacity binds, the advantage active choosers get shrinks as participati
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from portfolio_sim.matching import _descending_key as descending_key
 from portfolio_sim.matching import deferred_acceptance
 from portfolio_sim.mechanisms import achievement
 from portfolio_sim.state import CHARTER, OUTSIDE
@@ -56,9 +58,8 @@ def step(model: PortfolioModel) -> None:
 
 def age_and_enter(model: PortfolioModel) -> None:
     st, rng = model.students, model.streams["enrollment"]
-    active = st.grade >= 0
-    st.grade[active] += 1
-    graduates = st.grade >= 13
+    np.add(st.grade, 1, out=st.grade, where=st.grade >= 0)
+    graduates = np.flatnonzero(st.grade >= 13)
     st.grade[graduates] = -1
     st.school[graduates] = OUTSIDE
     st.displaced[graduates] = False
@@ -76,7 +77,7 @@ def age_and_enter(model: PortfolioModel) -> None:
 def who_chooses(model: PortfolioModel) -> tuple[np.ndarray, np.ndarray]:
     st, rng, sc = model.students, model.streams["enrollment"], model.schools
     active = st.grade >= 0
-    g = np.where(active, st.grade, 0)
+    g = np.maximum(st.grade, 0)     # grade 0 stands in for inactive slots (grade -1)
     entry = active & model.entry_grade[g]
     displaced = active & ~entry & st.displaced
     enrolled = active & (st.school >= 0)
@@ -85,44 +86,91 @@ def who_chooses(model: PortfolioModel) -> tuple[np.ndarray, np.ndarray]:
     wrong_band = enrolled & (sc.band[current] != model.band_of_grade[g])
     outside_mid = active & ~entry & (st.school == OUTSIDE)  # outside students return only at entry grades
     # Dissatisfied students re-enter choice; the weaker their school looks, the likelier.
-    z = model.perceived_z[current]
-    p_switch = model.scenario.choice.switch_rate * 2.0 / (1.0 + np.exp(1.5 * z))
+    # (per school, then looked up per student: the same numbers, 600 exponentials instead of 400,000)
+    p_switch = (model.scenario.choice.switch_rate * 2.0 / (1.0 + np.exp(1.5 * model.perceived_z)))[current]
     switcher = enrolled & ~entry & ~displaced & ~wrong_band & (rng.random(len(st)) < p_switch)
-    kinds = np.full(len(st), -1, dtype=np.int8)
-    kinds[entry | wrong_band] = ENTRY
-    kinds[displaced] = DISPLACED
-    kinds[switcher] = SWITCHER
-    kinds[outside_mid] = -1
+    # Later rules win: outside mid-band, else switcher, else displaced, else entry (or wrong band).
+    kinds = np.where(entry | wrong_band, np.int8(ENTRY), np.int8(-1))
+    kinds = np.where(displaced, np.int8(DISPLACED), kinds)
+    kinds = np.where(switcher, np.int8(SWITCHER), kinds)
+    kinds = np.where(outside_mid, np.int8(-1), kinds)
     rows = np.flatnonzero(kinds >= 0)
     return rows, kinds[rows]
 
 
-def utilities(model: PortfolioModel, rows: np.ndarray, schools: np.ndarray, rng: np.random.Generator
+def school_values(schools: np.ndarray, table: np.ndarray | None = None, cells: np.ndarray | None = None
+                  ) -> Callable[[np.ndarray], np.ndarray]:
+    """A lookup: per-school values -> their values at each entry of `schools` (a new array; school 0
+    stands in where an entry is -1). When `schools` is `table[cells]`, whole rows of a small per-cell
+    table (a consideration set), it looks the table up once and copies rows: the same numbers, faster."""
+    if table is not None:
+        table = np.where(table >= 0, table, 0)
+        return lambda values: np.take(values[table], cells, axis=0)
+    s = schools if schools.min(initial=0) >= 0 else np.where(schools >= 0, schools, 0)
+    return lambda values: values[s]
+
+
+def distances(model: PortfolioModel, rows: np.ndarray, schools: np.ndarray,
+              at: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    """Straight-line distance from the home of student `rows[i]` to school `schools[i, j]`:
+    sqrt(dx * dx + dy * dy) (school 0 stands in where schools < 0). `at`: `school_values(schools)`."""
+    sc = model.schools
+    at = school_values(schools) if at is None else at
+    hh = model.students.household[rows]
+    dx, dy = at(sc.x), at(sc.y)
+    np.subtract(model.hh_xy[hh, 0][:, None], dx, out=dx)
+    np.subtract(model.hh_xy[hh, 1][:, None], dy, out=dy)
+    dx *= dx
+    dy *= dy
+    dx += dy
+    return np.sqrt(dx, out=dx)
+
+
+def utilities(model: PortfolioModel, rows: np.ndarray, schools: np.ndarray, rng: np.random.Generator,
+              dist: np.ndarray | None = None, at: Callable[[np.ndarray], np.ndarray] | None = None
               ) -> np.ndarray:
-    """Utility of school `schools[i, j]` to the family of student `rows[i]` (-inf where schools < 0)."""
+    """Utility of school `schools[i, j]` to the family of student `rows[i]` (-inf where schools < 0):
+
+        weight_quality * (rating z + perception noise) - weight_distance * distance / school spacing
+        + weight_autonomous * autonomous + Gumbel taste
+
+    `dist` may pass in `distances(model, rows, schools)` when the caller needs them too, `at` the
+    lookup `school_values(schools, ...)`. (Computed in place, with the same floating-point operations
+    in the same order and the same random draws as the formula reads; a multiplication by a weight of
+    1 and the addition of a zero autonomy term are skipped, which leaves every result bit unchanged.)
+    """
     ch, sc, st = model.scenario.choice, model.schools, model.students
-    valid = schools >= 0
-    s = np.where(valid, schools, 0)
-    hh = st.household[rows]
-    dx = model.hh_xy[hh, 0][:, None] - sc.x[s]
-    dy = model.hh_xy[hh, 1][:, None] - sc.y[s]
+    at = school_values(schools) if at is None else at
+    if dist is None:
+        dist = distances(model, rows, schools, at)
     band = model.band_of_grade[st.grade[rows]]
-    dist = np.sqrt(dx * dx + dy * dy) / model.geo.spacing[band][:, None]
+    d = dist / model.geo.spacing[band][:, None]
     noise_sd = INFO_NOISE_AT_ZERO * (1.0 - ch.information_quality)
-    seen = model.perceived_z[s] + noise_sd * rng.standard_normal(s.shape)
-    u = ch.weight_quality * seen - ch.weight_distance * dist + ch.weight_autonomous * sc.autonomous[s]
-    u += rng.gumbel(size=s.shape)      # idiosyncratic taste
-    return np.where(valid, u, -np.inf)
+    u = rng.standard_normal(schools.shape)
+    u *= noise_sd
+    u += at(model.perceived_z)            # the rating z as this family sees it
+    if ch.weight_quality != 1.0:
+        u *= ch.weight_quality
+    if ch.weight_distance != 1.0:
+        d *= ch.weight_distance
+    u -= d
+    if ch.weight_autonomous != 0.0:       # (adding 0 could only turn a -0.0 into +0.0, which the
+        u += ch.weight_autonomous * at(sc.autonomous)   # Gumbel term added next does anyway)
+    u += rng.gumbel(size=schools.shape)   # idiosyncratic taste
+    if schools.min(initial=0) < 0:
+        u[schools < 0] = -np.inf
+    return u
 
 
 def _compact(values: np.ndarray, mask: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the entries where `mask` holds, in order, padded with -1 to `width` columns."""
-    order = np.argsort(~mask, axis=1, kind="stable")[:, :width]
-    out = np.take_along_axis(values, order, axis=1)
-    if out.shape[1] < width:   # fewer candidates than list slots
-        out = np.column_stack([out, np.full((len(out), width - out.shape[1]), -1, dtype=out.dtype)])
-    count = np.minimum(mask.sum(1), width)
-    out[np.arange(out.shape[1])[None, :] >= count[:, None]] = -1
+    """Per row, the entries where `mask` holds, in order, padded with -1 to `width` columns; and how
+    many there are (at most `width`)."""
+    out = np.full((len(values), width), -1, dtype=values.dtype)
+    slot = np.cumsum(mask, axis=1, dtype=np.int32)   # 1-based place of each masked entry in its row
+    flat = np.flatnonzero(mask & (slot <= width))
+    row = flat // max(mask.shape[1], 1)
+    out.ravel()[row * width + slot.ravel()[flat] - 1] = values.ravel()[flat]
+    count = np.minimum(slot[:, -1], width) if mask.shape[1] else np.zeros(len(values), np.int32)
     return out, count
 
 
@@ -134,10 +182,106 @@ def _append(lists: np.ndarray, count: np.ndarray, school: np.ndarray, where: np.
     return out
 
 
+def _rows(a: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """`a[index]` for row numbers `index` (a take: faster than fancy indexing)."""
+    return a.take(index, axis=0)
+
+
+def _fit(a: np.ndarray, width: int) -> np.ndarray:
+    """The first `width` columns of `a`, padded with -1 if it has fewer."""
+    if a.shape[1] >= width:
+        return a[:, :width]
+    return np.column_stack([a, np.full((len(a), width - a.shape[1]), -1, dtype=a.dtype)])
+
+
+def _row_count(mask: np.ndarray) -> np.ndarray:
+    """Number of True entries in each row of a 2-D bool array (`mask.sum(1)`, faster on short rows)."""
+    if mask.shape[1] < 256:
+        return np.einsum("ij->i", mask.view(np.uint8))
+    return mask.sum(1)
+
+
+def _district_school_lookup(model: PortfolioModel) -> np.ndarray:
+    """bool per school, plus a False at the end: `lookup[schools]` is True for listed (>= 0) district
+    (non-charter) schools, False for charters and for -1 entries."""
+    return np.append(model.schools.sector != CHARTER, False)
+
+
+def _is_charter(model: PortfolioModel, schools: np.ndarray) -> np.ndarray:
+    return (model.schools.sector[np.maximum(schools, 0)] == CHARTER) & (schools >= 0)
+
+
+def stable_row_argsort(keys: np.ndarray, shift_out: list | None = None) -> np.ndarray:
+    """`np.argsort(keys, axis=1, kind="stable")` for uint64 keys, about three times faster on the
+    short rows of a consideration set.
+
+    The column index is packed into the low bits of each key, so one plain `np.sort` of the rows
+    (much faster per row than an argsort) yields the order. Neighbours whose truncated keys agree
+    are checked against the full keys: a genuine tie is already in column order (what a stable sort
+    gives); rows where truncation hid a difference (needs two values ~1e-9 apart relative) are
+    re-sorted exactly. If `shift_out` is a list, (each row's keys sorted, without their low bits;
+    the number of low bits) is appended to it.
+    """
+    n, c = keys.shape
+    bits = max(1, (c - 1).bit_length())
+    low = np.uint64((1 << bits) - 1)
+    packed = keys & ~low
+    packed |= np.arange(c, dtype=np.uint64)
+    packed.sort(axis=1)
+    order = np.bitwise_and(packed, low).view(np.intp)   # column numbers: small, so the view is exact
+    packed >>= np.uint64(bits)
+    close = packed[:, 1:] == packed[:, :-1]
+    rows = np.flatnonzero(close.any(1))
+    if len(rows):
+        full = np.take_along_axis(keys[rows], order[rows], 1)
+        wrong = rows[((full[:, 1:] != full[:, :-1]) & close[rows]).any(1)]
+        if len(wrong):
+            order[wrong] = np.argsort(keys[wrong], axis=1, kind="stable")
+    if shift_out is not None:
+        shift_out.append((packed, bits))
+    return order
+
+
+def _best_first(u: np.ndarray) -> np.ndarray:
+    """Per row, the column order of `u` from highest to lowest (ties keep their order):
+    `np.argsort(-u, axis=1, kind="stable")`."""
+    return stable_row_argsort(descending_key(u))
+
+
+def _nearest_first(model: PortfolioModel, rows: np.ndarray, cand: np.ndarray, dist: np.ndarray,
+                   u: np.ndarray) -> np.ndarray:
+    """Each row of `cand` sorted by distance from home (`_distance`: np.hypot), nearest first, schools at
+    exactly the same distance in order of utility `u` (best first); unlisted entries (-1) last. That
+    is: sorted by utility, then stably by distance.
+
+    Sorted by `dist` instead (`distances`: sqrt of the sum of squares, which agrees with hypot to a
+    few units in the last place), a row whose neighbours are all at least ~1e-12 apart (relative) is
+    already in hypot order, with no ties, so it needs no utility order. The few rows with two schools
+    at (nearly) the same distance are redone exactly as the definition says.
+    """
+    finite = cand.min(initial=0) >= 0
+    d = dist if finite else np.where(cand >= 0, dist, np.inf)
+    sorted_keys: list = []
+    # Distances are >= 0: their bit patterns sort like them, and m units apart in the last place are
+    # at least m * 2**-53 apart relative. Neighbours < 2**13 units apart (~1e-12) count as close.
+    order = stable_row_argsort(d.view(np.uint64), sorted_keys)
+    near = np.take_along_axis(cand, order, 1)
+    high, bits = sorted_keys[0]
+    close = (high[:, 1:] - high[:, :-1]) < np.uint64(1 << max(0, 13 - bits))
+    if not finite:
+        close &= high[:, 1:] < (np.float64(np.inf).view(np.uint64) >> np.uint64(bits))
+    redo = np.flatnonzero(close.any(1))
+    if len(redo):
+        by_u = np.argsort(-u[redo], axis=1, kind="stable")
+        c = np.take_along_axis(cand[redo], by_u, 1)
+        near[redo] = np.take_along_axis(c, np.argsort(_distance(model, rows[redo], c), axis=1, kind="stable"), 1)
+    return near
+
+
 def ranked_lists(model: PortfolioModel, rows: np.ndarray, kinds: np.ndarray, active: np.ndarray,
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Each applicant's ranked list (n, max_choices) and zone school (n,)."""
-    ch, st, sc, geo = model.scenario.choice, model.students, model.schools, model.geo
+    ch, st, geo = model.scenario.choice, model.students, model.geo
     k = ch.max_choices
     lists = np.full((len(rows), k), -1, dtype=np.int32)
     zone_of = np.full(len(rows), -1, dtype=np.int32)
@@ -150,52 +294,60 @@ def ranked_lists(model: PortfolioModel, rows: np.ndarray, kinds: np.ndarray, act
         r = rows[sel]
         zone = geo.zone[b][cell_all[sel]]
         zone_of[sel] = zone
-        cand = geo.candidates[b][cell_all[sel]].copy()
-        # The zone school is always considered.
-        has_zone = (cand == zone[:, None]).any(1)
-        cand[~has_zone, -1] = zone[~has_zone]
-        u = utilities(model, r, cand, rng)
-        order = np.argsort(-u, axis=1, kind="stable")
-        cand, u = np.take_along_axis(cand, order, 1), np.take_along_axis(u, order, 1)
-        u_zone = np.where(cand == zone[:, None], u, -np.inf).max(1)
+        cells = cell_all[sel]
+        cand = np.take(geo.considered[b], cells, axis=0)    # the zone school is always considered
+        at = school_values(cand, geo.considered[b], cells)
+        dist = distances(model, r, cand, at)
+        u = utilities(model, r, cand, rng, dist, at)
         u_out = OUTSIDE_BASE + ch.outside_option_appeal + rng.gumbel(size=len(sel))
+        # Row numbers (not masks: taking rows by index is several times faster than by a mask).
         kind, act = kinds[sel], active[sel]
-        prev = st.school[r]
-        is_charter = (sc.sector[np.maximum(cand, 0)] == CHARTER) & (cand >= 0)
+        sw = np.flatnonzero(kind == SWITCHER)
+        chooser = np.flatnonzero((kind != SWITCHER) & act)
+        passive = np.flatnonzero((kind != SWITCHER) & ~act)
         out = np.full((len(sel), k), -1, dtype=np.int32)
 
         # Switchers compare alternatives with staying; they keep their seat (priority) as a fallback.
-        sw = kind == SWITCHER
-        if sw.any():
-            cur = prev[sw][:, None]
+        if len(sw):
+            cur = st.school[r[sw]][:, None]
             u_cur = utilities(model, r[sw], cur, rng)[:, 0]
-            better = (u[sw] > (u_cur + SWITCHING_COST)[:, None]) & (cand[sw] != cur) & (u[sw] > u_out[sw, None])
+            u_sw = _rows(u, sw)
+            order = _best_first(u_sw)
+            c_sw, u_sw = np.take_along_axis(_rows(cand, sw), order, 1), np.take_along_axis(u_sw, order, 1)
+            better = (u_sw > (u_cur + SWITCHING_COST)[:, None]) & (c_sw != cur) & (u_sw > u_out[sw][:, None])
             if ch.policy == "zones":
-                better &= is_charter[sw]
-            alt, n_alt = _compact(cand[sw], better, k - 1)
-            stay = np.maximum(u_cur, u[sw].max(1)) >= u_out[sw]
+                better &= _is_charter(model, c_sw)
+            alt, n_alt = _compact(c_sw, better, k - 1)
+            stay = np.maximum(u_cur, u_sw.max(1)) >= u_out[sw]
             out[sw] = _append(alt, n_alt, cur[:, 0], stay)
 
-        ns = ~sw
-        chooser = ns & act
-        passive = ns & ~act
+        # Active choosers rank what they prefer to the outside option, best first.
+        u_ch, c_ch = _rows(u, chooser), _rows(cand, chooser)
+        order = _best_first(u_ch)
         if ch.policy == "unified":
-            keep = (u > u_out[:, None]) & (cand >= 0)
-            out[chooser], _ = _compact(cand[chooser], keep[chooser], k)
+            # What they prefer to the outside option (unlisted entries have utility -inf) comes first
+            # in the ranking: list the first n_keep.
+            n_keep = _row_count(u_ch > u_out[chooser][:, None])
+            c_ch = np.take_along_axis(c_ch, order, 1)
+            out[chooser] = np.where(np.arange(k) < n_keep[:, None], _fit(c_ch, k), -1)
             # Passive families list the nearest district schools, nearest first.
-            dist_order = np.argsort(_distance(model, r[passive], cand[passive]), axis=1, kind="stable")
-            near = np.take_along_axis(cand[passive], dist_order, 1)
-            out[passive], _ = _compact(near, (near >= 0) & ~(sc.sector[np.maximum(near, 0)] == CHARTER), k)
+            if len(passive):
+                near = _nearest_first(model, r[passive], _rows(cand, passive), _rows(dist, passive),
+                                      _rows(u, passive))
+                out[passive], _ = _compact(near, _district_school_lookup(model)[near], k)
         else:
+            zone_ch = zone[chooser]
+            u_zone = np.where(c_ch == zone_ch[:, None], u_ch, -np.inf).max(1)
+            c_ch, u_ch = np.take_along_axis(c_ch, order, 1), np.take_along_axis(u_ch, order, 1)
             if ch.policy == "zones":
-                better = is_charter & (u > u_zone[:, None])
+                better = _is_charter(model, c_ch) & (u_ch > u_zone[:, None])
             else:  # zone_plus_open
-                better = (u > u_zone[:, None]) & (cand != zone[:, None]) & (cand >= 0)
-            better &= u > u_out[:, None]
-            alt, n_alt = _compact(cand[chooser], better[chooser], k - 1)
-            take_zone = np.maximum(u_zone[chooser], u[chooser].max(1, initial=-np.inf)) >= u_out[chooser]
-            take_zone &= (n_alt > 0) | (u_zone[chooser] >= u_out[chooser])
-            out[chooser] = _append(alt, n_alt, zone[chooser], take_zone)
+                better = (u_ch > u_zone[:, None]) & (c_ch != zone_ch[:, None]) & (c_ch >= 0)
+            better &= u_ch > u_out[chooser][:, None]
+            alt, n_alt = _compact(c_ch, better, k - 1)
+            take_zone = np.maximum(u_zone, u_ch.max(1, initial=-np.inf)) >= u_out[chooser]
+            take_zone &= (n_alt > 0) | (u_zone >= u_out[chooser])
+            out[chooser] = _append(alt, n_alt, zone_ch, take_zone)
             out[passive, 0] = zone[passive]
         lists[sel] = out
     return lists, zone_of
@@ -209,46 +361,73 @@ def _distance(model: PortfolioModel, rows: np.ndarray, schools: np.ndarray) -> n
 
 
 def priority_scores(model: PortfolioModel, rows: np.ndarray, kinds: np.ndarray, lists: np.ndarray,
-                    zone_of: np.ndarray, lottery: np.ndarray) -> np.ndarray:
-    """Priority class (continuing 3 > sibling 2 > zone 1 > none 0) plus the single lottery tie-break."""
+                    zone_of: np.ndarray, lottery: np.ndarray, staying: np.ndarray | None = None) -> np.ndarray:
+    """Priority class (continuing 3 > sibling 2 > zone 1 > none 0) plus the single lottery tie-break.
+    (`staying`: `staying_students(model, rows)`, computed here if not given.)"""
     ch, st = model.scenario.choice, model.students
-    n_sc = len(model.schools)
-    cls = np.zeros(lists.shape, dtype=np.float64)
+    listed = lists >= 0
+    cls = np.zeros(lists.shape, dtype=np.int8)   # the highest class that applies
     if ch.zone_priority:
-        cls = np.maximum(cls, (lists == zone_of[:, None]) & (lists >= 0))
+        cls[(lists == zone_of[:, None]) & listed] = 1
     if ch.sibling_priority:
-        # Siblings: another student of the household who stays enrolled at the school this year.
-        staying = np.ones(len(st), dtype=bool)
-        staying[rows] = False
-        staying &= (st.grade >= 0) & (st.school >= 0)
-        keys = np.unique(st.household[staying].astype(np.int64) * n_sc + st.school[staying])
-        ask = st.household[rows].astype(np.int64)[:, None] * n_sc + np.maximum(lists, 0)
-        pos = np.searchsorted(keys, ask).clip(0, max(len(keys) - 1, 0))
-        sib = (keys[pos] == ask) & (lists >= 0) if len(keys) else np.zeros(lists.shape, bool)
-        cls = np.maximum(cls, 2.0 * sib)
-    cont = (kinds == SWITCHER)[:, None] & (lists == st.school[rows][:, None]) & (lists >= 0)
-    cls = np.maximum(cls, 3.0 * cont)
+        cls[siblings_at(model, rows, lists, staying)] = 2
+    cont = (kinds == SWITCHER)[:, None] & (lists == st.school[rows][:, None]) & listed
+    cls[cont] = 3
     return cls + (1.0 - lottery)[:, None]
+
+
+def staying_students(model: PortfolioModel, rows: np.ndarray) -> np.ndarray:
+    """bool per slot: enrolled students who are not choosing this year (`rows` are choosing)."""
+    st = model.students
+    staying = (st.grade >= 0) & (st.school >= 0)
+    staying[rows] = False
+    return staying
+
+
+def siblings_at(model: PortfolioModel, rows: np.ndarray, lists: np.ndarray, staying: np.ndarray | None = None
+                ) -> np.ndarray:
+    """bool (n, k): another student of the household of `rows[i]` stays enrolled at school `lists[i, j]`
+    this year (a student "stays" unless they are choosing this year).
+
+    A household's student slots are one contiguous range (`model.household_slots`), so this walks the
+    households' j-th slots for j = 0, 1, ... (at most the largest household's size), over only the
+    applicants whose household has that many slots: a few passes over small arrays.
+    """
+    st = model.students
+    staying = staying_students(model, rows) if staying is None else staying
+    start, end = model.household_bounds(st.household[rows])
+    size = end - start
+    if not len(rows) or not staying.any():   # (at the start everyone chooses: nobody stays)
+        return np.zeros(lists.shape, dtype=bool)
+    there = np.where(staying[start], st.school[start], -2)     # every household has a first slot;
+    sib = lists == there[:, None]                                # -2 never matches a list entry
+    idx = np.arange(len(rows))
+    for j in range(1, int(size.max())):
+        idx = idx[size[idx] > j]
+        slot = start[idx] + j
+        there = np.where(staying[slot], st.school[slot], -2)
+        sib[idx] |= lists[idx] == there[:, None]
+    return sib
 
 
 def assign(model: PortfolioModel, rows: np.ndarray, kinds: np.ndarray) -> None:
     st, sc, rng, ch = model.students, model.schools, model.streams["enrollment"], model.scenario.choice
     prev = st.school[rows].copy()
     was_district = (prev >= 0) & (sc.sector[np.maximum(prev, 0)] != CHARTER)
-    new_entrant = np.isin(rows, model.entrants)
+    is_entrant = np.zeros(len(st), dtype=bool)
+    is_entrant[model.entrants] = True
+    new_entrant = is_entrant[rows]                   # (np.isin(rows, model.entrants), without a sort)
     returning = (prev == OUTSIDE) & ~new_entrant & (model.year > 0)   # left earlier, may come back
     active = (rng.random(len(rows)) < ch.participation) | (kinds == SWITCHER) | returning
 
     lists, zone_of = ranked_lists(model, rows, kinds, active, rng)
     lottery = rng.random(len(rows))
-    scores = priority_scores(model, rows, kinds, lists, zone_of, lottery)
+    staying = staying_students(model, rows)
+    scores = priority_scores(model, rows, kinds, lists, zone_of, lottery, staying)
 
-    # Seats left after students who stay put.
-    staying = np.ones(len(st), dtype=bool)
-    staying[rows] = False
-    staying &= (st.grade >= 0) & (st.school >= 0)
-    free = np.where(sc.is_open, sc.capacity, 0) - np.bincount(st.school[staying], minlength=len(sc))
-    free = np.maximum(free, 0)
+    # Seats left after students who stay put (the others counted in an extra bin, then dropped).
+    stay_count = np.bincount(np.where(staying, st.school, len(sc)), minlength=len(sc) + 1)[:-1]
+    free = np.maximum(np.where(sc.is_open, sc.capacity, 0) - stay_count, 0)
     match = deferred_acceptance(lists, scores, free)
     school = match.school.copy()
 
