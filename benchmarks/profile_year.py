@@ -117,8 +117,8 @@ def main() -> int:
           f"{'' if args.setup else ' (under cProfile)'}\n")
     print("By stage (own CPU time):")
     for label, sec in sorted(spent.items(), key=lambda kv: -kv[1]):
-        print(f"  {label:45s} {sec * 1e3:8.1f} ms  {100 * sec / total:5.1f}%")
-    print(f"  {'(everything else)':45s} {(total - sum(spent.values())) * 1e3:8.1f} ms")
+        print(f"  {label:52s} {sec * 1e3:8.1f} ms  {100 * sec / total:5.1f}%")
+    print(f"  {'(everything else)':52s} {(total - sum(spent.values())) * 1e3:8.1f} ms")
 
     if args.setup:
         return 0
