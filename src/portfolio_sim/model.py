@@ -68,6 +68,7 @@ class PortfolioModel(mesa.Model):
         self.funding_factor = 1.0
         self.office_active = bool(scenario.central_office.autonomy_office)
         self.pipeline_available = 0
+        self._geo_dirty = False          # a school opened or closed: zones need recomputing
         self.last_metrics: dict[str, Any] = {}
         self._previous: dict[str, float] = {}
 
@@ -207,7 +208,6 @@ class PortfolioModel(mesa.Model):
         finance.step(self)
         self._collect()
 
-    _geo_dirty = False
 
     def update_school_counts(self, enrollment_only: bool = False) -> None:
         """Enrollment per school and, unless `enrollment_only`, low-income enrollment and mean

@@ -129,21 +129,20 @@ class ComparisonStore:
                 return e
         return ready[0] if ready else None
 
-    def combined_yearly(self) -> pd.DataFrame:
+    def _combined(self, table: str) -> pd.DataFrame:
+        """One of the results' tables from every ready scenario, labelled by scenario."""
         frames = []
         for e in self.ready():
-            f = e.result.yearly.copy()
+            f = getattr(e.result, table).copy()
             f.insert(0, "scenario", e.label)
             frames.append(f)
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
+    def combined_yearly(self) -> pd.DataFrame:
+        return self._combined("yearly")
+
     def combined_summary(self) -> pd.DataFrame:
-        frames = []
-        for e in self.ready():
-            f = e.result.summary.copy()
-            f.insert(0, "scenario", e.label)
-            frames.append(f)
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        return self._combined("summary")
 
 
 def with_cumulative(yearly: pd.DataFrame, metrics: tuple[str, ...] = ("closures", "restarts", "conversions",
