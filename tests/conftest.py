@@ -7,12 +7,26 @@ import pytest
 from portfolio_sim.scenario import Scenario
 
 
-def small(**groups) -> Scenario:
-    """A small district (a few thousand students) with the given group overrides."""
-    data: dict = {"district": {"students": 4000, "schools": 18, "operators": 6}, "run": {"years": 6}}
-    for group, values in groups.items():
-        data.setdefault(group, {}).update(values)
-    return Scenario.model_validate(data)
+SMALL = {"district": {"students": 4000, "schools": 18, "operators": 6}, "run": {"years": 6}}
+
+
+def layered(*layers: dict) -> dict:
+    """Scenario data from layers of {group: {field: value}}, later layers winning field by field."""
+    out: dict = {}
+    for layer in layers:
+        for group, values in layer.items():
+            out.setdefault(group, {}).update(values)
+    return out
+
+
+def scenario(*layers: dict) -> Scenario:
+    """A validated scenario from layers (see `layered`) over the schema's defaults."""
+    return Scenario.model_validate(layered(*layers))
+
+
+def small(*layers: dict, **groups: dict) -> Scenario:
+    """A small district (a few thousand students) with the given layers and group overrides."""
+    return scenario(SMALL, *layers, groups)
 
 
 AUTONOMY_POLICY = {

@@ -11,6 +11,7 @@ import hashlib
 
 import pytest
 
+from conftest import scenario
 from portfolio_sim.kernel import single_run
 from portfolio_sim.scenario import GROUPS, Scenario
 
@@ -127,14 +128,6 @@ NOT_A_RUN_LEVER = {
     "district.neighbourhoods_csv": "selects the CSV loader (tests/test_district_csv.py)",
     "run.seeds": "number of replicates for run_many / the CLI (tests/test_cli.py)",
 }
-
-
-def scenario(*layers: dict) -> Scenario:
-    data: dict = {}
-    for layer in layers:
-        for group, values in layer.items():
-            data.setdefault(group, {}).update(values)
-    return Scenario.model_validate(data)
 
 
 def digest(s: Scenario) -> str:

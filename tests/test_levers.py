@@ -9,23 +9,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from conftest import AUTONOMY_POLICY, small
+from conftest import AUTONOMY_POLICY, layered, small
 from portfolio_sim.kernel import derive_seeds, run_many
 from portfolio_sim.model import PortfolioModel
 
 SEEDS = derive_seeds(2026, 4)
 
 
-def merged(*layers: dict) -> dict:
-    out: dict = {}
-    for layer in layers:
-        for group, values in layer.items():
-            out.setdefault(group, {}).update(values)
-    return out
-
-
 def runs(*layers: dict, seeds=SEEDS):
-    return run_many(small(**merged(*layers)), seeds=seeds)
+    return run_many(small(*layers), seeds=seeds)
 
 
 def total(results, col: str) -> float:
@@ -92,7 +84,7 @@ def test_new_autonomous_schools_dip_then_mature():
 
 
 def test_planning_time_softens_the_dip():
-    base = merged(AUTONOMY_POLICY, {"run": {"years": 8}})
+    base = layered(AUTONOMY_POLICY, {"run": {"years": 8}})
     rushed = gains_since_autonomy(runs(base, {"implementation": {"planning_months": 0}}))
     planned = gains_since_autonomy(runs(base, {"implementation": {"planning_months": 18}}))
     first = lambda d: d[d.years_autonomous == 0].gain.mean()   # noqa: E731
@@ -130,7 +122,7 @@ def test_turnaround_eligibility_converts_low_rated_schools():
 
 
 def test_rigorous_authorizing_approves_fewer_and_stronger_operators():
-    layers = merged(AUTONOMY_POLICY, {"governance": {"category": "partner_run", "legal_basis": "contract"},
+    layers = layered(AUTONOMY_POLICY, {"governance": {"category": "partner_run", "legal_basis": "contract"},
                                       "district": {"operators": 12, "operator_quality_sd": 0.1}})
     lax = runs(layers, {"accountability": {"approval_rigor": 0.0}})
     strict = runs(layers, {"accountability": {"approval_rigor": 1.0}})
@@ -141,7 +133,7 @@ def test_rigorous_authorizing_approves_fewer_and_stronger_operators():
 
 
 def test_budget_autonomy_multiplies_the_value_of_autonomy():
-    layers = merged(AUTONOMY_POLICY, {"governance": {"legal_basis": "state_law"}, "run": {"years": 8}})
+    layers = layered(AUTONOMY_POLICY, {"governance": {"legal_basis": "state_law"}, "run": {"years": 8}})
     low = gains_since_autonomy(runs(layers, {"autonomy": {"budget_multiplier": 0.0, "max_effect": 0.2}}))
     high = gains_since_autonomy(runs(layers, {"autonomy": {"budget_multiplier": 2.0, "max_effect": 0.2}}))
     late = lambda d: d[d.years_autonomous >= 3].gain.mean()   # noqa: E731
@@ -221,7 +213,7 @@ def test_choosers_advantage_shrinks_as_participation_rises():
 
 
 def test_differentiated_staffing_extends_excellent_teachers():
-    layers = merged(AUTONOMY_POLICY, {"governance": {"collective_bargaining": "separate_agreement"}})
+    layers = layered(AUTONOMY_POLICY, {"governance": {"collective_bargaining": "separate_agreement"}})
     none = runs(layers, {"talent": {"differentiated_staffing": 0.0}})
     full = runs(layers, {"talent": {"differentiated_staffing": 1.0}})
     assert final(full, "mean_growth") > final(none, "mean_growth")
