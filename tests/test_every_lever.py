@@ -88,6 +88,8 @@ CHANGES: dict[str, tuple] = {
     "choice.max_choices": (2, {}),
     "choice.sibling_priority": (False, {}),
     "choice.zone_priority": (False, {}),
+    "choice.displaced_priority": (True, {"accountability": {"intervention": "close", "closure_percentile": 25},
+                                         "district": {"capacity_slack": 0.05}}),
     "choice.participation": (0.1, {}),
     "choice.information_quality": (1.0, {}),
     "choice.weight_quality": (4.0, {}),

@@ -11,6 +11,7 @@ import pandas as pd
 
 from conftest import AUTONOMY_POLICY, layered, small
 from portfolio_sim.kernel import derive_seeds, run_many
+from portfolio_sim.mechanisms.enrollment import DISPLACED, ENTRY, SWITCHER, priority_scores
 from portfolio_sim.model import PortfolioModel
 
 SEEDS = derive_seeds(2026, 4)
@@ -225,21 +226,51 @@ def test_public_enterprise_services_leave_more_resources_than_mandatory():
     assert final(ent, "per_pupil_resources") > final(mand, "per_pupil_resources")
 
 
+def share_displaced_to_better(choice: dict, slack: float) -> float:
+    """Pooled share of students displaced by closures who land in a clearly better school."""
+    r = runs({"district": {"capacity_slack": slack, "quality_income_correlation": -0.6,
+                           "income_segregation": 0.8},
+              "accountability": {"intervention": "close", "closure_percentile": 10, "consecutive_years": 2},
+              "choice": choice, "run": {"years": 8}})
+    displaced = sum(x.yearly.displaced.sum() for x in r)
+    better = sum((x.yearly.displaced * x.yearly.displaced_to_better.fillna(0)).sum() for x in r)
+    assert displaced > 200
+    return better / displaced
+
+
+UNIFIED_INFORMED = {"policy": "unified", "participation": 1.0, "information_quality": 0.9}
+
+
 def test_displaced_students_land_in_better_schools_only_when_capacity_allows():
     """de la Torre & Gwynne 2009: most students displaced by closures land in similar or weaker schools;
-    more reach clearly better ones when there are seats to take. (In this model displaced students have
-    no priority, so unified choice alone helps little: they compete with every entering student.)"""
-    def share_to_better(choice: dict, slack: float) -> float:
-        r = runs({"district": {"capacity_slack": slack, "quality_income_correlation": -0.6,
-                               "income_segregation": 0.8},
-                  "accountability": {"intervention": "close", "closure_percentile": 10, "consecutive_years": 2},
-                  "choice": choice, "run": {"years": 8}})
-        displaced = sum(x.yearly.displaced.sum() for x in r)
-        better = sum((x.yearly.displaced * x.yearly.displaced_to_better.fillna(0)).sum() for x in r)
-        assert displaced > 200
-        return better / displaced
-    zones, unified = {"policy": "zones"}, {"policy": "unified", "participation": 1.0, "information_quality": 0.9}
-    tight_zones, roomy_zones = share_to_better(zones, 0.05), share_to_better(zones, 0.6)
+    more reach clearly better ones when there are seats to take. (Without `displaced_priority` unified
+    choice alone helps little: displaced students compete with every entering student.)"""
+    zones = {"policy": "zones"}
+    tight_zones, roomy_zones = share_displaced_to_better(zones, 0.05), share_displaced_to_better(zones, 0.6)
     assert tight_zones < 0.5
     assert roomy_zones > tight_zones + 0.1
-    assert share_to_better(unified, 0.6) > share_to_better(unified, 0.05)
+    assert share_displaced_to_better(UNIFIED_INFORMED, 0.6) > share_displaced_to_better(UNIFIED_INFORMED, 0.05)
+
+
+def test_displaced_priority_gets_displaced_students_into_better_schools():
+    """A closure plan that gives displaced students priority at the schools they rank gets more of them
+    into clearly better schools when seats are scarce."""
+    plain = share_displaced_to_better(UNIFIED_INFORMED, 0.05)
+    prioritised = share_displaced_to_better({**UNIFIED_INFORMED, "displaced_priority": True}, 0.05)
+    assert prioritised > plain + 0.1
+
+
+def test_displaced_priority_ranks_displaced_between_continuing_and_siblings():
+    model = PortfolioModel(small(choice={"policy": "unified", "displaced_priority": True,
+                                         "sibling_priority": False}), seed=5)
+    try:
+        st = model.students
+        rows = np.flatnonzero(st.school >= 0)[:3]
+        kinds = np.array([ENTRY, DISPLACED, SWITCHER], dtype=np.int8)
+        lists = np.column_stack([st.school[rows], np.full(3, -1, np.int32)]).astype(np.int32)
+        zone_of = lists[:, 0].copy()                          # every one at their zone school
+        scores = priority_scores(model, rows, kinds, lists, zone_of, np.full(3, 0.5))
+        assert np.floor(scores[:, 0]).tolist() == [1.0, 3.0, 4.0]   # zone, displaced, continuing
+        assert (scores[:, 1] == np.floor(scores[:, 1]) + 0.5).all()  # unlisted: no class, lottery only
+    finally:
+        model.release()

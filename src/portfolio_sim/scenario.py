@@ -213,6 +213,9 @@ class Choice(_Group):
     max_choices: int = lever(8, "Most schools a family may rank.", 1, 20, "schools")
     sibling_priority: bool = lever(True, "Siblings of enrolled students get priority.")
     zone_priority: bool = lever(True, "Zone residents get priority at their zone school.")
+    displaced_priority: bool = lever(
+        False, "Students displaced by a closure get priority at every school they rank, after continuing "
+        "students and before siblings (as closure plans that promise displaced students a better seat).")
     participation: float = lever(
         0.6, "Share of families who actively rank schools (others take the nearest).", 0.0, 1.0)
     information_quality: float = lever(

@@ -19,9 +19,12 @@ enrollment decline):
   seat plus up to `max_choices - 1` district-wide choices), `unified` (up to `max_choices` ranked
   schools in one lottery, as Denver SchoolChoice and New Orleans OneApp).
 * Assignment: student-proposing deferred acceptance (`portfolio_sim.matching`) with priorities
-  continuing student > sibling > zone, and one lottery number per student breaking ties. Students the
-  lottery leaves unassigned are placed administratively at the nearest district school with room.
-  Capacity is never exceeded; if no seat exists at all, the student leaves the district.
+  continuing student > displaced student (only with `choice.displaced_priority`) > sibling > zone, and
+  one lottery number per student breaking ties. Students the lottery leaves unassigned are placed
+  administratively at the nearest district school with room. Capacity is never exceeded; if no seat
+  exists at all, the student leaves the district. Without a priority of their own, students displaced
+  by a closure compete with every entering student for seats in better schools, which is why most land
+  in similar or weaker ones (de la Torre & Gwynne 2009; DOMAIN.md patterns).
 
 Because capacity binds, the advantage active choosers get shrinks as participation rises
 (Maroulis et al., JASSS 19(1) 7, 2016).
@@ -43,6 +46,8 @@ if TYPE_CHECKING:
     from portfolio_sim.model import PortfolioModel
 
 ENTRY, DISPLACED, SWITCHER = 0, 1, 2
+# Priority classes at a school (higher first); one lottery number per student breaks ties within a class.
+PRIORITY_ZONE, PRIORITY_SIBLING, PRIORITY_DISPLACED, PRIORITY_CONTINUING = 1, 2, 3, 4
 SWITCHING_COST = 0.5       # a move mid-band must beat the current school by this much utility
 INFO_NOISE_AT_ZERO = 1.5   # SD of perception noise (in rating-z units) when information_quality = 0
 OUTSIDE_BASE = -2.2        # outside option utility at appeal 0: ~10% prefer it to their nearby school
@@ -362,17 +367,19 @@ def _distance(model: PortfolioModel, rows: np.ndarray, schools: np.ndarray) -> n
 
 def priority_scores(model: PortfolioModel, rows: np.ndarray, kinds: np.ndarray, lists: np.ndarray,
                     zone_of: np.ndarray, lottery: np.ndarray, staying: np.ndarray | None = None) -> np.ndarray:
-    """Priority class (continuing 3 > sibling 2 > zone 1 > none 0) plus the single lottery tie-break.
-    (`staying`: `staying_students(model, rows)`, computed here if not given.)"""
+    """Priority class (continuing 4 > displaced 3 > sibling 2 > zone 1 > none 0) plus the single lottery
+    tie-break. (`staying`: `staying_students(model, rows)`, computed here if not given.)"""
     ch, st = model.scenario.choice, model.students
     listed = lists >= 0
-    cls = np.zeros(lists.shape, dtype=np.int8)   # the highest class that applies
+    cls = np.zeros(lists.shape, dtype=np.int8)   # the highest class that applies (set lowest first)
     if ch.zone_priority:
-        cls[(lists == zone_of[:, None]) & listed] = 1
+        cls[(lists == zone_of[:, None]) & listed] = PRIORITY_ZONE
     if ch.sibling_priority:
-        cls[siblings_at(model, rows, lists, staying)] = 2
+        cls[siblings_at(model, rows, lists, staying)] = PRIORITY_SIBLING
+    if ch.displaced_priority:
+        cls[(kinds == DISPLACED)[:, None] & listed] = PRIORITY_DISPLACED
     cont = (kinds == SWITCHER)[:, None] & (lists == st.school[rows][:, None]) & listed
-    cls[cont] = 3
+    cls[cont] = PRIORITY_CONTINUING
     return cls + (1.0 - lottery)[:, None]
 
 
