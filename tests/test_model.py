@@ -187,3 +187,30 @@ def test_charters_are_outside_district_accountability():
         assert model.metrics["enrollment_charter"] > 0
     finally:
         model.release()
+
+
+def test_operators_are_judged_only_on_schools_they_have_run_long_enough():
+    """A turnaround operator is not cut back for the ratings of schools it has only just taken over
+    (accountability.min_years_rated years of grace, as for new schools); after that, poor ratings shrink
+    the room it has to take on more schools."""
+    from portfolio_sim.mechanisms import authorizing
+
+    scn = small(AUTONOMY_POLICY, {"governance": {"category": "partner_led"}, "accountability": {"min_years_rated": 2},
+                                  "district": {"operator_capacity": 6}})
+    assert scn.has_autonomy_policy
+    model = PortfolioModel(scn, seed=11)
+    try:
+        sc, ops = model.schools, model.operators
+        model.year = 5
+        mine = np.flatnonzero(sc.is_open & (sc.sector != CHARTER))[:3]
+        sc.operator[mine] = 0
+        sc.rating_pct[mine] = 10.0                      # rated far below the 25th percentile
+        ops.active[:] = True
+        sc.status_year[mine] = 4                        # taken over last year: still in its grace years
+        authorizing.update_operators(model)
+        assert ops.capacity[0] == 6
+        sc.status_year[mine] = 3                        # run for two years: judged now
+        authorizing.update_operators(model)
+        assert ops.capacity[0] == len(mine) - 1
+    finally:
+        model.release()

@@ -15,7 +15,8 @@ governance categories (partner-led and partner-run schools are run by an operato
   `accountability.approval_rigor`, and a rigorous authorizer also sets a higher bar: fewer approvals,
   stronger schools.
 * Approved schools launch after `implementation.planning_months` (rounded up to whole school years).
-* Operators grow when their schools do well, shrink when they fail, and leave the district after two
+* Operators grow when their schools do well, shrink when they fail (judged only on schools they have
+  run for `accountability.min_years_rated` years, as new schools are), and leave the district after two
   hostile years (then their schools return to the district at the end of the contract). An incubator
   (`talent.incubator`) launches a new operator every few years.
 """
@@ -85,8 +86,11 @@ def update_operators(model: PortfolioModel) -> None:
         return      # operators only work where the district has an autonomy initiative
     hostile = model.board.stance == "skeptical" or model.board.support < HOSTILE_SUPPORT
     counts = running(model)
+    # An operator answers for schools it has run as long as a new school runs before it is rated:
+    # a turnaround's first ratings still carry the school it took over (and the implementation dip).
+    judged = sc.is_open & ~np.isnan(sc.rating_pct) & (model.year - sc.status_year >= scn.accountability.min_years_rated)
     for o in np.flatnonzero(ops.active):
-        mine = sc.is_open & (sc.operator == o) & ~np.isnan(sc.rating_pct)
+        mine = judged & (sc.operator == o)
         if mine.any():
             pct = float(np.nanmean(sc.rating_pct[mine]))
             if pct >= 60 and counts[o] >= ops.capacity[o] and rng.random() < ops.appetite[o]:
