@@ -7,12 +7,13 @@ root seed with numpy's SeedSequence, so `run_many(s, n=5, root=1)` always runs t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from portfolio_sim.decisions import RULES, Decisions
 from portfolio_sim.model import PortfolioModel
 from portfolio_sim.scenario import Scenario
 
@@ -36,11 +37,14 @@ def derive_seeds(root: int, n: int) -> list[int]:
 
 
 def single_run(scenario: Scenario, seed: int, years: int | None = None,
-               on_year: Callable[[int], None] | None = None) -> RunResult:
-    """Run one scenario with one seed for `years` (default `scenario.run.years`)."""
+               on_year: Callable[[int], None] | None = None,
+               decisions: Mapping[int, Decisions] | None = None) -> RunResult:
+    """Run one scenario with one seed for `years` (default `scenario.run.years`). `decisions`: what
+    workshop players decided, by year (years not listed follow the scenario's rules)."""
     model = PortfolioModel(scenario, seed)
     try:
-        for _ in range(scenario.run.years if years is None else years):
+        for year in range(1, 1 + (scenario.run.years if years is None else years)):
+            model.decisions = (decisions or {}).get(year, RULES)
             model.step()
             if on_year is not None:
                 on_year(model.year)

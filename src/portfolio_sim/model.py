@@ -25,6 +25,7 @@ import pandas as pd
 from scipy.special import ndtri
 
 from portfolio_sim.agents import Board, CentralOffice, Family, Operator, School
+from portfolio_sim.decisions import RULES
 from portfolio_sim.district import GRADES, band_of_grade, build_district, entry_grades
 from portfolio_sim.geography import Geography
 from portfolio_sim.mechanisms import (accountability, achievement, authorizing, autonomy, enrollment, finance,
@@ -67,6 +68,7 @@ class PortfolioModel(mesa.Model):
         self.rating_history: list[np.ndarray] = []
         self.funding_factor = 1.0
         self.office_active = bool(scenario.central_office.autonomy_office)
+        self.decisions = RULES            # this year's workshop decisions (portfolio_sim.decisions)
         self.pipeline_available = 0
         self._geo_dirty = False          # a school opened or closed: zones need recomputing
         self.last_metrics: dict[str, Any] = {}

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy.special import ndtr
 
+from portfolio_sim.decisions import WORKSHOP
 from portfolio_sim.state import CHARTER, PARTNER_LED, PARTNER_RUN
 
 if TYPE_CHECKING:
@@ -83,7 +84,12 @@ def step(model: PortfolioModel) -> None:
 def intervene(model: PortfolioModel, s: int) -> None:
     acc, sc = model.scenario.accountability, model.schools
     why = f"below the {acc.closure_percentile:g}th percentile {sc.years_below[s]} years in a row"
-    action = acc.intervention
+    action, decided = acc.intervention, model.decisions.intervention
+    if decided == "spare":
+        model.log("spared", s, f"{why}; given another year ({WORKSHOP})")
+        return
+    if decided != "rule":
+        action, why = decided, f"{why} ({WORKSHOP})"
     if action == "replace_operator" and sc.sector[s] in (PARTNER_LED, PARTNER_RUN):
         if model.replace_operator(s, why):
             return
@@ -96,7 +102,7 @@ def intervene(model: PortfolioModel, s: int) -> None:
 
 
 def renewals(model: PortfolioModel) -> None:
-    sc, acc = model.schools, model.scenario.accountability
+    sc, acc, decided = model.schools, model.scenario.accountability, model.decisions.renewal
     due = sc.is_open & sc.autonomous & (sc.contract_year >= 0) & \
         (model.year - sc.contract_year >= acc.contract_term)
     # Schools opened later have shorter histories: pad with NaN (not rated then).
@@ -110,16 +116,21 @@ def renewals(model: PortfolioModel) -> None:
         score = float(term.mean()) if len(term) else np.nan
         operator = int(sc.operator[s])
         operator_left = operator >= 0 and not model.operators.active[operator]
+        by_rule = bool(np.isnan(score) or score >= acc.renewal_percentile)
+        renew = by_rule if decided == "rule" else decided == "renew"
+        record = f"term average at the {score:.0f}th percentile" if not np.isnan(score) else "no rating yet"
+        if renew != by_rule:
+            record = f"{record} ({WORKSHOP})"
         if operator_left:
             why = "operator has left the district"
             if not model.replace_operator(s, why, event="non_renewal"):
                 model.revert_to_traditional(s, "non_renewal", why)
-        elif np.isnan(score) or score >= acc.renewal_percentile:
+        elif renew:
             sc.contract_year[s] = model.year
-            model.log("renewal", s, f"term average at the {score:.0f}th percentile" if not np.isnan(score)
-                      else "no rating yet")
+            model.log("renewal", s, record)
         else:
-            why = f"term average at the {score:.0f}th percentile, below {acc.renewal_percentile:g}"
+            why = (record if renew != by_rule else
+                   f"term average at the {score:.0f}th percentile, below {acc.renewal_percentile:g}")
             if sc.sector[s] in (PARTNER_LED, PARTNER_RUN) and model.replace_operator(s, why, event="non_renewal"):
                 continue
             model.revert_to_traditional(s, "non_renewal", why)

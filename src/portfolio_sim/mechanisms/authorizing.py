@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from portfolio_sim.decisions import WORKSHOP
 from portfolio_sim.mechanisms import autonomy, talent
 from portfolio_sim.state import CATEGORY_SECTOR, CHARTER, DISTRICT_RUN, TRADITIONAL
 
@@ -114,10 +115,17 @@ def update_operators(model: PortfolioModel) -> None:
 # -- applications and approval --------------------------------------------------------------------
 
 def approve(model: PortfolioModel, applicant_z: float) -> bool:
-    """Rigor sharpens what the authorizer sees and raises the bar."""
+    """Rigor sharpens what the authorizer sees and raises the bar (unless the players decided this year's
+    applications themselves: `model.decisions.applications`)."""
+    if model.decisions.applications != "rule":
+        return model.decisions.applications == "approve"
     rigor, rng = model.scenario.accountability.approval_rigor, model.streams["authorizing"]
     signal = applicant_z + (1.2 - rigor) * rng.standard_normal()
     return bool(signal > 1.5 * (rigor - 0.35))
+
+
+def _decided(model: PortfolioModel) -> str:
+    return f" ({WORKSHOP})" if model.decisions.applications != "rule" else ""
 
 
 def applicant_z(model: PortfolioModel, operator: int, leader_quality: float) -> float:
@@ -167,9 +175,10 @@ def convert(model: PortfolioModel) -> None:
             approved += 1
             model.pending.append({"kind": "conversion", "school": int(s), "operator": operator,
                                   "launch": model.year + launch_delay(model)})
-            model.log("application_approved", int(s), "conversion approved", operator=operator)
+            model.log("application_approved", int(s), "conversion approved" + _decided(model), operator=operator)
         else:
-            model.log("application_denied", int(s), "plan did not meet the authorizer's bar", operator=operator)
+            model.log("application_denied", int(s), "plan did not meet the authorizer's bar" + _decided(model),
+                      operator=operator)
 
 
 def open_new_schools(model: PortfolioModel) -> None:
@@ -197,9 +206,10 @@ def open_new_schools(model: PortfolioModel) -> None:
             approved += 1
             model.pending.append({"kind": "new", "school": -1, "operator": operator, "band": band,
                                   "xy": xy, "leader": leader, "launch": model.year + launch_delay(model)})
-            model.log("application_approved", None, "new school approved", operator=operator)
+            model.log("application_approved", None, "new school approved" + _decided(model), operator=operator)
         else:
-            model.log("application_denied", None, "new-school plan did not meet the bar", operator=operator)
+            model.log("application_denied", None, "new-school plan did not meet the bar" + _decided(model),
+                      operator=operator)
 
 
 def students_wanting_better(model: PortfolioModel) -> np.ndarray:

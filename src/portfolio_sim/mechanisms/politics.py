@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from portfolio_sim.decisions import WORKSHOP
 from portfolio_sim.state import PARTNER_LED, PARTNER_RUN
 
 if TYPE_CHECKING:
@@ -100,10 +101,16 @@ def step(model: PortfolioModel) -> None:
         model.year_stats["election"] = 1
 
     something_to_reverse = bool((sc.is_open & sc.autonomous).any())
-    if board.stance == "skeptical" and not board.reversed_this_term and something_to_reverse and \
-            (board.support < p.reversal_threshold or shock or forced):
+    decided = model.decisions.board
+    by_rule = board.stance == "skeptical" and not board.reversed_this_term and something_to_reverse and \
+        (board.support < p.reversal_threshold or shock or forced)
+    if by_rule and decided == "protect":
+        model.log("reversal_averted", None, f"the board protects autonomy ({WORKSHOP})")
+    elif by_rule:
         reverse(model, "budget pressure" if shock else ("scheduled board flip" if forced else
                 f"support {board.support:.2f} below {p.reversal_threshold:g}"))
+    elif decided == "reverse" and something_to_reverse and not board.reversed_this_term:
+        reverse(model, WORKSHOP)
     elif board.stance == "pro":
         sc.rollback *= 1.0 - RESTORE_RATE
         if model.scenario.central_office.autonomy_office and not model.office_active:
