@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from portfolio_sim.scenario import Scenario
@@ -27,6 +29,14 @@ def scenario(*layers: dict) -> Scenario:
 def small(*layers: dict, **groups: dict) -> Scenario:
     """A small district (a few thousand students) with the given layers and group overrides."""
     return scenario(SMALL, *layers, groups)
+
+
+def result_digest(result) -> str:
+    """SHA-256 of a run's yearly metrics, school panel and event log: equal digests, identical runs."""
+    h = hashlib.sha256()
+    for frame in (result.yearly, result.schools, result.events):
+        h.update(frame.to_csv(index=False).encode())
+    return h.hexdigest()
 
 
 AUTONOMY_POLICY = {

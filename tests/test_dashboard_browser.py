@@ -407,3 +407,33 @@ def test_map_click_shows_school_history_and_event_filters(session):
     shown = s.page.get_by_test_id("event-count").inner_text()
     assert int(shown.split()[0].replace(",", "")) < int(total.split()[0].replace(",", ""))
     s.shot("10-events")
+
+
+def test_workshop_players_reverse_autonomy_while_stepping(session):
+    """A workshop: step year by year, the room (playing the board) reverses autonomy in year 4; the step
+    applies it in every seed, the choice resets, and the event log says it was a workshop decision."""
+    # (camden_renaissance has autonomous schools in every seed by year 3, so each seed reverses)
+    s = session
+    s.wait_up_to_date()
+    s.pick(".pz-preset", "camden renaissance")
+    s.page.get_by_test_id("scenario-name").filter(has_text="camden_renaissance").wait_for()
+    s.wait_up_to_date()
+    for year in (1, 2, 3):
+        s.page.locator(".pz-stepbtn").click()
+        s.page.get_by_test_id("result-line").filter(has_text=f"year {year} of 10").wait_for()
+    s.page.locator(".pz-workshop summary, .pz-workshop .v-expansion-panel-title").first.click()
+    s.page.locator(".pz-agenda").filter(has_text="year 4").wait_for()
+    s.pick(".pz-decision-board .v-select", "board reverses autonomy")
+    s.page.get_by_test_id("decided-next").filter(has_text="year 4: board reverses autonomy").wait_for()
+    s.shot("11-workshop-decision")
+    s.page.locator(".pz-stepbtn").click()
+    s.page.get_by_test_id("result-line").filter(has_text="year 4 of 10").wait_for()
+    s.page.get_by_test_id("decided-next").wait_for(state="detached")       # next year is decided afresh
+    s.tab("Event log")
+    total = s.page.get_by_test_id("event-count").inner_text()
+    s.page.locator(".pz-event-text input").fill("workshop decision")
+    s.page.wait_for_function("t => document.querySelector('[data-testid=event-count]').innerText !== t", arg=total)
+    shown = int(s.page.get_by_test_id("event-count").inner_text().split()[0].replace(",", ""))
+    assert shown >= 3                      # a reversal in each of the 3 seeds (the server's default here)
+    s.page.get_by_text("workshop decision", exact=True).first.wait_for()   # the reversals' cause
+    s.shot("12-workshop-events")

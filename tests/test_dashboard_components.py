@@ -228,3 +228,21 @@ def test_two_sessions_do_not_share_state():
     one.compare_add_current("mine")
     assert two.scenario.value.autonomy.staffing == 0.0
     assert not two.compare.value.entries
+
+
+def test_workshop_card_decisions_apply_to_the_next_step_then_reset(state):
+    box, rc = solara.render(C.WorkshopCard(state), handle_error=False)
+    page = texts(rc)
+    for point in C.workshop.DECISION_POINTS:
+        assert point.question in page
+    assert state.step() and state.controller.join(30)
+    board = by_class(rc, "pz-decision-board").find(v.Select).widget
+    assert {i["value"] for i in board.items} == {"rule", "protect", "reverse"}
+    board.v_model = "reverse"
+    assert state.decisions.value.board == "reverse"
+    assert "board reverses autonomy" in text_of(by_testid(rc, "decided-next").widget)
+    assert state.step() and state.controller.join(30)
+    assert state.status.value.state == "done" and "Decided: board reverses autonomy" in state.status.value.message
+    assert state.decisions.value.by_rule                      # each year is decided afresh
+    assert dict(state.result.value.decisions)[2].board == "reverse"
+    assert "Year 2" in texts(rc)                              # listed under "Decided so far"

@@ -358,3 +358,56 @@ def test_asset_cache_is_filled():
     missing = assets.missing_packages()
     assert not missing, (f"front-end assets missing in {assets.cache_dir()}: {[p.spec for p in missing]}; "
                          "run `python dashboards/setup_assets.py`")
+
+
+# ------------------------------------------------------------------------------------------------
+# Workshop decisions
+# ------------------------------------------------------------------------------------------------
+
+def test_stepped_decisions_match_the_kernel_and_replay_from_the_exported_file(tmp_path):
+    """Decisions taken with a step apply to that year in every seed, are replayed when the run goes on,
+    and the exported decisions.toml with scenario.toml repeats the run through the CLI."""
+    from portfolio_sim.decisions import Decisions, load_decisions
+    s = tiny(**AUTONOMY_POLICY)
+    s.politics.initial_support, s.run.years = 0.9, 4
+    reverse = {3: Decisions(board="reverse")}
+    sim = Simulation(s)
+    assert sim.step_year() and sim.step_year() and sim.step_year(decisions=reverse[3])
+    assert sim.run()
+    snap = sim.snapshot()
+    assert dict(snap.decisions) == reverse
+    for seed in sim.seeds:
+        expected = single_run(s, seed, decisions=reverse)
+        got = snap.events[snap.events["seed"] == seed].drop(columns="seed").reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, expected.events)
+        assert (expected.events["event"] == "reversal").sum() >= 1
+    z = zipfile.ZipFile(io.BytesIO(results_zip(snap)))
+    assert "decisions.toml" in z.namelist()
+    (tmp_path / "scenario.toml").write_bytes(z.read("scenario.toml"))
+    (tmp_path / "decisions.toml").write_bytes(z.read("decisions.toml"))
+    assert load_decisions(tmp_path / "decisions.toml", s.run.years) == reverse
+    from portfolio_sim.cli import main
+    assert main(["run", str(tmp_path / "scenario.toml"), "--decisions", str(tmp_path / "decisions.toml"),
+                 "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    cli_events = pd.read_csv(tmp_path / "out" / "events.csv", keep_default_na=False)
+    assert (cli_events["cause"] == "workshop decision").sum() == len(sim.seeds)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "yearly.csv"),
+                                  pd.read_csv(io.BytesIO(z.read("yearly.csv"))))
+
+
+def test_workshop_agenda_reads_the_latest_year():
+    from portfolio_sim.dashboard import workshop
+    s = tiny(**AUTONOMY_POLICY)
+    s.accountability.closure_percentile, s.accountability.consecutive_years = 30, 2
+    s.politics.scheduled_flip_year = 2
+    assert workshop.agenda(None)[0][0] == "Start"
+    sim = Simulation(s)
+    sim.step_year()
+    items = dict(workshop.agenda(sim.snapshot()))
+    assert items["Next"].startswith("year 2 ")
+    assert "scheduled board flip" in items["Politics"]
+    schools = sim.snapshot().schools
+    at_risk = schools[(schools["year"] == 1) & (schools["sector"] != "charter") & (schools["years_below_bar"] >= 1)]
+    counts = sorted(int((at_risk["seed"] == seed).sum()) for seed in sim.seeds)
+    assert str(counts[0]) in items["Accountability"] and "30th percentile" in items["Accountability"]
+    assert [p.name for p in workshop.DECISION_POINTS] == ["intervention", "renewal", "applications", "board"]

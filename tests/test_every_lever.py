@@ -7,11 +7,10 @@ added to the schema without an entry here fails `test_every_lever_is_listed`.
 
 from __future__ import annotations
 
-import hashlib
 
 import pytest
 
-from conftest import scenario
+from conftest import result_digest, scenario
 from portfolio_sim.kernel import single_run
 from portfolio_sim.scenario import GROUPS, Scenario
 
@@ -133,11 +132,7 @@ NOT_A_RUN_LEVER = {
 
 
 def digest(s: Scenario) -> str:
-    r = single_run(s, s.run.seed)
-    h = hashlib.sha256()
-    for frame in (r.yearly, r.schools, r.events):
-        h.update(frame.to_csv(index=False).encode())
-    return h.hexdigest()
+    return result_digest(single_run(s, s.run.seed))
 
 
 def test_every_lever_is_listed():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import hashlib
 import os
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import AUTONOMY_POLICY, small
+from conftest import result_digest as _digest
 from portfolio_sim.agents import Board, CentralOffice, Family, Operator, School
 from portfolio_sim.kernel import derive_seeds, single_run, summarize, yearly_table
 from portfolio_sim.metrics import METRIC_COLUMNS
@@ -78,13 +78,6 @@ def test_yearly_output_has_every_required_column():
     assert list(r.yearly.columns) == METRIC_COLUMNS
     assert list(r.yearly["year"]) == [0, 1, 2]
     assert not r.yearly["students"].isna().any()
-
-
-def _digest(result) -> str:
-    h = hashlib.sha256()
-    for frame in (result.yearly, result.schools, result.events):
-        h.update(frame.to_csv(index=False).encode())
-    return h.hexdigest()
 
 
 def test_same_scenario_and_seed_give_identical_results():

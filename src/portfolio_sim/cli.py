@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", type=int, metavar="K", help="replicate seeds (sets run.seeds)")
     run.add_argument("--seed", type=int, metavar="S", help="root seed (sets run.seed)")
     add_set(run)
+    run.add_argument("--decisions", metavar="FILE",
+                     help="workshop decisions by year (TOML [year.N] tables, as the dashboard exports them); "
+                          "written to the output as decisions.toml")
     run.add_argument("--out", metavar="DIR", help="output directory (default: runs/<scenario name>)")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary table")
 
@@ -178,6 +181,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.table import Table
     from rich.text import Text
 
+    from portfolio_sim.decisions import decisions_toml, load_decisions
     from portfolio_sim.kernel import derive_seeds, single_run, summarize, yearly_table
     from portfolio_sim.report import write_report
     from portfolio_sim.scenario import load_scenario
@@ -188,6 +192,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if value is not None:
             overrides.append(f"{key}={value}")
     scenario = load_scenario(args.scenario, overrides)
+    decided = load_decisions(args.decisions, scenario.run.years) if args.decisions else {}
     out = prepare_out_dir(args.out, scenario.name)
 
     seeds = derive_seeds(scenario.run.seed, scenario.run.seeds)
@@ -201,7 +206,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         task = progress.add_task(f"{escape(scenario.name)}", total=len(seeds) * years)
         for i, seed in enumerate(seeds, 1):
             progress.update(task, description=f"{escape(scenario.name)} seed {i}/{len(seeds)}")
-            results.append(single_run(scenario, seed, on_year=lambda _y: progress.advance(task)))
+            results.append(single_run(scenario, seed, on_year=lambda _y: progress.advance(task), decisions=decided))
 
     yearly = yearly_table(results)
     summary = summarize(yearly)
@@ -222,6 +227,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         target.write_text(scenario.to_toml(), encoding="utf-8")
         target = out / "report.html"
         write_report(target, yearly, summary, events, scenario)
+        if decided:
+            target = out / "decisions.toml"
+            target.write_text(decisions_toml(decided), encoding="utf-8")
     except OSError as exc:
         raise CliError(f"cannot write {target}: {exc.strerror or exc}") from None
 

@@ -26,7 +26,10 @@ them by year, and the same scenario, seed and decisions give the same results.
 
 from __future__ import annotations
 
+import tomllib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any, Literal, get_args
 
 from portfolio_sim.errors import ScenarioError
@@ -53,8 +56,7 @@ class Decisions:
             allowed = get_args(_TYPES[f.name])
             value = getattr(self, f.name)
             if value not in allowed:
-                raise ScenarioError(f"decisions.{f.name}: {value!r} is not a decision; allowed: "
-                                    + ", ".join(allowed))
+                raise ScenarioError(f"{f.name}: {value!r} is not a decision; allowed: " + ", ".join(allowed))
 
     @property
     def by_rule(self) -> bool:
@@ -103,4 +105,58 @@ def decisions_from(data: Any, where: str = "decisions") -> Decisions:
     unknown = sorted(set(data) - set(_TYPES))
     if unknown:
         raise ScenarioError(f"{where}: unknown decision(s) {', '.join(unknown)}; allowed: {', '.join(_TYPES)}")
-    return Decisions(**{k: str(v) for k, v in data.items()})
+    try:
+        return Decisions(**{k: str(v) for k, v in data.items()}) if data else RULES
+    except ScenarioError as exc:
+        raise ScenarioError(f"{where}.{exc}") from None
+
+
+# -- a run's decisions as a file: `portfolio-sim run SCENARIO --decisions FILE` ---------------------------
+
+def decisions_toml(by_year: Mapping[int, Decisions]) -> str:
+    """The decisions of a run as TOML, one `[year.N]` table per year someone decided (the dashboard's
+    export; `portfolio-sim run ... --decisions FILE` replays them)."""
+    lines = ["# Workshop decisions (portfolio_sim.decisions), by simulated year; other years follow the rules.",
+             "# Replay: portfolio-sim run scenario.toml --decisions decisions.toml", ""]
+    for year in sorted(by_year):
+        d = by_year[year]
+        if d.by_rule:
+            continue
+        lines.append(f"[year.{int(year)}]")
+        lines += [f'{name} = "{value}"' for name, value in d.as_dict().items() if value != "rule"]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def loads_decisions(text: str, source: str = "decisions", years: int | None = None) -> dict[int, Decisions]:
+    """Decisions by year from TOML text (see `decisions_toml`); every problem is a ScenarioError that
+    names the place and what is allowed."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{source}: not valid TOML: {exc}") from None
+    extra = sorted(set(data) - {"year"})
+    if extra:
+        raise ScenarioError(f"{source}: unknown table(s) {', '.join(extra)}; allowed: [year.N] tables, "
+                            "N a simulated year")
+    table = data.get("year", {})
+    if not isinstance(table, dict):
+        raise ScenarioError(f"{source}: 'year' must hold [year.N] tables")
+    out: dict[int, Decisions] = {}
+    for key, value in table.items():
+        if not key.isdigit() or int(key) < 1 or (years is not None and int(key) > years):
+            allowed = f"1 to {years}" if years is not None else "a whole number from 1"
+            raise ScenarioError(f"{source}: [year.{key}] is not a simulated year; allowed: {allowed}")
+        out[int(key)] = decisions_from(value, where=f"{source}: year.{key}")
+    return out
+
+
+def load_decisions(path: str | Path, years: int | None = None) -> dict[int, Decisions]:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError(f"{p}: no such decisions file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{p}: cannot read the decisions file: {exc}") from None
+    return loads_decisions(text, str(p), years)

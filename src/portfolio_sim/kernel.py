@@ -54,12 +54,13 @@ def single_run(scenario: Scenario, seed: int, years: int | None = None,
 
 
 def run_many(scenario: Scenario, n: int | None = None, root: int | None = None, seeds: Iterable[int] | None = None,
-             on_year: Callable[[int], None] | None = None) -> list[RunResult]:
+             on_year: Callable[[int], None] | None = None,
+             decisions: Mapping[int, Decisions] | None = None) -> list[RunResult]:
     """Replicates of one scenario: explicit `seeds`, or `n` seeds derived from `root`
-    (defaults: `scenario.run.seeds` and `scenario.run.seed`)."""
+    (defaults: `scenario.run.seeds` and `scenario.run.seed`); `decisions` as for `single_run`."""
     if seeds is None:
         seeds = derive_seeds(scenario.run.seed if root is None else root, scenario.run.seeds if n is None else n)
-    return [single_run(scenario, s, on_year=on_year) for s in seeds]
+    return [single_run(scenario, s, on_year=on_year, decisions=decisions) for s in seeds]
 
 
 def compare(scenarios: dict[str, Scenario], n: int = 5, root: int = 1) -> dict[str, list[RunResult]]:

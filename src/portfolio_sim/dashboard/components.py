@@ -27,7 +27,7 @@ from ipyvue import Template
 from ipyvuetify.extra import FileInput
 from ipywidgets import widget_serialization
 
-from portfolio_sim.dashboard import exports, figures, levers
+from portfolio_sim.dashboard import exports, figures, levers, workshop
 from portfolio_sim.dashboard.exports import MAX_UPLOAD_BYTES
 from portfolio_sim.dashboard.simulation import MAX_SEEDS, RunSnapshot, RunStatus
 from portfolio_sim.dashboard.state import TABS, DashboardState
@@ -477,6 +477,38 @@ def RunCard(state: DashboardState):
     return main
 
 
+@solara.component
+def WorkshopCard(state: DashboardState):
+    """Play the central office and the board: decisions for the next year stepped (all seeds)."""
+    result = state.result.value
+    decided = state.decisions.value
+    busy = state.status.value.busy
+    nxt = result.year + 1 if result is not None else 1
+    with Card("Workshop decisions", classes=["pz-workshop"],
+              subtitle=f"Play the central office and the board: what you choose here applies to year {nxt} "
+                       "when you press Step 1 year (every seed), then resets. Run to the end follows the "
+                       "scenario's rules for the years nobody decided.") as main:
+        with solara.Details("On the table next year"):
+            rows = "".join(f"<tr><th>{esc(topic)}</th><td>{esc(text)}</td></tr>"
+                           for topic, text in workshop.agenda(result))
+            solara.HTML(tag="div", unsafe_innerHTML=f'<table class="pz-table pz-agenda">{rows}</table>')
+        for point in workshop.DECISION_POINTS:
+            with solara.Column(gap="2px", classes=["pz-decision", f"pz-decision-{point.name}"]):
+                solara.Text(point.question, classes=["pz-lever-label"])
+                rv.Select(items=[{"title": label, "value": value} for value, label in point.options],
+                          v_model=getattr(decided, point.name), density="compact", variant="outlined",
+                          hide_details=True, disabled=busy, class_="pz-select",
+                          on_v_model=lambda v, n=point.name: state.set_decision(n, v))
+        if not decided.by_rule:
+            Txt(f"For year {nxt}: {decided.describe()}.", classes=["pz-help", "pz-decided"], testid="decided-next")
+        taken = workshop.decided_so_far(result)
+        if taken:
+            with solara.Details(f"Decided so far ({len(taken)} year(s))"):
+                for line in taken:
+                    solara.Text(line, classes=["pz-help"])
+    return main
+
+
 # ------------------------------------------------------------------------------------------------
 # Results: overview and charts
 # ------------------------------------------------------------------------------------------------
@@ -693,7 +725,8 @@ def EventLog(state: DashboardState, result: RunSnapshot):
                          v_model=seed_no, on_v_model=state.event_seed.set, density="compact", variant="outlined",
                          hide_details=True, style_="max-width: 150px")
                 solara.InputText("Search (school, operator, cause)", value=state.event_text.value,
-                                 on_value=state.event_text.set, continuous_update=True, style={"min-width": "220px"})
+                                 on_value=state.event_text.set, continuous_update=True, style={"min-width": "220px"},
+                                 classes=["pz-event-text"])
             with solara.Row(style={"align-items": "center", "justify-content": "space-between"}):
                 Txt(f"{len(table):,} event(s) shown of {len(result.events):,}", classes=["pz-lever-label"],
                     testid="event-count")
@@ -858,6 +891,11 @@ def ExportView(state: DashboardState, result: RunSnapshot):
         ("scenario.toml (of these results)", f"{name}.toml", lambda: result.scenario.to_toml(), "application/toml",
          "The fully resolved scenario of these results: `portfolio-sim run FILE` repeats them exactly (same seeds)."),
     ]
+    if result.decisions:
+        items.append(("decisions.toml (workshop decisions)", f"{name}_decisions.toml",
+                      lambda: exports.decisions_file(result), "application/toml",
+                      "The decisions taken in this run, by year: `portfolio-sim run SCENARIO.toml --decisions "
+                      "FILE` repeats the run with them (without them the scenario follows its rules)."))
     with solara.Column(gap="12px") as main:
         with solara.Column(classes=["pz-card"], gap="10px"):
             solara.Text(f"Export: {result.label} ({result.progress_note})", classes=["pz-h2"])
@@ -981,6 +1019,7 @@ def Dashboard(state: DashboardState):
             with solara.Column(classes=["pz-side"], gap="14px"):
                 ScenarioCard(state)
                 RunCard(state)
+                WorkshopCard(state)
                 LeverPanel(state)
             Results(state)
     return main

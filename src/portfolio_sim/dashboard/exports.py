@@ -2,8 +2,9 @@
 
 Downloads use the CLI's file formats, so a dashboard run and `portfolio-sim run` read the same way:
 `yearly.csv`, `summary.csv`, `schools.csv`, `events.csv`, `scenario.toml` (which `portfolio-sim run`
-accepts and which reproduces the run: same seeds, same numbers) and `report.html`; all of them in one
-zip. A chart downloads as a self-contained HTML file (plotly.js inline: opens offline); PNG comes from
+accepts and which reproduces the run: same seeds, same numbers), `report.html` and, when workshop players
+decided anything, `decisions.toml` (`portfolio-sim run scenario.toml --decisions decisions.toml`); all of
+them in one zip. A chart downloads as a self-contained HTML file (plotly.js inline: opens offline); PNG comes from
 the chart's own toolbar (plotly draws it in the browser, no server-side image library needed).
 
 Uploads: at most :data:`MAX_UPLOAD_BYTES`, UTF-8 TOML, validated by
@@ -25,6 +26,7 @@ import plotly.graph_objects as go
 
 from portfolio_sim.dashboard.compare import ComparisonStore
 from portfolio_sim.dashboard.simulation import RunSnapshot, SimulationLimit, check_limits
+from portfolio_sim.decisions import decisions_toml
 from portfolio_sim.errors import ScenarioError
 from portfolio_sim.report import write_report
 from portfolio_sim.scenario import Scenario, loads_scenario
@@ -72,7 +74,14 @@ def results_zip(result: RunSnapshot) -> bytes:
         z.writestr("events.csv", events_csv(result))
         z.writestr("scenario.toml", result.scenario.to_toml())
         z.writestr("report.html", report_html(result))
+        if result.decisions:
+            z.writestr("decisions.toml", decisions_file(result))
     return buf.getvalue()
+
+
+def decisions_file(result: RunSnapshot) -> str:
+    """The workshop decisions of this run: `portfolio-sim run scenario.toml --decisions FILE` replays it."""
+    return decisions_toml(dict(result.decisions))
 
 
 def comparison_csv(store: ComparisonStore) -> str:

@@ -8,6 +8,10 @@ the CLI derives them, so an exported scenario reproduces the dashboard's numbers
 - *run to the end*: seed after seed, each model released as soon as its years are done (memory for one
   model at a time); a stepped simulation continues from where it is.
 
+Workshop decisions (`portfolio_sim.decisions`) are taken with a step and apply to that year in every
+seed; they are kept by year, so a seed that catches up later, or a run to the end, replays them; years
+nobody decided follow the scenario's rules.
+
 Both check a stop flag between years. :meth:`Simulation.snapshot` turns the state into an immutable
 :class:`RunSnapshot` (yearly metrics with bands, school panel, events) for the page.
 
@@ -29,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from portfolio_sim.decisions import RULES, Decisions
 from portfolio_sim.kernel import derive_seeds, summarize
 from portfolio_sim.model import PortfolioModel
 from portfolio_sim.scenario import Scenario
@@ -94,6 +99,7 @@ class RunSnapshot:
     neighbourhoods: pd.DataFrame    # x, y, low_income_share (the district is the same for every seed)
     step_seconds: float | None = None   # wall time of the last year step (all seeds)
     elapsed: float = 0.0
+    decisions: tuple[tuple[int, Decisions], ...] = ()   # workshop decisions taken, by year (not "rule")
 
     @property
     def start_year(self) -> int:
@@ -157,6 +163,7 @@ class Simulation:
         self.years = self.scenario.run.years
         self.seeds = derive_seeds(self.scenario.run.seed, self.scenario.run.seeds)
         self.runs = [SeedRun(s) for s in self.seeds]
+        self.decisions: dict[int, Decisions] = {}     # workshop decisions by year (every seed)
         self.neighbourhoods: pd.DataFrame | None = None
         self.last_step_seconds: float | None = None
         self.elapsed = 0.0
@@ -201,14 +208,25 @@ class Simulation:
                                                     "low_income_share": np.asarray(m.nb_low_income, float)})
         return run.model
 
+    def _advance(self, run: SeedRun, model: PortfolioModel) -> None:
+        """One year of one seed, with the players' decisions for that year (the rules otherwise)."""
+        model.decisions = self.decisions.get(run.year + 1, RULES)
+        model.step()
+        run.year = model.year
+
     def step_year(self, should_stop: Callable[[], bool] = lambda: False,
-                  on_progress: Callable[[int, int, str], None] | None = None) -> bool:
-        """Advance every seed to the next year; False if stopped part-way (seeds stay consistent per
-        seed, and a later step or run continues)."""
+                  on_progress: Callable[[int, int, str], None] | None = None,
+                  decisions: Decisions = RULES) -> bool:
+        """Advance every seed to the next year, with the workshop players' `decisions` for that year;
+        False if stopped part-way (seeds stay consistent per seed, and a later step or run continues)."""
         ok, why = self.can_step()
         if not ok:
             raise SimulationLimit(why)
         target = self.year + 1
+        if not decisions.by_rule:
+            self.decisions[target] = decisions
+        else:
+            self.decisions.pop(target, None)
         t0 = time.perf_counter()
         for i, run in enumerate(self.runs):
             if should_stop():
@@ -219,8 +237,7 @@ class Simulation:
                 on_progress(*self.progress(), f"year {target}: seed {i + 1} of {len(self.runs)}")
             model = self._model(run)
             while run.year < target:
-                model.step()
-                run.year = model.year
+                self._advance(run, model)
         self.last_step_seconds = time.perf_counter() - t0
         self.elapsed += self.last_step_seconds
         if on_progress:
@@ -246,8 +263,7 @@ class Simulation:
                 if should_stop():
                     return False
                 t0 = time.perf_counter()
-                model.step()
-                run.year = model.year
+                self._advance(run, model)
                 dt = time.perf_counter() - t0
                 self.elapsed += dt
                 if on_progress:
@@ -292,7 +308,8 @@ class Simulation:
             all_seeds=tuple(self.seeds), years=self.years, year=top, complete=self.done,
             yearly=yearly_df, summary=summarize(yearly_df), schools=_concat(schools), events=_concat(events),
             neighbourhoods=self.neighbourhoods if self.neighbourhoods is not None else pd.DataFrame(),
-            step_seconds=self.last_step_seconds, elapsed=self.elapsed)
+            step_seconds=self.last_step_seconds, elapsed=self.elapsed,
+            decisions=tuple(sorted(self.decisions.items())))
 
 
 # ------------------------------------------------------------------------------------------------

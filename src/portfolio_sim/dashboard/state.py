@@ -2,7 +2,8 @@
 
 The page creates one :class:`DashboardState` per browser session (per page, with `solara.use_memo`),
 so two people never see each other's levers, runs or comparisons. Every piece the page shows is a
-`solara.Reactive` attribute; actions (load a preset, move a lever, run, step, cancel, compare, upload)
+`solara.Reactive` attribute; actions (load a preset, move a lever, run, step, take workshop decisions,
+cancel, compare, upload)
 are plain methods, usable and testable without a browser. Runs go through a
 :class:`~portfolio_sim.dashboard.simulation.RunController` (a worker thread), which publishes
 snapshots back into the reactive values.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import replace
 from typing import Any
 
 import solara
@@ -21,6 +23,7 @@ from portfolio_sim.dashboard.compare import ComparisonStore
 from portfolio_sim.dashboard.exports import UploadResult, parse_upload
 from portfolio_sim.dashboard.simulation import (MAX_SEEDS, JobHandle, RunController, RunStatus,
                                                 Simulation, SimulationLimit, check_limits)
+from portfolio_sim.decisions import RULES
 from portfolio_sim.errors import ScenarioError
 from portfolio_sim.scenario import Scenario, list_presets, load_scenario
 
@@ -60,6 +63,7 @@ class DashboardState:
         self.compare = solara.reactive(ComparisonStore())
         self.upload = solara.reactive(None)          # UploadResult of the last upload
         self.notice = solara.reactive(None)          # (kind, text) shown above the results
+        self.decisions = solara.reactive(RULES)      # the workshop players' decisions for the next step
         self.tab = solara.reactive("overview")
         self.chart_section = solara.reactive("All")
         self.map_year = solara.reactive(-1)          # -1: the latest year
@@ -258,16 +262,24 @@ class DashboardState:
             self._error(str(exc))
             return False
 
+        decided = self.decisions.value
+
         def job(h: JobHandle) -> str:
             s = self._simulation_for(scenario)
-            done = s.step_year(should_stop=h.stopped, on_progress=h.progress)
+            done = s.step_year(should_stop=h.stopped, on_progress=h.progress, decisions=decided)
             h.publish(("main", s.snapshot()), force=True)
             if not done:
                 return "Cancelled."
+            self.decisions.value = RULES      # each year the room decides afresh
             took = f" in {s.last_step_seconds:.2f} s" if s.last_step_seconds is not None else ""
-            return f"Stepped to year {s.year} of {s.years}{took}."
+            said = f" Decided: {decided.describe()}." if not decided.by_rule else ""
+            return f"Stepped to year {s.year} of {s.years}{took}.{said}"
 
         return self.controller.start("step", job, message="Stepping one year...")
+
+    def set_decision(self, name: str, value: str) -> None:
+        """One of the workshop players' decisions for the next year stepped (`portfolio_sim.decisions`)."""
+        self.decisions.value = replace(self.decisions.value, **{name: value})
 
     def cancel(self) -> bool:
         return self.controller.cancel()

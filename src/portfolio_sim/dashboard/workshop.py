@@ -1,0 +1,90 @@
+"""The workshop panel's content: what is on the table next year, and the decisions the players can take.
+
+In a training workshop (DOMAIN.md "Who uses it") the facilitator steps the district a year at a time
+and the room plays the central office or the board. Before each step the page shows the agenda (built
+here from the latest snapshot, so it needs no model) and one control per decision point of
+:mod:`portfolio_sim.decisions`; the choices apply to the next year stepped, in every seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from portfolio_sim.dashboard.simulation import RunSnapshot
+from portfolio_sim.decisions import CHOICES, QUESTIONS, Decisions
+
+AUTONOMOUS_SECTORS = ("district_run", "partner_led", "partner_run")
+
+
+@dataclass(frozen=True)
+class DecisionPoint:
+    name: str                                  # a field of Decisions
+    question: str
+    options: tuple[tuple[str, str], ...]       # (value, label), "rule" first
+
+
+DECISION_POINTS: tuple[DecisionPoint, ...] = tuple(
+    DecisionPoint(name, QUESTIONS[name], tuple(CHOICES[name].items())) for name in QUESTIONS)
+
+
+def _median(values: list[float]) -> float:
+    return float(np.median(values)) if values else 0.0
+
+
+def _count(values: list[int]) -> str:
+    """'3' when every seed agrees, else 'median 3 (seeds: 1-5)'."""
+    if not values:
+        return "0"
+    lo, hi = min(values), max(values)
+    return f"{lo}" if lo == hi else f"median {_median(values):g} (seeds: {lo}-{hi})"
+
+
+def agenda(result: RunSnapshot | None) -> list[tuple[str, str]]:
+    """(topic, what the latest year says about it) for the year to be stepped next."""
+    if result is None or result.yearly.empty:
+        return [("Start", "Step 1 year to set up the district; the agenda follows from its first year.")]
+    s = result.scenario
+    year = result.year
+    nxt = year + 1
+    items: list[tuple[str, str]] = [("Next", f"year {nxt} ({result.start_year + nxt}) of {result.years}")]
+
+    last = result.yearly[result.yearly["year"] == year]
+    pro = int(last["board_pro"].sum())
+    board = f"pro-autonomy in {pro} of {len(last)} seed(s)" if 0 < pro < len(last) else (
+        "pro-autonomy" if pro else "skeptical")
+    items.append(("Board", f"{board}; support {_median(list(last['political_support'])):.2f} (median)"))
+    p = s.politics
+    if p.scheduled_flip_year == nxt:
+        items.append(("Politics", "a scheduled board flip: a skeptical board takes office"))
+    elif nxt % p.election_cycle == 0:
+        items.append(("Politics", "an election year"))
+
+    acc = s.accountability
+    if acc.closure_percentile > 0:
+        schools = result.schools[result.schools["year"] == year]
+        subject = schools["open"].astype(bool) & (schools["sector"] != "charter")
+        if acc.applies_to == "autonomous":
+            subject &= schools["sector"].isin(AUTONOMOUS_SECTORS)
+        at_risk = subject & (schools["years_below_bar"] >= acc.consecutive_years - 1)
+        per_seed = [int(at_risk[schools["seed"] == seed].sum()) for seed in result.seeds]
+        items.append(("Accountability", f"{_count(per_seed)} school(s) one more year below the "
+                      f"{acc.closure_percentile:g}th percentile from the trigger (rule: {acc.intervention})"))
+    autonomous = [int(v) for v in last["autonomous_schools"]]
+    if max(autonomous, default=0) > 0:
+        items.append(("Contracts", f"{_count(autonomous)} autonomous school(s); each is reviewed every "
+                      f"{acc.contract_term} years (renewal bar: {acc.renewal_percentile:g}th percentile)"))
+    el = s.eligibility
+    if s.has_autonomy_policy:
+        items.append(("Applications", f"up to {el.conversions_per_year} conversion(s) and "
+                      f"{el.new_schools_per_year} new school(s) a year, taken only under a pro board"))
+    return items
+
+
+def decided_so_far(result: RunSnapshot | None) -> list[str]:
+    """Plain lines for the decisions already taken in this run."""
+    if result is None:
+        return []
+    return [f"Year {year} ({result.start_year + year}): {d.describe()}" for year, d in result.decisions
+            if isinstance(d, Decisions) and not d.by_rule]
