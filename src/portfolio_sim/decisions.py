@@ -19,7 +19,7 @@ what the players decided at each decision point; "rule" leaves that point to the
 * `board` — "protect" keeps a skeptical board from reversing autonomy this year; "reverse" rolls
   autonomy back this year (once a board term, as the rule) whatever the board's support.
 
-A decision that changes what the rule would have done is logged with the cause "workshop decision".
+What the players decided is logged with "workshop decision" in the event's cause (docs/METRICS.md).
 Decisions are not scenario levers: they are taken during a run, so `single_run(..., decisions=...)` takes
 them by year, and the same scenario, seed and decisions give the same results.
 """

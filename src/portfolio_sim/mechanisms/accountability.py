@@ -88,7 +88,7 @@ def intervene(model: PortfolioModel, s: int) -> None:
     if decided == "spare":
         model.log("spared", s, f"{why}; given another year ({WORKSHOP})")
         return
-    if decided != "rule":
+    if decided not in ("rule", action):
         action, why = decided, f"{why} ({WORKSHOP})"
     if action == "replace_operator" and sc.sector[s] in (PARTNER_LED, PARTNER_RUN):
         if model.replace_operator(s, why):
