@@ -318,6 +318,25 @@ def test_map_and_school_history(snapshot):
     assert "Enrollment" in facts and "Rating" in facts
 
 
+def test_map_background_is_each_seeds_own_district(snapshot):
+    """Each seed draws its own district (neighbourhood incomes, school sites): the map of seed k shows
+    seed k's neighbourhoods, not the first seed's."""
+    from portfolio_sim.model import PortfolioModel
+    shares = []
+    for seed in snapshot.seeds:
+        model = PortfolioModel(snapshot.scenario, seed)
+        try:
+            expected = np.asarray(model.nb_low_income, float)
+        finally:
+            model.release()
+        background = next(t for t in figures.map_figure(snapshot, seed, snapshot.year).data
+                          if t.name == "neighbourhoods")
+        z = np.asarray(background.z if background.type == "heatmap" else background.marker.color, float)
+        assert sorted(z[~np.isnan(z)].ravel().round(9)) == sorted(expected.round(9))
+        shares.append(tuple(sorted(expected.round(9))))
+    assert len(set(shares)) == len(shares)      # the seeds' districts do differ
+
+
 def test_event_table_filters(snapshot):
     all_events = figures.event_table(snapshot)
     assert len(all_events) == len(snapshot.events)

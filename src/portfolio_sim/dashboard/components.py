@@ -574,7 +574,8 @@ def Overview(state: DashboardState, result: RunSnapshot):
                                                         f'</span>{chips}')
             solara.Text(f"Numbers: the last year's median across {len(result.seeds)} seed(s), with the 10th-90th "
                         "percentile across seeds; charts: median line and shaded 10th-90th percentile band. Every seed "
-                        "is one possible future of the same district.", classes=["pz-help"])
+                        "draws its own district of this description (neighbourhoods, school sites) and one possible "
+                        "future of it.", classes=["pz-help"])
         solara.HTML(tag="div", unsafe_innerHTML=_kpi_html(rows), attributes={"data-testid": "kpis"})
         with solara.Div(classes=["pz-grid2"]):
             for key, fig in zip(keys, figs, strict=True):

@@ -425,7 +425,8 @@ def map_figure(result: RunSnapshot, seed: int, year: int, color_by: str = "type"
     neighbourhoods shaded by their low-income share. Closed schools (this year) are grey crosses."""
     df = map_frame(result, seed, year)
     data: list[dict] = []
-    nb = _neighbourhood_trace(result.neighbourhoods)
+    nbs = result.neighbourhoods
+    nb = _neighbourhood_trace(nbs[nbs["seed"] == seed] if "seed" in nbs else nbs)   # each seed's own district
     if nb is not None:
         data.append(nb)
     bands = band_names(result.scenario)

@@ -96,7 +96,7 @@ class RunSnapshot:
     summary: pd.DataFrame           # p10 / median / p90 per metric and year across `seeds`
     schools: pd.DataFrame           # school panel, with `seed`
     events: pd.DataFrame            # event log, with `seed`
-    neighbourhoods: pd.DataFrame    # x, y, low_income_share (the district is the same for every seed)
+    neighbourhoods: pd.DataFrame    # seed, x, y, low_income_share (each seed draws its own district)
     step_seconds: float | None = None   # wall time of the last year step (all seeds)
     elapsed: float = 0.0
     decisions: tuple[tuple[int, Decisions], ...] = ()   # workshop decisions taken, by year (not "rule")
@@ -164,7 +164,7 @@ class Simulation:
         self.seeds = derive_seeds(self.scenario.run.seed, self.scenario.run.seeds)
         self.runs = [SeedRun(s) for s in self.seeds]
         self.decisions: dict[int, Decisions] = {}     # workshop decisions by year (every seed)
-        self.neighbourhoods: pd.DataFrame | None = None
+        self.neighbourhoods: dict[int, pd.DataFrame] = {}   # by seed: the map's background
         self.last_step_seconds: float | None = None
         self.elapsed = 0.0
 
@@ -202,10 +202,10 @@ class Simulation:
             if run.frames is not None:
                 raise RuntimeError("this seed's run is finished and released")
             run.model = PortfolioModel(self.scenario, run.seed)
-            if self.neighbourhoods is None:
-                m = run.model
-                self.neighbourhoods = pd.DataFrame({"x": m.nb_xy[:, 0], "y": m.nb_xy[:, 1],
-                                                    "low_income_share": np.asarray(m.nb_low_income, float)})
+            m = run.model
+            self.neighbourhoods[run.seed] = pd.DataFrame({
+                "seed": run.seed, "x": m.nb_xy[:, 0], "y": m.nb_xy[:, 1],
+                "low_income_share": np.asarray(m.nb_low_income, float)})
         return run.model
 
     def _advance(self, run: SeedRun, model: PortfolioModel) -> None:
@@ -307,7 +307,7 @@ class Simulation:
             id=next(_ids), label=self.label, scenario=self.scenario, seeds=tuple(r.seed for r in shown),
             all_seeds=tuple(self.seeds), years=self.years, year=top, complete=self.done,
             yearly=yearly_df, summary=summarize(yearly_df), schools=_concat(schools), events=_concat(events),
-            neighbourhoods=self.neighbourhoods if self.neighbourhoods is not None else pd.DataFrame(),
+            neighbourhoods=_concat([self.neighbourhoods[r.seed] for r in shown if r.seed in self.neighbourhoods]),
             step_seconds=self.last_step_seconds, elapsed=self.elapsed,
             decisions=tuple(sorted(self.decisions.items())))
 
