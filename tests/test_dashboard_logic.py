@@ -430,3 +430,13 @@ def test_workshop_agenda_reads_the_latest_year():
     counts = sorted(int((at_risk["seed"] == seed).sum()) for seed in sim.seeds)
     assert str(counts[0]) in items["Accountability"] and "30th percentile" in items["Accountability"]
     assert [p.name for p in workshop.DECISION_POINTS] == ["intervention", "renewal", "applications", "board"]
+    # contracts that end next year: with one-year terms, every autonomous school's
+    s.accountability.contract_term = 1
+    sim = Simulation(s)
+    sim.step_year()
+    sim.step_year()
+    snap = sim.snapshot()
+    last = snap.yearly[snap.yearly["year"] == 2]
+    items = dict(workshop.agenda(snap))
+    assert last["autonomous_schools"].max() > 0
+    assert "reviewed" in items["Contracts"] and str(int(last["autonomous_schools"].min())) in items["Contracts"]

@@ -180,4 +180,6 @@ def school_panel(model: PortfolioModel) -> dict[str, np.ndarray | list]:
         "excellent_teacher_share": sc.teacher_share[rows].round(4),
         "per_pupil_resources": sc.resources[rows].round(0),
         "years_in_status": model.year - sc.status_year[rows],
+        # years into the current contract/MOU term (-1: none); reviewed when this reaches contract_term
+        "contract_years": np.where(sc.contract_year[rows] >= 0, model.year - sc.contract_year[rows], -1),
     }

@@ -71,10 +71,13 @@ def agenda(result: RunSnapshot | None) -> list[tuple[str, str]]:
         per_seed = [int(at_risk[schools["seed"] == seed].sum()) for seed in result.seeds]
         items.append(("Accountability", f"{_count(per_seed)} school(s) one more year below the "
                       f"{acc.closure_percentile:g}th percentile from the trigger (rule: {acc.intervention})"))
-    autonomous = [int(v) for v in last["autonomous_schools"]]
-    if max(autonomous, default=0) > 0:
-        items.append(("Contracts", f"{_count(autonomous)} autonomous school(s); each is reviewed every "
-                      f"{acc.contract_term} years (renewal bar: {acc.renewal_percentile:g}th percentile)"))
+    if "contract_years" in result.schools:
+        schools = result.schools[(result.schools["year"] == year) & result.schools["open"].astype(bool)]
+        due = (schools["contract_years"] >= 0) & (schools["contract_years"] + 1 >= acc.contract_term)
+        per_seed = [int(due[schools["seed"] == seed].sum()) for seed in result.seeds]
+        if max(per_seed, default=0) > 0:
+            items.append(("Contracts", f"{_count(per_seed)} contract(s) or MOU(s) end and are reviewed "
+                          f"(renewal bar: term average at the {acc.renewal_percentile:g}th percentile)"))
     el = s.eligibility
     if s.has_autonomy_policy:
         items.append(("Applications", f"up to {el.conversions_per_year} conversion(s) and "

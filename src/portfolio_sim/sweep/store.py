@@ -77,7 +77,7 @@ PANEL_COLUMNS: dict[str, Any] = {
     "autonomy_granted": Float, "autonomy_effective": Float, "effective_staffing": Float,
     "effective_academic": Float, "effective_budget": Float, "effective_operations": Float,
     "leader_quality": Float, "excellent_teacher_share": Float, "per_pupil_resources": Float,
-    "years_in_status": Integer,
+    "years_in_status": Integer, "contract_years": Integer,
 }
 EVENT_COLUMNS = ("year", "event", "school_id", "school", "operator_id", "operator", "cause")
 
