@@ -440,3 +440,6 @@ def test_workshop_agenda_reads_the_latest_year():
     items = dict(workshop.agenda(snap))
     assert last["autonomous_schools"].max() > 0
     assert "reviewed" in items["Contracts"] and str(int(last["autonomous_schools"].min())) in items["Contracts"]
+    assert workshop.next_year(snap) == 3
+    sim.run()                                   # finished: the next step starts again from year 1
+    assert workshop.next_year(sim.snapshot()) == 1 and "starts again" in workshop.agenda(sim.snapshot())[0][1]

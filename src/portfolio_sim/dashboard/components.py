@@ -483,7 +483,7 @@ def WorkshopCard(state: DashboardState):
     result = state.result.value
     decided = state.decisions.value
     busy = state.status.value.busy
-    nxt = result.year + 1 if result is not None else 1
+    nxt = workshop.next_year(result)
     with Card("Workshop decisions", classes=["pz-workshop"],
               subtitle=f"Play the central office and the board: what you choose here applies to year {nxt} "
                        "when you press Step 1 year (every seed), then resets. Run to the end follows the "

@@ -45,6 +45,9 @@ def agenda(result: RunSnapshot | None) -> list[tuple[str, str]]:
     """(topic, what the latest year says about it) for the year to be stepped next."""
     if result is None or result.yearly.empty:
         return [("Start", "Step 1 year to set up the district; the agenda follows from its first year.")]
+    if result.complete:
+        return [("Start", f"All {result.years} years are done: Step 1 year starts again from year 1 "
+                          "(with the same seeds), so the room can take its decisions this time.")]
     s = result.scenario
     year = result.year
     nxt = year + 1
@@ -83,6 +86,11 @@ def agenda(result: RunSnapshot | None) -> list[tuple[str, str]]:
         items.append(("Applications", f"up to {el.conversions_per_year} conversion(s) and "
                       f"{el.new_schools_per_year} new school(s) a year, taken only under a pro board"))
     return items
+
+
+def next_year(result: RunSnapshot | None) -> int:
+    """The year the next Step 1 year simulates (a finished run starts again from year 1)."""
+    return 1 if result is None or result.complete else result.year + 1
 
 
 def decided_so_far(result: RunSnapshot | None) -> list[str]:
