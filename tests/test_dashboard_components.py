@@ -246,3 +246,43 @@ def test_workshop_card_decisions_apply_to_the_next_step_then_reset(state):
     assert state.decisions.value.by_rule                      # each year is decided afresh
     assert dict(state.result.value.decisions)[2].board == "reverse"
     assert "Year 2" in texts(rc)                              # listed under "Decided so far"
+
+
+def test_with_one_seed_the_room_decides_school_by_school():
+    st = DashboardState(preset=None)
+    try:
+        sc = small(AUTONOMY_POLICY, {"accountability": {"closure_percentile": 40, "consecutive_years": 2,
+                                                        "intervention": "close"}})
+        sc.district.students, sc.district.schools, sc.run.years, sc.run.seeds = 3000, 14, 5, 1
+        st._set_scenario(sc, "test scenario", None, autorun=False)
+        box, rc = solara.render(C.WorkshopCard(st), handle_error=False)
+        assert st.step() and st.controller.join(30)
+        risk = C.workshop.at_risk_schools(st.result.value)
+        assert len(risk) > 0
+        sid = int(risk["school_id"].iloc[0])
+        row = by_class(rc, f"pz-school-intervention-{sid}")
+        row.assert_single()
+        select = row.find(v.Select).widget
+        assert {i["value"] for i in select.items} == {"rule", "spare", "close", "restart", "replace_operator"}
+        select.v_model = "spare"
+        assert st.decisions.value.schools == ((sid, "intervention", "spare"),)
+        assert str(risk["name"].iloc[0]) in text_of(by_testid(rc, "decided-next").widget)
+        select.v_model = "rule"                                   # back to the choice for all
+        assert st.decisions.value.by_rule
+        select.v_model = "spare"
+        assert st.step() and st.controller.join(30)
+        assert dict(st.result.value.decisions)[2].choice("intervention", sid) == "spare"
+        ev, panel = st.result.value.events, st.result.value.schools
+        here = (ev["school_id"] == sid) & (ev["year"] == 2)
+        reached = bool((panel[(panel["year"] == 2) & (panel["school_id"] == sid)]["years_below_bar"] >= 2).any())
+        assert len(ev[here & (ev["event"] == "spared")]) == int(reached)     # spared if it reached the trigger
+        assert ev[here & (ev["event"] == "closure")].empty
+    finally:
+        st.shutdown()
+
+
+def test_with_several_seeds_school_by_school_is_offered_only_with_one(state):
+    box, rc = solara.render(C.WorkshopCard(state), handle_error=False)
+    assert state.step() and state.controller.join(30)
+    assert "With one seed" in texts(rc)
+    by_class(rc, "pz-school-decisions").assert_empty()

@@ -96,3 +96,45 @@ def test_the_board_protects_or_reverses_autonomy():
     reversal = events(reversed_, "reversal")
     assert list(reversal["year"]) == [5] and list(reversal["cause"]) == [WORKSHOP]
     assert reversed_.yearly["autonomy_effective"].iloc[5] < single_run(calm, SEED).yearly["autonomy_effective"].iloc[5]
+
+
+def test_per_school_choices_override_the_choice_for_all():
+    """The room closes failing schools in general but spares one it has debated (and the file format
+    round-trips both)."""
+    from portfolio_sim.decisions import decisions_toml, loads_decisions
+    s = small(AUTONOMY_POLICY, CLOSING)
+    closed = events(single_run(s, SEED), "closure")
+    first = closed.sort_values("year").iloc[0]
+    year, school = int(first["year"]), int(first["school_id"])
+    decided = {year: Decisions(intervention="close", schools=((school, "intervention", "spare"),))}
+    run = single_run(s, SEED, decisions=decided)
+    spared = events(run, "spared")
+    assert list(spared[spared["year"] == year]["school_id"]) == [school]
+    same_year = events(run, "closure")
+    assert set(closed[closed["year"] == year]["school_id"]) - {school} <= set(same_year[same_year["year"] == year]["school_id"])
+    assert loads_decisions(decisions_toml(decided), years=s.run.years) == decided
+    assert decided[year].choice("intervention", school) == "spare"
+    assert decided[year].choice("intervention", school + 1) == "close"
+
+
+def test_per_school_renewal_choice():
+    s = small(AUTONOMY_POLICY, {"accountability": {"contract_term": 1, "renewal_percentile": 90}})
+    refused = events(single_run(s, SEED), "non_renewal")
+    first = refused.sort_values("year").iloc[0]
+    year, school = int(first["year"]), int(first["school_id"])
+    run = single_run(s, SEED, decisions={year: Decisions(schools=((school, "renewal", "renew"),))})
+    renewed = events(run, "renewal")
+    row = renewed[(renewed["year"] == year) & (renewed["school_id"] == school)]
+    assert len(row) == 1 and WORKSHOP in row["cause"].item()
+    again = events(run, "non_renewal")
+    others = set(refused[refused["year"] == year]["school_id"]) - {school}
+    assert others <= set(again[again["year"] == year]["school_id"])
+
+
+def test_per_school_choices_are_validated():
+    with pytest.raises(ScenarioError, match="cannot be decided school by school; allowed: intervention, renewal"):
+        Decisions(schools=((3, "board", "reverse"),))
+    with pytest.raises(ScenarioError, match=r"year.2.schools.x: not a school id"):
+        from portfolio_sim.decisions import loads_decisions
+        loads_decisions('[year.2.schools.x]\nintervention = "spare"\n', "f.toml", 5)
+    assert Decisions(schools=((3, "intervention", "rule"),)).by_rule

@@ -19,6 +19,9 @@ what the players decided at each decision point; "rule" leaves that point to the
 * `board` — "protect" keeps a skeptical board from reversing autonomy this year; "reverse" rolls
   autonomy back this year (once a board term, as the rule) whatever the board's support.
 
+The first two can also be taken school by school (`Decisions.schools`: spare this school, close that
+one; renew this contract, not that one), which overrides the choice for all at that point.
+
 What the players decided is logged with "workshop decision" in the event's cause (docs/METRICS.md).
 Decisions are not scenario levers: they are taken during a run, so `single_run(..., decisions=...)` takes
 them by year, and the same scenario, seed and decisions give the same results.
@@ -28,7 +31,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -42,34 +45,71 @@ Applications = Literal["rule", "approve", "deny"]
 BoardAction = Literal["rule", "protect", "reverse"]
 
 
+PER_SCHOOL = ("intervention", "renewal")     # decision points that can also be taken school by school
+
+
 @dataclass(frozen=True)
 class Decisions:
-    """What the players decided for one year at each decision point ("rule": the scenario decides)."""
+    """What the players decided for one year at each decision point ("rule": the scenario decides).
+
+    `schools` holds per-school choices at the points of `PER_SCHOOL`, as (school id, point, choice);
+    they take precedence over the point's choice for everyone (a workshop debating one school)."""
 
     intervention: Intervention = "rule"
     renewal: Renewal = "rule"
     applications: Applications = "rule"
     board: BoardAction = "rule"
+    schools: tuple[tuple[int, str, str], ...] = ()
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            allowed = get_args(_TYPES[f.name])
-            value = getattr(self, f.name)
-            if value not in allowed:
-                raise ScenarioError(f"{f.name}: {value!r} is not a decision; allowed: " + ", ".join(allowed))
+        for name in _TYPES:
+            _check(name, getattr(self, name), name)
+        seen = set()
+        for item in self.schools:
+            if len(item) != 3:
+                raise ScenarioError(f"schools: {item!r} is not (school id, decision point, choice)")
+            school, point, choice = item
+            if not isinstance(school, int) or isinstance(school, bool) or school < 0:
+                raise ScenarioError(f"schools: {school!r} is not a school id; allowed: a whole number from 0")
+            if point not in PER_SCHOOL:
+                raise ScenarioError(f"schools.{school}: {point!r} cannot be decided school by school; "
+                                    f"allowed: {', '.join(PER_SCHOOL)}")
+            _check(point, choice, f"schools.{school}.{point}")
+            if (school, point) in seen:
+                raise ScenarioError(f"schools.{school}.{point}: decided twice")
+            seen.add((school, point))
+        # one canonical order, so equal decisions compare equal
+        object.__setattr__(self, "schools", tuple(sorted(self.schools)))
 
     @property
     def by_rule(self) -> bool:
         """True when every decision is left to the scenario's rules."""
-        return self == RULES
+        return all(getattr(self, n) == "rule" for n in _TYPES) and all(c == "rule" for _, _, c in self.schools)
+
+    def choice(self, point: str, school: int | None = None) -> str:
+        """The players' choice at `point` (for `school`, where they decided that school on its own)."""
+        if school is not None:
+            for s, p, c in self.schools:
+                if s == school and p == point and c != "rule":
+                    return c
+        return getattr(self, point)
 
     def as_dict(self) -> dict[str, str]:
-        return asdict(self)
+        """The four decisions for every school (per-school choices not included)."""
+        return {name: getattr(self, name) for name in _TYPES}
 
-    def describe(self) -> str:
-        """Plain words for what differs from the rules ("" when nothing does)."""
-        said = [f"{CHOICES[name][value]}" for name, value in self.as_dict().items() if value != "rule"]
+    def describe(self, names: Mapping[int, str] | None = None) -> str:
+        """Plain words for what differs from the rules ("" when nothing does); `names`: school names."""
+        said = [CHOICES[name][value] for name, value in self.as_dict().items() if value != "rule"]
+        said += [f"{(names or {}).get(s, f'school {s}')}: {SCHOOL_CHOICES[p][c]}" for s, p, c in self.schools
+                 if c != "rule"]
         return "; ".join(said)
+
+
+def _check(point: str, value: Any, where: str) -> None:
+    allowed = get_args(_TYPES[point])
+    if value not in allowed:
+        raise ScenarioError(f"{where}: {value!r} is not a decision; allowed: " + ", ".join(allowed))
 
 
 _TYPES = {"intervention": Intervention, "renewal": Renewal, "applications": Applications, "board": BoardAction}
@@ -88,6 +128,11 @@ CHOICES: dict[str, dict[str, str]] = {
     "board": {"rule": "board: reverses autonomy as the scenario's politics say",
               "protect": "board protects autonomy (no reversal)", "reverse": "board reverses autonomy"},
 }
+SCHOOL_CHOICES: dict[str, dict[str, str]] = {
+    "intervention": {"rule": "as decided for all", "spare": "another year", "close": "close it",
+                     "restart": "restart it", "replace_operator": "replace its operator"},
+    "renewal": {"rule": "as decided for all", "renew": "renew its contract", "not_renew": "do not renew"},
+}
 QUESTIONS: dict[str, str] = {
     "intervention": "A school has been below the bar too long: what does the central office do?",
     "renewal": "Contracts and MOUs ending this year: renew them?",
@@ -97,16 +142,29 @@ QUESTIONS: dict[str, str] = {
 
 
 def decisions_from(data: Any, where: str = "decisions") -> Decisions:
-    """A `Decisions` from a mapping of strings (e.g. a form or a TOML table); unknown keys are errors."""
+    """A `Decisions` from a mapping (e.g. a TOML table): the four points by name, and per-school choices
+    as `schools = {"<school id>" = {intervention = "...", renewal = "..."}}`; unknown keys are errors."""
     if isinstance(data, Decisions):
         return data
     if not isinstance(data, dict):
         raise ScenarioError(f"{where}: expected a table of decisions, got {type(data).__name__}")
-    unknown = sorted(set(data) - set(_TYPES))
+    unknown = sorted(set(data) - set(_TYPES) - {"schools"})
     if unknown:
-        raise ScenarioError(f"{where}: unknown decision(s) {', '.join(unknown)}; allowed: {', '.join(_TYPES)}")
+        raise ScenarioError(f"{where}: unknown decision(s) {', '.join(unknown)}; allowed: "
+                            f"{', '.join(_TYPES)}, schools")
+    per_school: list[tuple[int, str, str]] = []
+    table = data.get("schools", {})
+    if not isinstance(table, dict):
+        raise ScenarioError(f"{where}.schools: expected [..schools.<school id>] tables")
+    for key, choices in table.items():
+        if not str(key).isdigit():
+            raise ScenarioError(f"{where}.schools.{key}: not a school id; allowed: a whole number from 0")
+        if not isinstance(choices, dict):
+            raise ScenarioError(f"{where}.schools.{key}: expected a table such as intervention = \"spare\"")
+        for point, choice in choices.items():
+            per_school.append((int(key), str(point), str(choice)))
     try:
-        return Decisions(**{k: str(v) for k, v in data.items()}) if data else RULES
+        return Decisions(**{k: str(v) for k, v in data.items() if k != "schools"}, schools=tuple(per_school))
     except ScenarioError as exc:
         raise ScenarioError(f"{where}.{exc}") from None
 
@@ -114,8 +172,8 @@ def decisions_from(data: Any, where: str = "decisions") -> Decisions:
 # -- a run's decisions as a file: `portfolio-sim run SCENARIO --decisions FILE` ---------------------------
 
 def decisions_toml(by_year: Mapping[int, Decisions]) -> str:
-    """The decisions of a run as TOML, one `[year.N]` table per year someone decided (the dashboard's
-    export; `portfolio-sim run ... --decisions FILE` replays them)."""
+    """The decisions of a run as TOML, one `[year.N]` table per year someone decided, per-school choices
+    in `[year.N.schools.S]` (the dashboard's export; `portfolio-sim run ... --decisions FILE` replays them)."""
     lines = ["# Workshop decisions (portfolio_sim.decisions), by simulated year; other years follow the rules.",
              "# Replay: portfolio-sim run scenario.toml --decisions decisions.toml", ""]
     for year in sorted(by_year):
@@ -125,6 +183,12 @@ def decisions_toml(by_year: Mapping[int, Decisions]) -> str:
         lines.append(f"[year.{int(year)}]")
         lines += [f'{name} = "{value}"' for name, value in d.as_dict().items() if value != "rule"]
         lines.append("")
+        schools: dict[int, list[str]] = {}
+        for school, point, choice in d.schools:
+            if choice != "rule":
+                schools.setdefault(school, []).append(f'{point} = "{choice}"')
+        for school, said in schools.items():
+            lines += [f"[year.{int(year)}.schools.{school}]", *said, ""]
     return "\n".join(lines)
 
 

@@ -31,6 +31,7 @@ from portfolio_sim.dashboard import exports, figures, levers, workshop
 from portfolio_sim.dashboard.exports import MAX_UPLOAD_BYTES
 from portfolio_sim.dashboard.simulation import MAX_SEEDS, RunSnapshot, RunStatus
 from portfolio_sim.dashboard.state import TABS, DashboardState
+from portfolio_sim.decisions import SCHOOL_CHOICES
 
 log = logging.getLogger("portfolio_sim.dashboard")
 
@@ -499,13 +500,46 @@ def WorkshopCard(state: DashboardState):
                           v_model=getattr(decided, point.name), density="compact", variant="outlined",
                           hide_details=True, disabled=busy, class_="pz-select",
                           on_v_model=lambda v, n=point.name: state.set_decision(n, v))
+        if result is not None and not result.complete and len(result.all_seeds) == 1:
+            SchoolDecisions(state, result, decided)
+        elif result is not None and not result.complete:
+            solara.Text("With one seed (Run: Seeds = 1) the room can also decide school by school.",
+                        classes=["pz-help"])
         if not decided.by_rule:
-            Txt(f"For year {nxt}: {decided.describe()}.", classes=["pz-help", "pz-decided"], testid="decided-next")
+            names = dict(zip(result.schools["school_id"], result.schools["name"])) if result is not None else {}
+            Txt(f"For year {nxt}: {decided.describe(names)}.", classes=["pz-help", "pz-decided"],
+                testid="decided-next")
         taken = workshop.decided_so_far(result)
         if taken:
             with solara.Details(f"Decided so far ({len(taken)} year(s))"):
                 for line in taken:
                     solara.Text(line, classes=["pz-help"])
+    return main
+
+
+@solara.component
+def SchoolDecisions(state: DashboardState, result: RunSnapshot, decided):
+    """One select per school at a decision point next year (one seed: the schools are that district's)."""
+    mine = {(s, p): c for s, p, c in decided.schools}
+    tables = (("intervention", "Schools that reach the accountability trigger if below the bar again",
+               workshop.at_risk_schools(result)),
+              ("renewal", "Contracts and MOUs ending", workshop.contracts_ending(result)))
+    with solara.Column(gap="6px", classes=["pz-school-decisions"]) as main:
+        for point, title, rows in tables:
+            if rows.empty:
+                continue
+            solara.Text(f"{title}: school by school", classes=["pz-lever-label"])
+            for _, row in rows.iterrows():
+                sid = int(row["school_id"])
+                with solara.Row(gap="6px", style={"align-items": "center"},
+                                classes=["pz-school-decision", f"pz-school-{point}-{sid}"]):
+                    solara.Text(workshop.school_label(row), classes=["pz-help"], style={"flex": "1 1 55%"})
+                    rv.Select(items=[{"title": label, "value": value}
+                                     for value, label in SCHOOL_CHOICES[point].items()],
+                              v_model=mine.get((sid, point), "rule"), density="compact", variant="outlined",
+                              hide_details=True, disabled=state.status.value.busy, class_="pz-select",
+                              style_="flex: 1 1 45%",
+                              on_v_model=lambda v, sid=sid, point=point: state.set_school_decision(sid, point, v))
     return main
 
 

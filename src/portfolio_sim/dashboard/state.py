@@ -281,6 +281,12 @@ class DashboardState:
         """One of the workshop players' decisions for the next year stepped (`portfolio_sim.decisions`)."""
         self.decisions.value = replace(self.decisions.value, **{name: value})
 
+    def set_school_decision(self, school: int, point: str, value: str) -> None:
+        """The players' choice for one school at `point` ("rule": as decided for all) next year."""
+        d = self.decisions.value
+        others = tuple(x for x in d.schools if (x[0], x[1]) != (school, point))
+        self.decisions.value = replace(d, schools=others + (((int(school), point, value),) if value != "rule" else ()))
+
     def cancel(self) -> bool:
         return self.controller.cancel()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from portfolio_sim.dashboard.simulation import RunSnapshot
 from portfolio_sim.decisions import CHOICES, QUESTIONS, Decisions
@@ -66,26 +67,55 @@ def agenda(result: RunSnapshot | None) -> list[tuple[str, str]]:
 
     acc = s.accountability
     if acc.closure_percentile > 0:
-        schools = result.schools[result.schools["year"] == year]
-        subject = schools["open"].astype(bool) & (schools["sector"] != "charter")
-        if acc.applies_to == "autonomous":
-            subject &= schools["sector"].isin(AUTONOMOUS_SECTORS)
-        at_risk = subject & (schools["years_below_bar"] >= acc.consecutive_years - 1)
-        per_seed = [int(at_risk[schools["seed"] == seed].sum()) for seed in result.seeds]
-        items.append(("Accountability", f"{_count(per_seed)} school(s) one more year below the "
-                      f"{acc.closure_percentile:g}th percentile from the trigger (rule: {acc.intervention})"))
-    if "contract_years" in result.schools:
-        schools = result.schools[(result.schools["year"] == year) & result.schools["open"].astype(bool)]
-        due = (schools["contract_years"] >= 0) & (schools["contract_years"] + 1 >= acc.contract_term)
-        per_seed = [int(due[schools["seed"] == seed].sum()) for seed in result.seeds]
-        if max(per_seed, default=0) > 0:
-            items.append(("Contracts", f"{_count(per_seed)} contract(s) or MOU(s) end and are reviewed "
-                          f"(renewal bar: term average at the {acc.renewal_percentile:g}th percentile)"))
+        at_risk = at_risk_schools(result)
+        per_seed = [int((at_risk["seed"] == seed).sum()) for seed in result.seeds]
+        items.append(("Accountability", f"{_count(per_seed)} school(s) below the {acc.closure_percentile:g}th "
+                      f"percentile now reach the trigger if below again (rule: {acc.intervention})"))
+    ending = contracts_ending(result)
+    per_seed = [int((ending["seed"] == seed).sum()) for seed in result.seeds]
+    if max(per_seed, default=0) > 0:
+        items.append(("Contracts", f"{_count(per_seed)} contract(s) or MOU(s) end and are reviewed "
+                      f"(renewal bar: term average at the {acc.renewal_percentile:g}th percentile)"))
     el = s.eligibility
     if s.has_autonomy_policy:
         items.append(("Applications", f"up to {el.conversions_per_year} conversion(s) and "
                       f"{el.new_schools_per_year} new school(s) a year, taken only under a pro board"))
     return items
+
+
+def _latest_open(result: RunSnapshot) -> pd.DataFrame:
+    sc = result.schools
+    if sc.empty:
+        return sc
+    return sc[(sc["year"] == result.year) & sc["open"].astype(bool)]
+
+
+def at_risk_schools(result: RunSnapshot) -> pd.DataFrame:
+    """Schools (all shown seeds) below the bar now that reach the accountability trigger if they are
+    below it again next year: subject to accountability and below it max(`consecutive_years` - 1, 1)
+    years in a row or more. (With a one-year trigger any school may reach it; these are the likeliest.)"""
+    acc = result.scenario.accountability
+    sc = _latest_open(result)
+    if sc.empty or acc.closure_percentile <= 0:
+        return sc.iloc[0:0]
+    subject = sc["sector"] != "charter"
+    if acc.applies_to == "autonomous":
+        subject &= sc["sector"].isin(AUTONOMOUS_SECTORS)
+    return sc[subject & (sc["years_below_bar"] >= max(acc.consecutive_years - 1, 1))]
+
+
+def contracts_ending(result: RunSnapshot) -> pd.DataFrame:
+    """Autonomous schools (all shown seeds) whose contract or MOU term ends, and is reviewed, next year."""
+    sc = _latest_open(result)
+    if sc.empty or "contract_years" not in sc:
+        return sc.iloc[0:0]
+    term = result.scenario.accountability.contract_term
+    return sc[(sc["contract_years"] >= 0) & (sc["contract_years"] + 1 >= term)]
+
+
+def school_label(row: pd.Series) -> str:
+    rating = "not rated" if pd.isna(row["rating_percentile"]) else f"{row['rating_percentile']:.0f}th pct"
+    return f"{row['name']} ({rating})"
 
 
 def next_year(result: RunSnapshot | None) -> int:
@@ -97,5 +127,6 @@ def decided_so_far(result: RunSnapshot | None) -> list[str]:
     """Plain lines for the decisions already taken in this run."""
     if result is None:
         return []
-    return [f"Year {year} ({result.start_year + year}): {d.describe()}" for year, d in result.decisions
+    names = dict(zip(result.schools["school_id"], result.schools["name"])) if not result.schools.empty else {}
+    return [f"Year {year} ({result.start_year + year}): {d.describe(names)}" for year, d in result.decisions
             if isinstance(d, Decisions) and not d.by_rule]

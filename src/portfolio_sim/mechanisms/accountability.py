@@ -84,7 +84,7 @@ def step(model: PortfolioModel) -> None:
 def intervene(model: PortfolioModel, s: int) -> None:
     acc, sc = model.scenario.accountability, model.schools
     why = f"below the {acc.closure_percentile:g}th percentile {sc.years_below[s]} years in a row"
-    action, decided = acc.intervention, model.decisions.intervention
+    action, decided = acc.intervention, model.decisions.choice("intervention", s)
     if decided == "spare":
         model.log("spared", s, f"{why}; given another year ({WORKSHOP})")
         return
@@ -102,7 +102,7 @@ def intervene(model: PortfolioModel, s: int) -> None:
 
 
 def renewals(model: PortfolioModel) -> None:
-    sc, acc, decided = model.schools, model.scenario.accountability, model.decisions.renewal
+    sc, acc = model.schools, model.scenario.accountability
     due = sc.is_open & sc.autonomous & (sc.contract_year >= 0) & \
         (model.year - sc.contract_year >= acc.contract_term)
     # Schools opened later have shorter histories: pad with NaN (not rated then).
@@ -117,6 +117,7 @@ def renewals(model: PortfolioModel) -> None:
         operator = int(sc.operator[s])
         operator_left = operator >= 0 and not model.operators.active[operator]
         by_rule = bool(np.isnan(score) or score >= acc.renewal_percentile)
+        decided = model.decisions.choice("renewal", s)
         renew = by_rule if decided == "rule" else decided == "renew"
         record = f"term average at the {score:.0f}th percentile" if not np.isnan(score) else "no rating yet"
         if renew != by_rule:
