@@ -437,3 +437,21 @@ def test_workshop_players_reverse_autonomy_while_stepping(session):
     assert shown >= 3                      # a reversal in each of the 3 seeds (the server's default here)
     s.page.get_by_text("workshop decision", exact=True).first.wait_for()   # the reversals' cause
     s.shot("12-workshop-events")
+    # with one seed, the room decides school by school
+    seeds = s.page.locator(".pz-lever-run-seeds input")
+    seeds.fill("1")
+    seeds.press("Enter")
+    s.page.locator(".pz-stepbtn").click()
+    s.page.get_by_test_id("result-line").filter(has_text="year 1 of 10").wait_for()
+    for year in (2, 3, 4):
+        if s.page.locator(".pz-school-decision").count():
+            break
+        s.page.locator(".pz-stepbtn").click()
+        s.page.get_by_test_id("result-line").filter(has_text=f"year {year} of 10").wait_for()
+    s.page.get_by_test_id("run-status").filter(has_text="Stepped").wait_for()   # not busy: selects enabled
+    row = s.page.locator(".pz-school-decision").first
+    row.wait_for()
+    row.locator(".v-select").click()
+    s.page.get_by_role("option", name="another year", exact=True).click()
+    s.page.get_by_test_id("decided-next").filter(has_text="another year").wait_for()
+    s.page.locator(".pz-workshop").screenshot(path=str(ARTIFACTS / "13-workshop-school-by-school.png"))

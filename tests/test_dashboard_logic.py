@@ -430,6 +430,8 @@ def test_workshop_agenda_reads_the_latest_year():
     counts = sorted(int((at_risk["seed"] == seed).sum()) for seed in sim.seeds)
     assert str(counts[0]) in items["Accountability"] and "30th percentile" in items["Accountability"]
     assert [p.name for p in workshop.DECISION_POINTS] == ["intervention", "renewal", "applications", "board"]
+    assert [workshop.ordinal(x) for x in (1, 2, 3, 11, 12, 13, 21, 42.4, 111)] == \
+        ["1st", "2nd", "3rd", "11th", "12th", "13th", "21st", "42nd", "111th"]
     # contracts that end next year: with one-year terms, every autonomous school's
     s.accountability.contract_term = 1
     sim = Simulation(s)

@@ -117,15 +117,15 @@ RULES = Decisions()
 
 # What each decision means, for the dashboard's controls and the event log.
 CHOICES: dict[str, dict[str, str]] = {
-    "intervention": {"rule": "schools at the accountability trigger: as the scenario's rule says",
+    "intervention": {"rule": "the scenario's intervention",
                      "spare": "give failing schools another year", "close": "close failing schools",
                      "restart": "restart failing schools",
                      "replace_operator": "replace failing schools' operators"},
-    "renewal": {"rule": "contracts ending: renew by the term average", "renew": "renew every contract ending",
+    "renewal": {"rule": "by the term average (the rule)", "renew": "renew every contract ending",
                 "not_renew": "renew no contract ending"},
-    "applications": {"rule": "applications: the authorizer's judgement", "approve": "approve every application",
+    "applications": {"rule": "the authorizer's judgement", "approve": "approve every application",
                      "deny": "deny every application"},
-    "board": {"rule": "board: reverses autonomy as the scenario's politics say",
+    "board": {"rule": "as the board's politics go",
               "protect": "board protects autonomy (no reversal)", "reverse": "board reverses autonomy"},
 }
 SCHOOL_CHOICES: dict[str, dict[str, str]] = {

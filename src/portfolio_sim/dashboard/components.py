@@ -531,14 +531,12 @@ def SchoolDecisions(state: DashboardState, result: RunSnapshot, decided):
             solara.Text(f"{title}: school by school", classes=["pz-lever-label"])
             for _, row in rows.iterrows():
                 sid = int(row["school_id"])
-                with solara.Row(gap="6px", style={"align-items": "center"},
-                                classes=["pz-school-decision", f"pz-school-{point}-{sid}"]):
-                    solara.Text(workshop.school_label(row), classes=["pz-help"], style={"flex": "1 1 55%"})
+                with solara.Column(gap="2px", classes=["pz-school-decision", f"pz-school-{point}-{sid}"]):
+                    solara.Text(workshop.school_label(row), classes=["pz-help"])
                     rv.Select(items=[{"title": label, "value": value}
                                      for value, label in SCHOOL_CHOICES[point].items()],
                               v_model=mine.get((sid, point), "rule"), density="compact", variant="outlined",
                               hide_details=True, disabled=state.status.value.busy, class_="pz-select",
-                              style_="flex: 1 1 45%",
                               on_v_model=lambda v, sid=sid, point=point: state.set_school_decision(sid, point, v))
     return main
 

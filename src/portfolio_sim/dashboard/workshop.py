@@ -113,8 +113,15 @@ def contracts_ending(result: RunSnapshot) -> pd.DataFrame:
     return sc[(sc["contract_years"] >= 0) & (sc["contract_years"] + 1 >= term)]
 
 
+def ordinal(value: float) -> str:
+    """1 -> '1st', 22 -> '22nd', 13 -> '13th' (rounded to a whole number)."""
+    n = int(round(float(value)))
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 def school_label(row: pd.Series) -> str:
-    rating = "not rated" if pd.isna(row["rating_percentile"]) else f"{row['rating_percentile']:.0f}th pct"
+    rating = "not rated" if pd.isna(row["rating_percentile"]) else f"{ordinal(row['rating_percentile'])} percentile"
     return f"{row['name']} ({rating})"
 
 
