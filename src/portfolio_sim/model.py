@@ -11,7 +11,8 @@ The year (see docs/ODD.md, "Process overview and scheduling"):
 7. data collection model-level metrics, the school panel, the event log    (metrics.py)
 
 Randomness: each mechanism draws from its own stream spawned from the run's seed, so two scenarios run
-with the same seed share the same district and, where their mechanisms agree, the same draws
+with the same seed (and the same district levers) share the same district and, where their mechanisms
+agree, the same draws
 (common random numbers): differences between them come from the levers, not from luck.
 """
 
