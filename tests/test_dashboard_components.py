@@ -269,6 +269,16 @@ def test_with_one_seed_the_room_decides_school_by_school():
         assert str(risk["name"].iloc[0]) in text_of(by_testid(rc, "decided-next").widget)
         select.v_model = "rule"                                   # back to the choice for all
         assert st.decisions.value.by_rule
+        # the same choice from the school's own panel (a click on the map opens it)
+        r = st.result.value
+        _, panel = solara.render(C.SchoolPanel(st, r, r.seeds[0], sid, r.year), handle_error=False)
+        by_class(panel, f"pz-school-intervention-{sid}").find(v.Select).widget.v_model = "close"
+        assert st.decisions.value.schools == ((sid, "intervention", "close"),)
+        assert select.v_model == "close"                          # the card shows it too
+        due = set(risk["school_id"]) | set(C.workshop.contracts_ending(r)["school_id"])
+        quiet = int(r.schools.loc[~r.schools["school_id"].isin(due), "school_id"].iloc[0])
+        _, other = solara.render(C.SchoolPanel(st, r, r.seeds[0], quiet, r.year), handle_error=False)
+        by_class(other, "pz-school-decision").assert_empty()      # nothing to decide for that school
         select.v_model = "spare"
         assert st.step() and st.controller.join(30)
         assert dict(st.result.value.decisions)[2].choice("intervention", sid) == "spare"

@@ -501,7 +501,7 @@ def WorkshopCard(state: DashboardState):
                           hide_details=True, disabled=busy, class_="pz-select",
                           on_v_model=lambda v, n=point.name: state.set_decision(n, v))
         if result is not None and not result.complete and len(result.all_seeds) == 1:
-            SchoolDecisions(state, result, decided)
+            SchoolDecisions(state, result)
         elif result is not None and not result.complete:
             solara.Text("With one seed (Run: Seeds = 1) the room can also decide school by school.",
                         classes=["pz-help"])
@@ -517,27 +517,40 @@ def WorkshopCard(state: DashboardState):
     return main
 
 
+SCHOOL_POINT_TITLES = {"intervention": "Schools that reach the accountability trigger if below the bar again",
+                       "renewal": "Contracts and MOUs ending"}
+
+
+def school_decision_rows(result: RunSnapshot) -> dict[str, pd.DataFrame]:
+    """The schools the room can decide one by one next year, by decision point (one seed only)."""
+    if result is None or result.complete or len(result.all_seeds) != 1:
+        return {}
+    return {"intervention": workshop.at_risk_schools(result), "renewal": workshop.contracts_ending(result)}
+
+
 @solara.component
-def SchoolDecisions(state: DashboardState, result: RunSnapshot, decided):
+def SchoolDecisionSelect(state: DashboardState, school_id: int, point: str, label: str):
+    decided = state.decisions.value
+    current = next((c for s, p, c in decided.schools if s == school_id and p == point), "rule")
+    with solara.Column(gap="2px", classes=["pz-school-decision", f"pz-school-{point}-{school_id}"]) as main:
+        solara.Text(label, classes=["pz-help"])
+        rv.Select(items=[{"title": text, "value": value} for value, text in SCHOOL_CHOICES[point].items()],
+                  v_model=current, density="compact", variant="outlined", hide_details=True,
+                  disabled=state.status.value.busy, class_="pz-select",
+                  on_v_model=lambda v: state.set_school_decision(school_id, point, v))
+    return main
+
+
+@solara.component
+def SchoolDecisions(state: DashboardState, result: RunSnapshot):
     """One select per school at a decision point next year (one seed: the schools are that district's)."""
-    mine = {(s, p): c for s, p, c in decided.schools}
-    tables = (("intervention", "Schools that reach the accountability trigger if below the bar again",
-               workshop.at_risk_schools(result)),
-              ("renewal", "Contracts and MOUs ending", workshop.contracts_ending(result)))
     with solara.Column(gap="6px", classes=["pz-school-decisions"]) as main:
-        for point, title, rows in tables:
+        for point, rows in school_decision_rows(result).items():
             if rows.empty:
                 continue
-            solara.Text(f"{title}: school by school", classes=["pz-lever-label"])
+            solara.Text(f"{SCHOOL_POINT_TITLES[point]}: school by school", classes=["pz-lever-label"])
             for _, row in rows.iterrows():
-                sid = int(row["school_id"])
-                with solara.Column(gap="2px", classes=["pz-school-decision", f"pz-school-{point}-{sid}"]):
-                    solara.Text(workshop.school_label(row), classes=["pz-help"])
-                    rv.Select(items=[{"title": label, "value": value}
-                                     for value, label in SCHOOL_CHOICES[point].items()],
-                              v_model=mine.get((sid, point), "rule"), density="compact", variant="outlined",
-                              hide_details=True, disabled=state.status.value.busy, class_="pz-select",
-                              on_v_model=lambda v, sid=sid, point=point: state.set_school_decision(sid, point, v))
+                SchoolDecisionSelect(state, int(row["school_id"]), point, workshop.school_label(row))
     return main
 
 
@@ -714,6 +727,11 @@ def SchoolPanel(state: DashboardState, result: RunSnapshot, seed: int, school_id
                           on_click=lambda: state.selected_school.set(None))
         rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v_)}</td></tr>" for k, v_ in facts)
         solara.HTML(tag="div", unsafe_innerHTML=f'<table class="pz-table pz-facts">{rows}</table>')
+        for point, due in school_decision_rows(result).items():    # the workshop decides this school
+            if (due["school_id"] == school_id).any():
+                SchoolDecisionSelect(state, school_id, point,
+                                     f"Workshop, year {workshop.next_year(result)}: "
+                                     f"{SCHOOL_POINT_TITLES[point].lower()}: what for this school?")
         PlotlyChart(fig)
         if not ev.empty:
             table = pd.DataFrame({"Year": (ev["year"] + result.start_year).astype(int),
