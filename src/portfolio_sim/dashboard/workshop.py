@@ -15,8 +15,9 @@ import pandas as pd
 
 from portfolio_sim.dashboard.simulation import RunSnapshot
 from portfolio_sim.decisions import CHOICES, QUESTIONS, Decisions
+from portfolio_sim.state import CATEGORY_SECTOR
 
-AUTONOMOUS_SECTORS = ("district_run", "partner_led", "partner_run")
+AUTONOMOUS_SECTORS = tuple(CATEGORY_SECTOR)      # the sector names of the school panel's autonomous schools
 
 
 @dataclass(frozen=True)
