@@ -101,6 +101,7 @@ def test_report_is_self_contained(tiny_run: Path) -> None:
     assert not re.search(r"""src=["']https?://""", html)
     assert html.count("Plotly.newPlot") >= 10
     assert "<details>" in html  # the collapsible lever table
+    assert "Workshop decisions" not in html  # only when a run took some
 
 
 def test_resolved_scenario_round_trips(tiny_run: Path, tmp_path: Path) -> None:

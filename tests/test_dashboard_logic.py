@@ -408,6 +408,9 @@ def test_stepped_decisions_match_the_kernel_and_replay_from_the_exported_file(tm
     from portfolio_sim.cli import main
     assert main(["run", str(tmp_path / "scenario.toml"), "--decisions", str(tmp_path / "decisions.toml"),
                  "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    for report in ((tmp_path / "out" / "report.html").read_text(), z.read("report.html").decode()):
+        assert "<h2>Workshop decisions</h2>" in report and "board reverses autonomy" in report
+    assert "Workshop decisions" not in (tmp_path / "out" / "scenario.toml").read_text()
     cli_events = pd.read_csv(tmp_path / "out" / "events.csv", keep_default_na=False)
     assert (cli_events["cause"] == "workshop decision").sum() == len(sim.seeds)
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "yearly.csv"),

@@ -226,7 +226,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         target = out / "scenario.toml"
         target.write_text(scenario.to_toml(), encoding="utf-8")
         target = out / "report.html"
-        write_report(target, yearly, summary, events, scenario)
+        write_report(target, yearly, summary, events, scenario, decided)
         if decided:
             target = out / "decisions.toml"
             target.write_text(decisions_toml(decided), encoding="utf-8")

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from portfolio_sim.decisions import Decisions
 from portfolio_sim.scenario import DOMAINS, GROUPS, Scenario
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
@@ -322,9 +323,23 @@ def _events_section(events: pd.DataFrame, n_seeds: int, start_year: int) -> str:
     return "".join(parts)
 
 
+def _decisions_section(decisions: Mapping[int, Decisions] | None, start_year: int) -> str:
+    """What workshop players decided, by year (nothing when every year followed the rules)."""
+    taken = [(y, d) for y, d in sorted((decisions or {}).items()) if not d.by_rule]
+    if not taken:
+        return ""
+    rows = "".join(f"<tr><td class=num>{start_year + y}</td><td class=num>{y}</td>"
+                   f"<td>{html.escape(d.describe())}</td></tr>" for y, d in taken)
+    return ("<h2>Workshop decisions</h2><p class=note>Taken in the model's place in these years (every other "
+            "year followed the scenario's rules); the events they decided say \"workshop decision\".</p>"
+            f"<table><thead><tr><th>year</th><th>simulated year</th><th>decided</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>")
+
+
 def write_report(path: str | Path, yearly: pd.DataFrame, summary: pd.DataFrame, events: pd.DataFrame,
-                 scenario: Scenario) -> None:
-    """Write the self-contained HTML report (plotly.js inline, works offline)."""
+                 scenario: Scenario, decisions: Mapping[int, Decisions] | None = None) -> None:
+    """Write the self-contained HTML report (plotly.js inline, works offline); `decisions`: the workshop
+    decisions of the run, by year, if any."""
     seeds = sorted(int(s) for s in yearly["seed"].unique()) if "seed" in yearly else []
     years = int(yearly["year"].max()) if not yearly.empty else 0
     start = scenario.run.start_year
@@ -352,6 +367,7 @@ bands the 10th&ndash;90th percentile.</p>
 <details><summary>Resolved scenario levers (bold: changed from the default)</summary>
 {levers_table(scenario)}
 </details>
+{_decisions_section(decisions, start)}
 {_events_section(events, len(seeds), start)}
 <h2>Outcomes</h2>
 {''.join(fig_html)}

@@ -60,7 +60,7 @@ def events_csv(result: RunSnapshot, frame: pd.DataFrame | None = None) -> str:
 def report_html(result: RunSnapshot) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "report.html"
-        write_report(path, result.yearly, result.summary, result.events, result.scenario)
+        write_report(path, result.yearly, result.summary, result.events, result.scenario, dict(result.decisions))
         return path.read_text(encoding="utf-8")
 
 
