@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -86,13 +86,19 @@ class Decisions:
         """True when every decision is left to the scenario's rules."""
         return all(getattr(self, n) == "rule" for n in _TYPES) and all(c == "rule" for _, _, c in self.schools)
 
+    def school_choice(self, point: str, school: int) -> str:
+        """The players' choice for `school` on its own at `point` ("rule": none, the choice for all applies)."""
+        return next((c for s, p, c in self.schools if s == school and p == point), "rule")
+
     def choice(self, point: str, school: int | None = None) -> str:
         """The players' choice at `point` (for `school`, where they decided that school on its own)."""
-        if school is not None:
-            for s, p, c in self.schools:
-                if s == school and p == point and c != "rule":
-                    return c
-        return getattr(self, point)
+        own = "rule" if school is None else self.school_choice(point, school)
+        return own if own != "rule" else getattr(self, point)
+
+    def with_school_choice(self, school: int, point: str, choice: str) -> Decisions:
+        """These decisions with `school`'s own choice at `point` set ("rule": removed)."""
+        others = tuple(x for x in self.schools if (x[0], x[1]) != (school, point))
+        return replace(self, schools=others + (((int(school), point, choice),) if choice != "rule" else ()))
 
     def as_dict(self) -> dict[str, str]:
         """The four decisions for every school (per-school choices not included)."""

@@ -328,12 +328,11 @@ def _decisions_section(decisions: Mapping[int, Decisions] | None, start_year: in
     taken = [(y, d) for y, d in sorted((decisions or {}).items()) if not d.by_rule]
     if not taken:
         return ""
-    rows = "".join(f"<tr><td class=num>{start_year + y}</td><td class=num>{y}</td>"
-                   f"<td>{html.escape(d.describe())}</td></tr>" for y, d in taken)
+    table = pd.DataFrame({"year": [start_year + y for y, _ in taken], "simulated year": [y for y, _ in taken],
+                          "decided": [d.describe() for _, d in taken]})
     return ("<h2>Workshop decisions</h2><p class=note>Taken in the model's place in these years (every other "
             "year followed the scenario's rules); the events they decided say \"workshop decision\".</p>"
-            f"<table><thead><tr><th>year</th><th>simulated year</th><th>decided</th></tr></thead>"
-            f"<tbody>{rows}</tbody></table>")
+            + _frame_html(table, numeric=["year", "simulated year"]))
 
 
 def write_report(path: str | Path, yearly: pd.DataFrame, summary: pd.DataFrame, events: pd.DataFrame,

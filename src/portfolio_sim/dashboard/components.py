@@ -500,15 +500,15 @@ def WorkshopCard(state: DashboardState):
                           v_model=getattr(decided, point.name), density="compact", variant="outlined",
                           hide_details=True, disabled=busy, class_="pz-select",
                           on_v_model=lambda v, n=point.name: state.set_decision(n, v))
-        if result is not None and not result.complete and len(result.all_seeds) == 1:
-            SchoolDecisions(state, result)
+        by_school = workshop.decidable_by_school(result)
+        if by_school:
+            SchoolDecisions(state, by_school)
         elif result is not None and not result.complete:
             solara.Text("With one seed (Run: Seeds = 1) the room can also decide school by school.",
                         classes=["pz-help"])
         if not decided.by_rule:
-            names = dict(zip(result.schools["school_id"], result.schools["name"])) if result is not None else {}
-            Txt(f"For year {nxt}: {decided.describe(names)}.", classes=["pz-help", "pz-decided"],
-                testid="decided-next")
+            Txt(f"For year {nxt}: {decided.describe(workshop.school_names(result))}.",
+                classes=["pz-help", "pz-decided"], testid="decided-next")
         taken = workshop.decided_so_far(result)
         if taken:
             with solara.Details(f"Decided so far ({len(taken)} year(s))"):
@@ -521,17 +521,9 @@ SCHOOL_POINT_TITLES = {"intervention": "Schools that reach the accountability tr
                        "renewal": "Contracts and MOUs ending"}
 
 
-def school_decision_rows(result: RunSnapshot) -> dict[str, pd.DataFrame]:
-    """The schools the room can decide one by one next year, by decision point (one seed only)."""
-    if result is None or result.complete or len(result.all_seeds) != 1:
-        return {}
-    return {"intervention": workshop.at_risk_schools(result), "renewal": workshop.contracts_ending(result)}
-
-
 @solara.component
 def SchoolDecisionSelect(state: DashboardState, school_id: int, point: str, label: str):
-    decided = state.decisions.value
-    current = next((c for s, p, c in decided.schools if s == school_id and p == point), "rule")
+    current = state.decisions.value.school_choice(point, school_id)
     with solara.Column(gap="2px", classes=["pz-school-decision", f"pz-school-{point}-{school_id}"]) as main:
         solara.Text(label, classes=["pz-help"])
         rv.Select(items=[{"title": text, "value": value} for value, text in SCHOOL_CHOICES[point].items()],
@@ -542,10 +534,10 @@ def SchoolDecisionSelect(state: DashboardState, school_id: int, point: str, labe
 
 
 @solara.component
-def SchoolDecisions(state: DashboardState, result: RunSnapshot):
-    """One select per school at a decision point next year (one seed: the schools are that district's)."""
+def SchoolDecisions(state: DashboardState, by_school: dict[str, pd.DataFrame]):
+    """One select per school at a decision point next year (`workshop.decidable_by_school`)."""
     with solara.Column(gap="6px", classes=["pz-school-decisions"]) as main:
-        for point, rows in school_decision_rows(result).items():
+        for point, rows in by_school.items():
             if rows.empty:
                 continue
             solara.Text(f"{SCHOOL_POINT_TITLES[point]}: school by school", classes=["pz-lever-label"])
@@ -727,7 +719,7 @@ def SchoolPanel(state: DashboardState, result: RunSnapshot, seed: int, school_id
                           on_click=lambda: state.selected_school.set(None))
         rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v_)}</td></tr>" for k, v_ in facts)
         solara.HTML(tag="div", unsafe_innerHTML=f'<table class="pz-table pz-facts">{rows}</table>')
-        for point, due in school_decision_rows(result).items():    # the workshop decides this school
+        for point, due in workshop.decidable_by_school(result).items():   # the workshop decides this school
             if (due["school_id"] == school_id).any():
                 SchoolDecisionSelect(state, school_id, point,
                                      f"Workshop, year {workshop.next_year(result)}: "

@@ -283,9 +283,7 @@ class DashboardState:
 
     def set_school_decision(self, school: int, point: str, value: str) -> None:
         """The players' choice for one school at `point` ("rule": as decided for all) next year."""
-        d = self.decisions.value
-        others = tuple(x for x in d.schools if (x[0], x[1]) != (school, point))
-        self.decisions.value = replace(d, schools=others + (((int(school), point, value),) if value != "rule" else ()))
+        self.decisions.value = self.decisions.value.with_school_choice(school, point, value)
 
     def cancel(self) -> bool:
         return self.controller.cancel()

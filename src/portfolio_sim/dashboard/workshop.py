@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from portfolio_sim.dashboard.simulation import RunSnapshot
-from portfolio_sim.decisions import CHOICES, QUESTIONS, Decisions
+from portfolio_sim.decisions import CHOICES, QUESTIONS
 from portfolio_sim.state import CATEGORY_SECTOR
 
 AUTONOMOUS_SECTORS = tuple(CATEGORY_SECTOR)      # the sector names of the school panel's autonomous schools
@@ -33,6 +33,11 @@ DECISION_POINTS: tuple[DecisionPoint, ...] = tuple(
 
 def _median(values: list[float]) -> float:
     return float(np.median(values)) if values else 0.0
+
+
+def _per_seed(frame: pd.DataFrame, result: RunSnapshot) -> list[int]:
+    """Rows of `frame` (with a `seed` column) in each shown seed."""
+    return [int((frame["seed"] == seed).sum()) for seed in result.seeds]
 
 
 def _count(values: list[int]) -> str:
@@ -68,12 +73,10 @@ def agenda(result: RunSnapshot | None) -> list[tuple[str, str]]:
 
     acc = s.accountability
     if acc.closure_percentile > 0:
-        at_risk = at_risk_schools(result)
-        per_seed = [int((at_risk["seed"] == seed).sum()) for seed in result.seeds]
+        per_seed = _per_seed(at_risk_schools(result), result)
         items.append(("Accountability", f"{_count(per_seed)} school(s) below the {acc.closure_percentile:g}th "
                       f"percentile now reach the trigger if below again (rule: {acc.intervention})"))
-    ending = contracts_ending(result)
-    per_seed = [int((ending["seed"] == seed).sum()) for seed in result.seeds]
+    per_seed = _per_seed(contracts_ending(result), result)
     if max(per_seed, default=0) > 0:
         items.append(("Contracts", f"{_count(per_seed)} contract(s) or MOU(s) end and are reviewed "
                       f"(renewal bar: term average at the {acc.renewal_percentile:g}th percentile)"))
@@ -131,10 +134,23 @@ def next_year(result: RunSnapshot | None) -> int:
     return 1 if result is None or result.complete else result.year + 1
 
 
+def decidable_by_school(result: RunSnapshot | None) -> dict[str, pd.DataFrame]:
+    """The schools the room can decide one by one next year, by decision point. Only with one seed:
+    every seed draws its own district, so a school means something only in one."""
+    if result is None or result.complete or len(result.all_seeds) != 1:
+        return {}
+    return {"intervention": at_risk_schools(result), "renewal": contracts_ending(result)}
+
+
+def school_names(result: RunSnapshot | None) -> dict[int, str]:
+    if result is None or result.schools.empty:
+        return {}
+    return dict(zip(result.schools["school_id"], result.schools["name"]))
+
+
 def decided_so_far(result: RunSnapshot | None) -> list[str]:
-    """Plain lines for the decisions already taken in this run."""
+    """Plain lines for the decisions already taken in this run (the snapshot keeps only real ones)."""
     if result is None:
         return []
-    names = dict(zip(result.schools["school_id"], result.schools["name"])) if not result.schools.empty else {}
-    return [f"Year {year} ({result.start_year + year}): {d.describe(names)}" for year, d in result.decisions
-            if isinstance(d, Decisions) and not d.by_rule]
+    names = school_names(result)
+    return [f"Year {year} ({result.start_year + year}): {d.describe(names)}" for year, d in result.decisions]
