@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Literal
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from portfolio_sim.assumptions import Assumptions
 from portfolio_sim.errors import ScenarioError
 
 DOMAINS = ("staffing", "academic", "budget", "operations")
@@ -320,6 +321,9 @@ class Scenario(BaseModel):
     implementation: Implementation = Field(default_factory=Implementation)
     politics: Politics = Field(default_factory=Politics)
     run: Run = Field(default_factory=Run)
+    assumptions: Assumptions = Field(  # type: ignore[valid-type]
+        default_factory=Assumptions,
+        description="Declared coefficients of the mechanisms (docs/ASSUMPTIONS.md); defaults are the model's.")
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
