@@ -567,6 +567,10 @@ def schema_markdown() -> str:
             allowed = describe_bounds(field).removeprefix("allowed: ")
             out.append(f"| `{name}` | `{field.default!r}` | {allowed} | {unit} | {field.description} |")
         out.append("")
+    out += ["## `[assumptions.*]`", "",
+            "The coefficients of the mechanisms (how the district responds, as opposed to what it decides) are",
+            "declared assumptions, listed in [ASSUMPTIONS.md](ASSUMPTIONS.md) (`portfolio-sim assumptions`). A",
+            "scenario may set them in `[assumptions.GROUP]` tables, or `--set assumptions.GROUP.NAME=VALUE`.", ""]
     return "\n".join(out)
 
 
