@@ -198,3 +198,16 @@ def test_the_literal_scan_can_fail(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("def f(x):\n    return 0.37 * x - 4\n", encoding="utf-8")
     assert {v for _, v in _numeric_literals(bad)} == {0.37, 4}
+
+
+def test_cli_run_records_a_changed_assumption(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    sets = [x for s in [*SMALL, "assumptions.politics.support_pull=0.5"] for x in ("--set", s)]
+    assert main(["run", "baseline", *sets, "--years", "2", "--seeds", "1", "--out", str(out), "--quiet"]) == 0
+    assert "support_pull = 0.5" in (out / "scenario.toml").read_text(encoding="utf-8")
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert "assumptions.politics.support_pull" in report
+    assert "assumptions.politics.incumbency" not in report      # unchanged assumptions are not listed
+    again = tmp_path / "again"
+    assert main(["run", str(out / "scenario.toml"), "--out", str(again), "--quiet"]) == 0
+    assert (again / "yearly.csv").read_bytes() == (out / "yearly.csv").read_bytes()

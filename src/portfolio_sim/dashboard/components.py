@@ -308,7 +308,8 @@ def AssumptionsPanel(state: DashboardState, scenario, base, errors: dict, open_g
     open_, set_open = solara.use_state(False)
     n_changed = sum(1 for g in groups for s in g.levers if levers.get_value(scenario, s.path) != levers.get_value(base, s.path))
     title = "Assumptions" + (f" ({n_changed} changed)" if n_changed else "")
-    shown = open_ or only_changed and n_changed > 0    # (its controls are built only when shown)
+    found = bool(filter_text) and any(s.matches(filter_text) for g in groups for s in g.levers)
+    shown = open_ or found or (only_changed and n_changed > 0)    # (its controls are built only when shown)
     with rv.ExpansionPanels(flat=True, class_="pz-assumptions", v_model=["assumptions"] if shown else [],
                             on_v_model=lambda v_: set_open(bool(v_))) as main:
         with rv.ExpansionPanel(value="assumptions"):
