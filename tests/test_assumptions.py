@@ -90,6 +90,12 @@ def test_bad_assumption_exits_2_naming_path_and_range(tmp_path: Path, capsys: py
     assert not (tmp_path / "o").exists()
 
 
+def test_appetite_range_must_be_ordered() -> None:
+    with pytest.raises(ScenarioError, match="operator_appetite_low .0.9. must not exceed"):
+        load_scenario("baseline", ["assumptions.setup.operator_appetite_low=0.9",
+                                   "assumptions.setup.operator_appetite_high=0.5"])
+
+
 def test_toml_tables_through_extends_and_round_trip(tmp_path: Path) -> None:
     parent = tmp_path / "parent.toml"
     parent.write_text('extends = "baseline"\n[assumptions.politics]\nincumbency = 1.0\n', encoding="utf-8")

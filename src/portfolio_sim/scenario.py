@@ -329,6 +329,10 @@ class Scenario(BaseModel):
     def _consistent(self) -> Scenario:
         if self.district.neighbourhoods_csv and not self.district.schools_csv:
             raise ValueError("district.neighbourhoods_csv needs district.schools_csv")
+        setup = self.assumptions.setup
+        if setup.operator_appetite_low > setup.operator_appetite_high:
+            raise ValueError(f"assumptions.setup.operator_appetite_low ({setup.operator_appetite_low:g}) must not "
+                             f"exceed assumptions.setup.operator_appetite_high ({setup.operator_appetite_high:g})")
         return self
 
     # -- convenience -----------------------------------------------------------------------------
