@@ -106,8 +106,10 @@ def update_operators(model: PortfolioModel) -> None:
             model.log("operator_exit", None, "two years of hostile political climate", operator=int(o))
     if scn.talent.incubator and model.board.stance == "pro" and model.year % a.incubator_every == 0:
         d = scn.district
-        q = d.operator_quality_mean + a.incubator_pipeline_gain * scn.talent.leader_pipeline + d.operator_quality_sd * rng.standard_normal()
-        o = ops.append(q, capacity=a.incubated_capacity, appetite=a.incubated_appetite, year=model.year, name=f"Incubated operator {len(ops) + 1}")
+        q = d.operator_quality_mean + a.incubator_pipeline_gain * scn.talent.leader_pipeline + \
+            d.operator_quality_sd * rng.standard_normal()
+        o = ops.append(q, capacity=a.incubated_capacity, appetite=a.incubated_appetite, year=model.year,
+                       name=f"Incubated operator {len(ops) + 1}")
         model.log("operator_entry", None, "launched by the incubator", operator=o)
 
 

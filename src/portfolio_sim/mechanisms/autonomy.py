@@ -60,12 +60,13 @@ def grant(model: PortfolioModel, rows: np.ndarray) -> None:
 def interference(model: PortfolioModel) -> np.ndarray:
     sc, co, a = model.schools, model.scenario.central_office, model.scenario.assumptions.autonomy
     shield = np.zeros(len(sc))
-    for sector, value in ((DISTRICT_RUN, 0.0), (PARTNER_LED, a.shield_partner_led), (PARTNER_RUN, a.shield_partner_run)):
+    shields = ((DISTRICT_RUN, 0.0), (PARTNER_LED, a.shield_partner_led), (PARTNER_RUN, a.shield_partner_run))
+    for sector, value in shields:
         shield[sc.sector == sector] = value
     office = model.office_active * co.office_strength
     base = a.max_interference * (1.0 - co.buy_in) * (1.0 - office)
     if model.scenario.autonomy.waivers == "a_la_carte" and not model.office_active:
-        base *= a.a_la_carte_interference    # every school's waivers differ: more for a thin central office to get wrong
+        base *= a.a_la_carte_interference   # every school's waivers differ: more for a thin office to get wrong
     return np.clip(base * (1.0 - shield), 0.0, 1.0)
 
 
@@ -91,7 +92,8 @@ def capacity(model: PortfolioModel) -> np.ndarray:
     op_q = np.where(sc.operator >= 0, model.operators.quality[np.maximum(sc.operator, 0)], 0.0)
     c = (a.capacity_base + a.capacity_leader * sc.leader_quality + a.capacity_trained * sc.leader_trained
          + a.capacity_office * model.office_active * scn.central_office.office_strength
-         + a.capacity_startup * min(1.0, scn.implementation.startup_funding / a.startup_full_funding) * (sc.startup_left > 0)
+         + a.capacity_startup * min(1.0, scn.implementation.startup_funding / a.startup_full_funding)
+         * (sc.startup_left > 0)
          + a.capacity_operator * np.where(sc.operator >= 0, op_q, 0.0)
          + a.capacity_councils * scn.implementation.governance_councils)
     return np.clip(c, 0.0, 1.0)
@@ -106,7 +108,7 @@ def effect(model: PortfolioModel) -> np.ndarray:
     years = np.where(sc.autonomy_year >= 0, model.year - sc.autonomy_year, 0).astype(float)
     maturity = 1.0 - np.exp(-(years + 1.0) / a.maturation_years)
     readiness = min(1.0, imp.planning_months / k.full_readiness_months)
-    dip = a.dip_depth * (1.0 - k.readiness_dip_reduction * readiness) * (1.0 - k.capacity_dip_reduction * sc.capacity_score) \
-        * np.exp(-years / k.dip_decay_years)
+    dip = a.dip_depth * (1.0 - k.readiness_dip_reduction * readiness) \
+        * (1.0 - k.capacity_dip_reduction * sc.capacity_score) * np.exp(-years / k.dip_decay_years)
     gain = a.max_effect * usefulness * multiplier * sc.capacity_score * maturity
     return np.where(sc.autonomous & (sc.autonomy_year >= 0), gain - dip, 0.0)

@@ -88,7 +88,8 @@ def who_chooses(model: PortfolioModel) -> tuple[np.ndarray, np.ndarray]:
     outside_mid = active & ~entry & (st.school == OUTSIDE)  # outside students return only at entry grades
     # Dissatisfied students re-enter choice; the weaker their school looks, the likelier.
     # (per school, then looked up per student: the same numbers, 600 exponentials instead of 400,000)
-    p_switch = (model.scenario.choice.switch_rate * 2.0 / (1.0 + np.exp(model.scenario.assumptions.enrollment.switch_steepness * model.perceived_z)))[current]
+    steep = model.scenario.assumptions.enrollment.switch_steepness
+    p_switch = (model.scenario.choice.switch_rate * 2.0 / (1.0 + np.exp(steep * model.perceived_z)))[current]
     switcher = enrolled & ~entry & ~displaced & ~wrong_band & (rng.random(len(st)) < p_switch)
     # Later rules win: outside mid-band, else switcher, else displaced, else entry (or wrong band).
     kinds = np.where(entry | wrong_band, np.int8(ENTRY), np.int8(-1))
@@ -461,7 +462,8 @@ def assign(model: PortfolioModel, rows: np.ndarray, kinds: np.ndarray) -> None:
         y["displaced"] += int(disp.sum())
         new_pct = np.nan_to_num(sc.rating_pct[landed[ok]], nan=50.0)   # new schools: no record yet
         old_pct = np.nan_to_num(sc.rating_pct[prev[disp][ok]], nan=50.0)
-        y["displaced_to_better"] += int((new_pct >= old_pct + model.scenario.assumptions.enrollment.better_school_margin).sum())
+        margin = model.scenario.assumptions.enrollment.better_school_margin
+        y["displaced_to_better"] += int((new_pct >= old_pct + margin).sum())
 
 
 def place_administratively(model: PortfolioModel, rows: np.ndarray, lottery: np.ndarray, free: np.ndarray
