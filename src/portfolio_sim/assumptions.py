@@ -416,6 +416,11 @@ def markdown() -> str:
            "or \"modelling choice\" where no source gives the number. Set one in a scenario file with a",
            "`[assumptions.GROUP]` table, on the command line with `--set assumptions.GROUP.NAME=VALUE`, or vary",
            "it in a sweep as a factor `assumptions.GROUP.NAME`. `portfolio-sim assumptions --json` lists them.",
+           "",
+           "The ranges are judgements of what is plausible (none is an estimated confidence interval); where the",
+           "source cites a seed, the seed supports the mechanism or an ordering (e.g. state law protects more than",
+           "an MOU), and the number itself is a modelling choice unless the source says otherwise. Defaults are the",
+           "values the model has always used, so the regression baseline does not move.",
            "", f"{len(DECLARED)} assumptions: {counts}.", ""]
     for group, doc in GROUP_DOCS.items():
         out += [f"## `[assumptions.{group}]`", "", doc, "",
