@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "written to the output as decisions.toml")
     run.add_argument("--out", metavar="DIR", help="output directory (default: runs/<scenario name>)")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary table")
+    add_world_args(run)
 
     val = sub.add_parser("validate", help="check a scenario file without running it")
     val.add_argument("scenario", metavar="SCENARIO", help="a scenario file path or a preset name")
@@ -97,6 +98,18 @@ def build_parser() -> argparse.ArgumentParser:
     from portfolio_sim.sweep.commands import add_parsers as add_sweep_parsers  # sweep, results
     add_sweep_parsers(sub)
     return parser
+
+
+def add_world_args(p: argparse.ArgumentParser) -> None:
+    """--worlds/--vary/--workers: plausible worlds (docs/UNCERTAINTY.md)."""
+    p.add_argument("--worlds", type=int, metavar="N",
+                   help="N plausible worlds: Latin-hypercube draws of the declared assumptions, each run on "
+                        "every seed (yearly.csv gains a world column; worlds.csv lists the draws)")
+    p.add_argument("--vary", metavar="LIST",
+                   help="with --worlds: comma-separated assumption groups or paths to vary "
+                        "(default: every assumption with low < high)")
+    p.add_argument("--workers", type=int, default=1, metavar="W",
+                   help="with --worlds: worker processes (default 1; results are identical for any W)")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -198,6 +211,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             overrides.append(f"{key}={value}")
     scenario = load_scenario(args.scenario, overrides)
     decided = load_decisions(args.decisions, scenario.run.years) if args.decisions else {}
+    if args.worlds is not None or args.vary is not None:
+        if args.decisions:
+            raise CliError("--worlds with --decisions: not supported; allowed: one or the other")
+        from portfolio_sim.uncertainty.commands import run_worlds
+        return run_worlds(args, scenario, prepare_out_dir)
     out = prepare_out_dir(args.out, scenario.name)
 
     seeds = derive_seeds(scenario.run.seed, scenario.run.seeds)

@@ -1,0 +1,80 @@
+"""CLI verbs of the uncertainty package: `run --worlds` (and `robustness`)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from portfolio_sim.errors import ScenarioError
+from portfolio_sim.scenario import Scenario
+
+
+def _check_counts(args: argparse.Namespace) -> None:
+    from portfolio_sim.cli import CliError
+
+    if args.worlds is None:
+        raise CliError("--vary needs --worlds N; allowed: --worlds 1 or more")
+    if args.worlds < 1:
+        raise CliError(f"--worlds {args.worlds}: must be an integer of at least 1")
+    if args.workers < 1:
+        raise CliError(f"--workers {args.workers}: must be an integer of at least 1")
+
+
+def _vary(args: argparse.Namespace) -> list[str] | None:
+    return [v for v in args.vary.split(",") if v.strip()] if args.vary else None
+
+
+def run_worlds(args: argparse.Namespace, scenario: Scenario, prepare_out_dir: Callable[[str | None, str], Path]) -> int:
+    from portfolio_sim.cli import CliError, key_metric_rows
+    from portfolio_sim.report import write_report
+    from portfolio_sim.uncertainty.report import add_ensemble_section, flat_runs
+    from portfolio_sim.uncertainty.worlds import (ensemble_tasks, ensemble_yearly, run_tasks, sample_worlds,
+                                                  summarize_ensemble)
+    from portfolio_sim.kernel import derive_seeds
+
+    _check_counts(args)
+    worlds = sample_worlds(args.worlds, scenario.run.seed, _vary(args))
+    out = prepare_out_dir(args.out, scenario.name)
+    seeds = derive_seeds(scenario.run.seed, scenario.run.seeds)
+    results = run_tasks(ensemble_tasks(scenario, worlds, seeds), args.workers)
+    yearly = ensemble_yearly(results)
+    summary = summarize_ensemble(yearly)
+
+    def with_ids(frames: list[tuple[int, int, pd.DataFrame]]) -> pd.DataFrame:
+        parts = [f.assign(world=w, seed=s)[["world", "seed", *f.columns]] for w, s, f in frames]
+        nonempty = [p for p in parts if not p.empty]
+        return pd.concat(nonempty, ignore_index=True) if nonempty else parts[0]
+
+    schools = with_ids([(w, r.seed, r.schools) for w, r in results])
+    events = with_ids([(w, r.seed, r.events) for w, r in results])
+    flat = flat_runs(yearly)
+    target = out
+    try:
+        for name, frame in (("yearly.csv", yearly), ("summary.csv", summary), ("schools.csv", schools),
+                            ("events.csv", events), ("worlds.csv", worlds.reset_index())):
+            target = out / name
+            frame.to_csv(target, index=False)
+        target = out / "scenario.toml"
+        target.write_text(scenario.to_toml(), encoding="utf-8")
+        target = out / "report.html"
+        flat_events = events.drop(columns=["world"]) if "world" in events else events
+        write_report(target, flat, summary, flat_events, scenario)
+        add_ensemble_section(target, summary, len(worlds), len(seeds), worlds.shape[1], scenario.run.seed)
+    except OSError as exc:
+        raise CliError(f"cannot write {target}: {exc.strerror or exc}") from None
+    if not args.quiet:
+        first, last, rows = key_metric_rows(flat)
+        print(f"{scenario.name}: median [p10-p90] across {len(worlds)} world(s) x {len(seeds)} seed(s)")
+        for label, a, b in rows:
+            print(f"  {label:<30} year {first}: {a:<28} year {last}: {b}")
+        print(f"Wrote yearly.csv, summary.csv, schools.csv, events.csv, worlds.csv, scenario.toml, report.html "
+              f"to {out}/")
+    else:
+        print(f"wrote {out}")
+    return 0
+
+
+__all__ = ["run_worlds", "ScenarioError"]
