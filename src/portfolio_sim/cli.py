@@ -95,6 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--json", action="store_true", help="a JSON list of objects (name is the --set path)")
     fmt.add_argument("--markdown", action="store_true", help="Markdown (docs/ASSUMPTIONS.md)")
 
+    rob = sub.add_parser("robustness", help="a design against an alternative across plausible worlds",
+                         description="Run SCENARIO and --against OTHER on the same plausible worlds and seeds "
+                                     "(common random numbers) and write robustness.csv (docs/UNCERTAINTY.md).")
+    rob.add_argument("scenario", metavar="SCENARIO", help="the design: a scenario file path or a preset name")
+    rob.add_argument("--against", required=True, metavar="OTHER", help="the alternative design")
+    rob.add_argument("--years", type=int, metavar="Y", help="simulated years (default: SCENARIO's run.years)")
+    rob.add_argument("--seeds", type=int, default=2, metavar="K", help="seeds per world (default 2)")
+    rob.add_argument("--seed", type=int, metavar="S", help="root seed (default: SCENARIO's run.seed)")
+    add_set(rob)
+    rob.add_argument("--out", metavar="DIR", help="output directory (default: runs/robustness_<SCENARIO>)")
+    add_world_args(rob)
+    rob.set_defaults(worlds=None)
+
     from portfolio_sim.sweep.commands import add_parsers as add_sweep_parsers  # sweep, results
     add_sweep_parsers(sub)
     return parser
@@ -355,7 +368,12 @@ def cmd_results(args: argparse.Namespace) -> int:
     return results_command(args)
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "scenarios": cmd_scenarios, "schema": cmd_schema,
+def cmd_robustness(args: argparse.Namespace) -> int:
+    from portfolio_sim.uncertainty.commands import cmd_robustness as robustness_command
+    return robustness_command(args, prepare_out_dir)
+
+
+COMMANDS = {"robustness": cmd_robustness, "run": cmd_run, "validate": cmd_validate, "scenarios": cmd_scenarios, "schema": cmd_schema,
             "assumptions": cmd_assumptions, "sweep": cmd_sweep, "results": cmd_results}
 
 
