@@ -108,6 +108,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_world_args(rob)
     rob.set_defaults(worlds=None)
 
+    disc = sub.add_parser("discover", help="scenario discovery on a sweep: PRIM boxes and SALib sensitivity",
+                          description="Where does an outcome fail? PRIM (EMA workbench) boxes over the sweep's "
+                                      "assumptions and levers, and SALib delta sensitivity (docs/UNCERTAINTY.md).")
+    disc.add_argument("db", metavar="DB", help="the sweep's results store (SQLite file or database URL)")
+    disc.add_argument("--outcome", required=True, metavar="METRIC", help="a yearly metric, e.g. autonomy_effective")
+    side = disc.add_mutually_exclusive_group(required=True)
+    side.add_argument("--below", type=float, metavar="VALUE", help="a run fails when METRIC < VALUE")
+    side.add_argument("--above", type=float, metavar="VALUE", help="a run fails when METRIC > VALUE")
+    disc.add_argument("--year", type=int, metavar="Y", help="simulated year (default: the last)")
+    disc.add_argument("--experiment", metavar="NAME", help="experiment in DB (default: the only one)")
+    disc.add_argument("--min-coverage", type=float, default=0.5, metavar="C",
+                      help="report the densest PRIM box covering at least this share of failures (default 0.5)")
+    disc.add_argument("--out", metavar="DIR", help="write boxes.csv, sensitivity.csv and plotly HTML figures here")
+
     from portfolio_sim.sweep.commands import add_parsers as add_sweep_parsers  # sweep, results
     add_sweep_parsers(sub)
     return parser
@@ -373,7 +387,12 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     return robustness_command(args, prepare_out_dir)
 
 
-COMMANDS = {"robustness": cmd_robustness, "run": cmd_run, "validate": cmd_validate, "scenarios": cmd_scenarios, "schema": cmd_schema,
+def cmd_discover(args: argparse.Namespace) -> int:
+    from portfolio_sim.uncertainty.commands import cmd_discover as discover_command
+    return discover_command(args, prepare_out_dir)
+
+
+COMMANDS = {"discover": cmd_discover, "robustness": cmd_robustness, "run": cmd_run, "validate": cmd_validate, "scenarios": cmd_scenarios, "schema": cmd_schema,
             "assumptions": cmd_assumptions, "sweep": cmd_sweep, "results": cmd_results}
 
 

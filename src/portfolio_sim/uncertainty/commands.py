@@ -116,3 +116,41 @@ def cmd_robustness(args: argparse.Namespace, prepare_out_dir: Callable[[str | No
               f"[p10 {r.p10_diff:+.4g}, p90 {r.p90_diff:+.4g}]; {clear}")
     print(f"Wrote robustness.csv to {out}/")
     return 0
+
+
+def cmd_discover(args: argparse.Namespace, prepare_out_dir: Callable[[str | None, str], Path]) -> int:
+    """`portfolio-sim discover DB --outcome M --below V`: PRIM box and delta sensitivity, printed."""
+    from portfolio_sim.cli import CliError
+    from portfolio_sim.uncertainty.discovery import cases_from_store, discover, write_figures
+
+    if not 0 < args.min_coverage <= 1:
+        raise CliError(f"--min-coverage {args.min_coverage}: allowed: a number above 0 and at most 1")
+    if "://" not in args.db and not Path(args.db).is_file():
+        raise CliError(f"{args.db}: no such results store; allowed: a SQLite file written by `portfolio-sim "
+                       "sweep` or a database URL")
+    x, y = cases_from_store(args.db, args.outcome, args.year, args.experiment)
+    d = discover(x, y, args.outcome, args.below, args.above, args.min_coverage)
+    print(f"{d.rule}: {d.failing} of {d.cases} runs fail")
+    print(f"PRIM box (densest with coverage >= {args.min_coverage:g}): coverage {d.coverage:.2f}, "
+          f"density {d.density:.2f}")
+    if d.limits.empty:
+        print("  no restriction: failures are spread over the whole sample")
+    for r in d.limits.itertuples():
+        if isinstance(r.low, str):
+            print(f"  {r.factor} in {{{r.low}}} (of {{{r.full_low}}})")
+        else:
+            print(f"  {r.factor} in [{r.low:.4g}, {r.high:.4g}] (sampled [{r.full_low:.4g}, {r.full_high:.4g}])")
+    print(f"Global sensitivity of {args.outcome} (SALib delta, over the same runs):")
+    for r in d.sensitivity.head(10).itertuples():
+        print(f"  {r.factor:<45} delta {r.delta:.3f} +/- {r.delta_conf:.3f}   S1 {r.S1:.3f}")
+    if args.out:
+        out = prepare_out_dir(args.out, "discover")
+        try:
+            d.limits.to_csv(out / "boxes.csv", index=False)
+            d.trajectory.to_csv(out / "prim_trajectory.csv", index=False)
+            d.sensitivity.to_csv(out / "sensitivity.csv", index=False)
+            paths = write_figures(d, out)
+        except OSError as exc:
+            raise CliError(f"cannot write to {out}: {exc.strerror or exc}") from None
+        print(f"Wrote boxes.csv, prim_trajectory.csv, sensitivity.csv, {', '.join(p.name for p in paths)} to {out}/")
+    return 0
