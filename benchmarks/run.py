@@ -25,6 +25,9 @@ Figures (see docs/PERFORMANCE.md for what each measures and how):
   sweep_parallel_efficiency_2  throughput with 2 worker processes / (2 x serial throughput), many small runs
   dashboard_year_seconds_denver  one year as the dashboard steps it (denver_innovation): the step plus
                                the snapshot and every chart of the page
+  robustness_denver_seconds    wall seconds of `robustness`: denver_innovation (state law) against the
+                               same design on an MOU, 50 plausible worlds x 2 seeds x 10 years (200
+                               Denver-size runs), 2 worker processes (target: a few minutes)
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ TARGETS: dict[str, tuple[float | None, str, str]] = {
     "da_seconds_1m": (3.0, "<=", "s"),
     "sweep_parallel_efficiency_2": (0.85, ">=", ""),
     "dashboard_year_seconds_denver": (None, "<=", "s"),
+    "robustness_denver_seconds": (300.0, "<=", "s"),
 }
 
 
@@ -377,7 +381,22 @@ def worker_sweep(arg: str) -> dict:
             "efficiency": parallel / (2 * serial), "how": how}
 
 
-WORKERS = {"model": worker_model, "da_vs_matching": worker_da_vs_matching, "da_1m": worker_da_1m,
+def worker_robustness(arg: str) -> dict:
+    """`robustness` of two Denver-size designs over plausible worlds on 2 worker processes."""
+    from portfolio_sim.scenario import load_scenario
+    from portfolio_sim.uncertainty.robustness import robustness
+
+    worlds, seeds, years = (int(v) for v in arg.split(","))
+    design = load_scenario("denver_innovation", overrides=[f"run.years={years}"])
+    alternative = load_scenario("denver_innovation", overrides=[f"run.years={years}", "governance.legal_basis=mou"])
+    t = time.perf_counter()
+    table = robustness(design, alternative, worlds, seeds, root=1, years=years, workers=2)
+    seconds = time.perf_counter() - t
+    return {"seconds": [seconds], "worlds": worlds, "seeds": seeds, "years": years, "runs": 2 * worlds * seeds,
+            "rows": len(table)}
+
+
+WORKERS = {"robustness": worker_robustness, "model": worker_model, "da_vs_matching": worker_da_vs_matching, "da_1m": worker_da_1m,
            "dashboard": worker_dashboard, "sweep": worker_sweep}
 
 
@@ -422,6 +441,12 @@ def run_all(selected: list[str], args: argparse.Namespace) -> dict[str, dict]:
         say("dashboard: stepping denver_innovation ...")
         r = run_worker("dashboard", str(max(args.repeats, 5)))
         out["dashboard_year_seconds_denver"] = {"value": statistics.median(r["seconds"]), "runs": r}
+    if "robustness_denver_seconds" in selected:
+        worlds = 50 if not args.quick else 6
+        say(f"robustness: two Denver-size designs, {worlds} worlds x 2 seeds x 10 years, 2 workers ...")
+        r = run_worker("robustness", f"{worlds},2,10")
+        out["robustness_denver_seconds"] = {"value": r["seconds"][0], "runs": r,
+                                            "note": "" if worlds == 50 else f"--quick: {worlds} worlds, not 50"}
     return out
 
 
