@@ -511,7 +511,7 @@ def Console(code: str, key: str):
                     for p in people:
                         with solara.Row(gap="6px", style={"align-items": "center"}):
                             solara.Text(p.name, style={"min-width": "8rem"})
-                            rv.Select(items=[{"text": r.label, "value": r.key} for r in ROLES.values()],
+                            rv.Select(items=[{"title": r.label, "value": r.key} for r in ROLES.values()],
                                       v_model=p.role, dense=True, hide_details=True,
                                       on_v_model=lambda v, pid=p.pid: _act(set_error, st.set_role, code, key, pid, v))
         YearBadge(room, snap, big=True)
@@ -641,7 +641,8 @@ def _path_figure(d: sim.Debrief, metric: str, label: str) -> go.Figure:
         fig.add_trace(go.Scatter(x=[d.start_year + y for y in med.index], y=med.values, name=name, mode="lines+markers",
                                  line={"color": color, "width": 3, "dash": "dot" if name == "Rules only" else "solid"}))
     fig.update_layout(title=label, height=320, margin={"l": 60, "r": 20, "t": 50, "b": 40},
-                      legend={"orientation": "h", "y": -0.2}, template="plotly_white")
+                      legend={"orientation": "h", "y": -0.2}, template="plotly_white",
+                      xaxis={"dtick": 1, "tickformat": "d"})
     return fig
 
 
@@ -666,7 +667,7 @@ def DebriefPage(code: str):
         solara.Text(f"The room's path, the rules-only path and one other path, on the same {len(d.seeds)} seed(s) "
                     "(common random numbers: the same districts and the same random draws, so every difference is "
                     "the decisions'). Medians across seeds; differences paired seed by seed.", classes=["room-help"])
-        rv.Select(label="Compare with", items=[{"text": label, "value": k} for k, (label, _) in paths.items()],
+        rv.Select(label="Compare with", items=[{"title": label, "value": k} for k, (label, _) in paths.items()],
                   v_model=other, on_v_model=set_other, outlined=True, dense=True, hide_details=True,
                   style_="max-width: 34rem", attributes={"data-testid": "debrief-other"})
         if d.stories:

@@ -206,7 +206,7 @@ def stories(ours: list[RunResult], rules: list[RunResult]) -> list[str]:
     seed by seed; at most 12."""
     out: list[str] = []
     many = len(ours) > 1
-    for r_ours, r_rules in zip(ours, rules):
+    for i, (r_ours, r_rules) in enumerate(zip(ours, rules), 1):
         ev, ev_rules = r_ours.events, r_rules.events
         start = r_ours.scenario.run.start_year
         if ev.empty:
@@ -215,7 +215,7 @@ def stories(ours: list[RunResult], rules: list[RunResult]) -> list[str]:
                      & ev["event"].isin(list(PAST))]
         for _, e in decided.iterrows():
             s, y = int(e["school_id"]), int(e["year"])
-            where = f" (seed {r_ours.seed})" if many else ""
+            where = f" (in future {i} of {len(ours)})" if many else ""
             text = f"You {PAST[e['event']]} {e['school']} in year {y} ({start + y}){where}"
             later = ev[(ev["school_id"] == s) & (ev["year"] > y) & ~ev["event"].isin(list(QUIET))]
             if not later.empty:
