@@ -284,3 +284,23 @@ def test_stories_tell_what_followed_a_school_decision(store):
     spared = [t for t in d.stories if t.startswith("You spared")]
     assert spared, d.stories
     assert all("in year 2" in t and "By the rules" in t for t in spared)
+
+
+def test_a_motion_for_one_school_takes_precedence(store):
+    room, key = store.create_room(small(seeds=1))
+    m = board(store, room.code, 3)
+    store.open_round(room.code, key)
+    store.propose(room.code, key, "intervention", "close")
+    store.propose(room.code, key, "intervention", "spare", school=4, school_name="Middle 4")
+    store.propose(room.code, key, "renewal", "not_renew", school=7, school_name="High 7")
+    store.call_vote(room.code, key)
+    for member, (a, b, c) in zip(m, (("yes", "yes", "no"), ("yes", "no", "no"), ("no", "yes", "yes"))):
+        store.vote(room.code, member.token, "intervention:-1", a)
+        store.vote(room.code, member.token, "intervention:4", b)
+        store.vote(room.code, member.token, "renewal:7", c)
+    texts = [t.motion.text for t in store.tally(room.code)]
+    assert texts[1] == "Middle 4: another year." and texts[2] == "High 7: do not renew."
+    adopted = store.adopted(room.code)[1]
+    assert adopted == Decisions(intervention="close", schools=((4, "intervention", "spare"),))
+    assert adopted.choice("intervention", 4) == "spare" and adopted.choice("intervention", 5) == "close"
+    assert adopted.choice("renewal", 7) == "rule"            # 1 yes, 2 no: fails

@@ -280,11 +280,17 @@ def test_a_workshop_with_seven_participants(browser, server, tmp_path):
     fac.tid("vote-tally").filter(has_text="Yes 2 · No 0").wait_for()   # the vote survived, still open
     board[0].tid("my-vote").filter(has_text="You voted Yes").wait_for()
     board[2].vote("intervention:-1", "abstain")
+    # a late joiner lands in the open round and votes in it
+    late = join(browser, server, code, "Lee Late", "board")
+    late.tid("vote-option").first.wait_for()
+    late.vote("intervention:-1", "yes")
     board[3].vote("intervention:-1", "no")
     fac.tid("vote-tally").filter(has_text="Closed: every board member voted").wait_for()
     fac.tid("room-step").click()
     for d in (fac, presenter, *people):
         d.wait_year("Year 3 (")
+    people.append(late)
+    late.wait_year("Year 3 (")
     numbers = {d.name: d.numbers() for d in (fac, presenter, *people)}
     assert len(set(numbers.values())) == 1, numbers
 
@@ -303,6 +309,7 @@ def test_a_workshop_with_seven_participants(browser, server, tmp_path):
     votes = pd.read_csv(io.BytesIO(z.read("votes.csv")))
     assert list(votes["verdict"]) == ["tied: fails, the rule applies", "carried", "carried"]
     assert list(votes["closed_by"]) == ["deadline", "deadline", "all voted"]
+    assert (votes.loc[2, "yes"], votes.loc[2, "no"], votes.loc[2, "abstain"]) == (3, 1, 1)
     for name in ("scenario.toml", "decisions.toml"):
         (tmp_path / name).write_bytes(z.read(name))
     subprocess.run([sys.executable, "-m", "portfolio_sim.cli", "run", str(tmp_path / "scenario.toml"), "--decisions",
