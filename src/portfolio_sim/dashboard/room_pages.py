@@ -36,6 +36,7 @@ from portfolio_sim.room.store import (ALL_SCHOOLS, ROLES, SIGNALS, VOTES, Room, 
 
 log = logging.getLogger("portfolio_sim.dashboard")
 CSS = (Path(__file__).parent / "room.css").read_text(encoding="utf-8")
+DEBRIEF_CHARTS = ("mean_achievement", "share_below_bar", "closures", "restarts")
 PRESENTER_CHARTS = ("achievement", "below_bar", "enrollment", "politics")
 PHASE_TEXT = {"waiting": "Between rounds", "agenda": "Agenda open: the superintendent proposes",
               "voting": "The board is voting", "decided": "The vote is in", "done": "All years done: debrief"}
@@ -655,7 +656,7 @@ def DebriefPage(code: str):
     st = default_store()
     paths = sim.other_paths(st, code)
     d = solara.use_memo(lambda: sim.debrief(st, code, other) if room.year else None, [room.code, room.year, other])
-    figs = solara.use_memo(lambda: [ref(_path_figure(d, m, label)) for m, label, _ in sim.DEBRIEF_METRICS[:4]]
+    figs = solara.use_memo(lambda: [ref(_path_figure(d, m, label)) for m, label, _ in sim.DEBRIEF_METRICS if m in DEBRIEF_CHARTS]
                            if d is not None else [], [d])
     with solara.Div(classes=["room-page", "room-debrief", "room-stack"], attributes={"data-testid": "debrief"}) as main:
         solara.Div(children=[PlotlyView.element(figure="", height=0)], style="display: none")

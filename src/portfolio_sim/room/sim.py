@@ -135,6 +135,7 @@ DEBRIEF_METRICS = (("mean_achievement", "Mean achievement (SD)", "{:+.3f}"),
                    ("share_below_bar", "Students below the bar", "{:.1%}"),
                    ("autonomous_schools", "Autonomous schools", "{:.1f}"),
                    ("closures", "Closures that year", "{:.1f}"),
+                   ("restarts", "Restarts that year", "{:.1f}"),
                    ("enrollment_outside", "Students outside the district", "{:,.0f}"),
                    ("political_support", "Political support", "{:.2f}"))
 
@@ -223,8 +224,10 @@ def stories(ours: list[RunResult], rules: list[RunResult]) -> list[str]:
                 anyway = " anyway" if e["event"] == "spared" and f["event"] in ("closure", "restart") else ""
                 text += f"; {FOLLOW.get(f['event'], f['event'].replace('_', ' '))} in year {int(f['year'])} " \
                         f"({start + int(f['year'])}){anyway}"
+            elif y >= int(r_ours.yearly["year"].max()):
+                text += "; the room stopped that year"
             else:
-                text += "; nothing else happened to it afterwards"
+                text += f"; nothing else happened to it through year {int(r_ours.yearly['year'].max())}"
             same = ev_rules[(ev_rules["school_id"] == s) & (ev_rules["year"] == y) & ~ev_rules["event"].isin(list(QUIET))]
             if not same.empty:
                 text += f". By the rules: {FOLLOW.get(same.iloc[0]['event'], same.iloc[0]['event'])} in year {y}."
@@ -329,8 +332,8 @@ def summary_html(store: RoomStore, code: str, other: str = "proposals") -> str:
     return "".join(parts)
 
 
-def debrief_table_html(d: Debrief, metrics: tuple[str, ...] = ("mean_achievement", "share_below_bar",
-                                                                 "closures", "political_support")) -> str:
+def debrief_table_html(d: Debrief, metrics: tuple[str, ...] = ("mean_achievement", "share_below_bar", "closures",
+                                                                 "restarts", "political_support")) -> str:
     e = html.escape
     head = "<tr><th>Year</th><th>Decided</th>" + "".join(
         f"<th>{e(label)}: room / rules (room − rules; other − rules)</th>"
