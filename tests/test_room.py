@@ -304,3 +304,32 @@ def test_a_motion_for_one_school_takes_precedence(store):
     assert adopted == Decisions(intervention="close", schools=((4, "intervention", "spare"),))
     assert adopted.choice("intervention", 4) == "spare" and adopted.choice("intervention", 5) == "close"
     assert adopted.choice("renewal", 7) == "rule"            # 1 yes, 2 no: fails
+
+
+def test_the_rooms_file_defaults_to_the_users_data_directory(monkeypatch, tmp_path):
+    from portfolio_sim.room.store import default_db_path
+    monkeypatch.delenv("PORTFOLIO_SIM_ROOMS_DB", raising=False)
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert default_db_path() == tmp_path / ".local" / "share" / "portfolio_sim" / "rooms.sqlite"
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert default_db_path() == tmp_path / "data" / "portfolio_sim" / "rooms.sqlite"
+    monkeypatch.setenv("PORTFOLIO_SIM_ROOMS_DB", str(tmp_path / "x.sqlite"))
+    assert default_db_path() == tmp_path / "x.sqlite"
+
+
+def test_serve_gives_participants_a_reachable_address():
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent / "dashboards"))
+    import serve
+    assert serve.public_url("127.0.0.1", 8765, None) == "http://127.0.0.1:8765"
+    assert serve.public_url("0.0.0.0", 8080, "http://room.local:8080/") == "http://room.local:8080"
+    lan = serve.public_url("0.0.0.0", 8080, None)
+    assert lan.startswith("http://") and lan.endswith(":8080") and "0.0.0.0" not in lan
+
+
+def test_room_scenarios_are_kept_small_enough_to_step_live():
+    s = small()
+    sim.check_room_scenario(s)
+    s.run.seeds = 6
+    with pytest.raises(RoomError, match="6 seeds: a room steps all of them live; allowed 1 to 5"):
+        sim.check_room_scenario(s)
