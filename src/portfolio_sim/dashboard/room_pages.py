@@ -621,7 +621,7 @@ def Presenter(code: str):
                     TallyView(room)
                 else:
                     MotionsView(room)
-                if room.phase in ("agenda", "waiting"):
+                if room.phase == "agenda":       # one thing at a time on the projector
                     Agenda(room, snap)
                 Numbers(snap)
             with solara.Div(classes=["room-present-charts"]):
