@@ -171,12 +171,16 @@ class Results:
 
     def sessions(self, experiment: str | None = None) -> pd.DataFrame:
         """One row per `sweep` invocation: when, where, which code (version, git commit, dirty tree), which
-        executor, how many runs it planned and stored, whether it was interrupted."""
+        executor, how many runs it planned and stored, whether it was interrupted, how it ended (``outcome``:
+        complete, interrupted, scheduler lost, database unavailable, could not continue), runs left to
+        another driver (``skipped``), runs stopped by --run-timeout, and ``workers_log``: [[seconds since
+        start, worker threads in the cluster], ...] at each change."""
         exp = self._exp(experiment)
         s = sessions_table
         q = (select(s.c.id.label("session_id"), s.c.started_at, s.c.finished_at, s.c.host, s.c.executor, s.c.workers,
                     s.c.package_version, s.c.git_commit, s.c.git_dirty, s.c.retry_failed, s.c.planned,
-                    s.c.stored_done, s.c.stored_failed, s.c.interrupted)
+                    s.c.stored_done, s.c.stored_failed, s.c.interrupted, s.c.outcome, s.c.skipped, s.c.timed_out,
+                    s.c.workers_log)
              .where(s.c.experiment_id == exp.id).order_by(s.c.id))
         return self._read(q)
 

@@ -151,6 +151,9 @@ class SweepExecutor:
         for name in ("distributed", "distributed.worker", "distributed.scheduler", "distributed.nanny",
                      "distributed.core", "distributed.http.proxy"):
             logging.getLogger(name).setLevel(logging.ERROR)
+        # A lost scheduler is the driver's to report (one clear message and exit 3), not a log traceback.
+        for name in ("distributed.client", "distributed.comm", "distributed.batched"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         if self.scheduler:
             try:
                 self._client = Client(self.scheduler, timeout=CONNECT_TIMEOUT)
@@ -176,7 +179,11 @@ class SweepExecutor:
         if self.kind != "dask" or self._client is None:
             return self.workers
         try:
-            info = self._client.scheduler_info()
+            # The client refreshes this every couple of seconds by itself (cluster totals); a call to
+            # scheduler_info() would block while the scheduler is unreachable.
+            info = self._client._scheduler_identity or {}
+            if "total_threads" in info:
+                return int(info["total_threads"])
             return sum(int(w.get("nthreads", 1)) for w in info.get("workers", {}).values())
         except Exception:
             return 0
@@ -252,7 +259,7 @@ class SweepExecutor:
         return self.executor.submit(fn, *args)
 
     def close(self, wait: bool = True) -> None:
-        if self._client is not None and not wait:
+        if self._client is not None and not wait and self._client.status == "running":
             # Ending early (Ctrl-C, an abort): forget the queued tasks so the cluster does not run them.
             try:
                 self._client.cancel(list(getattr(self.executor, "dask_futures", {}).values()), force=True)
@@ -266,7 +273,10 @@ class SweepExecutor:
             pass
         if self._client is not None:
             try:
-                self._client.close(timeout=2 if not wait else None)
+                if self._client.status == "running":
+                    self._client.close(timeout=2 if not wait else None)
+                else:   # the scheduler is gone: do not wait for it to say goodbye
+                    self._client.close(timeout=0.5)
             except Exception:
                 pass
             self._client = None

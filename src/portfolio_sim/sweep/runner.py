@@ -118,6 +118,7 @@ class SweepReport:
     duplicates: int = 0             # results another writer had already stored
     skipped: int = 0                # planned runs another driver had claimed (or stored) meanwhile
     requeued: int = 0               # runs lost to the infrastructure and put back in the queue
+    max_in_flight: int = 0          # the most runs submitted at once (the window as the cluster grew)
     reconnects: int = 0             # Dask scheduler reconnections
     outages: int = 0                # database outages survived
     write_retries: int = 0
@@ -393,7 +394,7 @@ def _execute(exp: Experiment, store: Store, exp_id: int, point_ids: dict[int, in
                 except SchedulerLost as exc:
                     raise SweepAborted(f"{exc}. Stored runs are kept; the runs in flight were not stored "
                                        "and are not failures: rerun the same command to continue",
-                                       exit_code=EXIT_CANNOT_CONTINUE) from None
+                                       exit_code=EXIT_CANNOT_CONTINUE, outcome="scheduler lost") from None
                 report.reconnects += 1
                 report.warnings.append(f"reconnected to the Dask scheduler after {took:.1f}s")
                 continue
@@ -411,6 +412,7 @@ def _execute(exp: Experiment, store: Store, exp_id: int, point_ids: dict[int, in
                         break
                     pending.popleft()
                     in_flight[future] = _Flight(task, time.monotonic())
+                report.max_in_flight = max(report.max_in_flight, len(in_flight))
             # 3. Wait for results (bounded, so timeouts, the scheduler and the database are checked).
             lost: list[dict[str, Any]] = []        # tasks whose future says the pool broke
             cancelled: list[dict[str, Any]] = []   # tasks the cluster dropped (scheduler or worker lost)

@@ -1,0 +1,143 @@
+"""Sweeps at cluster scale, with real processes: a Dask scheduler and workers started as separate
+processes (`dask scheduler`, `dask worker`), killed and restarted; process pools whose runs hang or whose
+driver is killed; the driver as a subprocess sent SIGTERM. Each test takes seconds (tiny runs, a few
+years); runs are made slow or stuck on purpose by tests/sweep_helpers.slow_task."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+
+import sweep_helpers as h
+from portfolio_sim.sweep.analysis import Results
+from portfolio_sim.sweep.runner import SweepOptions, run_sweep
+
+TINY = h.ROOT / "experiments" / "tiny.toml"
+
+
+def spec_with(tmp: Path, name: str, replicates: int, years: int = 2) -> Path:
+    text = TINY.read_text(encoding="utf-8").replace('name = "tiny"', f'name = "{name}"')
+    text = text.replace("replicates = 2", f"replicates = {replicates}").replace("years = 3", f"years = {years}")
+    path = tmp / f"{name}.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def values(db: Path | str) -> pd.DataFrame:
+    with Results(db) as res:
+        return res.yearly().drop(columns="run_id").reset_index(drop=True)
+
+
+@pytest.fixture
+def slow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The driver submits sweep_helpers.slow_task (0.3 s per run) in this process and its pool workers."""
+    import portfolio_sim.sweep.runner as runner
+    monkeypatch.setattr(runner, "run_task", h.slow_task)
+    monkeypatch.setenv(h.DELAY_VAR, "0.3")
+
+
+# -- 1. the Dask scheduler is lost ------------------------------------------------------------------------
+
+def test_lost_scheduler_is_waited_for_and_its_runs_are_not_failures(tmp_path: Path, slow: None) -> None:
+    """Kill -9 the scheduler mid-sweep, start it again at the same address (and a worker, as a job queue
+    would: `dask worker` exits when its scheduler goes): the driver puts the runs in flight back in the
+    queue, reconnects and finishes; nothing is stored as failed; the values are those of a serial run."""
+    spec = spec_with(tmp_path, "lost", replicates=3)          # 12 runs
+    db = tmp_path / "lost.db"
+    port = h.free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    procs = [h.start_scheduler(port), h.start_worker(address, 2, **{h.DELAY_VAR: "0.3"})]
+    out: dict[str, object] = {}
+
+    def drive() -> None:
+        try:
+            out["report"] = run_sweep(spec, db=db, executor="dask", scheduler=address,
+                                      options=SweepOptions(reconnect_timeout=60, batch=1))
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            out["error"] = exc
+
+    thread = threading.Thread(target=drive)
+    try:
+        thread.start()
+        h.wait_for(lambda: h.done_count(db) >= 2)
+        h.stop(procs[0])                                        # the scheduler dies with runs in flight
+        time.sleep(1.0)
+        procs += [h.start_scheduler(port), h.start_worker(address, 2, **{h.DELAY_VAR: "0.3"})]
+        thread.join(timeout=90)
+    finally:
+        h.stop(*procs)
+    assert not thread.is_alive() and "error" not in out, out.get("error")
+    report = out["report"]
+    assert report.reconnects == 1 and report.requeued >= 1 and report.failed == 0, report
+    with Results(db) as res:
+        runs = res.runs()
+    assert len(runs) == 12 and set(runs["status"]) == {"done"} and runs["attempts"].eq(1).all()
+    ref = tmp_path / "ref.db"
+    assert run_sweep(spec, db=ref).done == 12
+    pd.testing.assert_frame_equal(values(db), values(ref), check_exact=True)
+
+
+def test_scheduler_that_does_not_come_back_stops_with_exit_3(tmp_path: Path) -> None:
+    spec = spec_with(tmp_path, "gone", replicates=4)          # 16 runs
+    db = tmp_path / "gone.db"
+    port = h.free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    scheduler = h.start_scheduler(port)
+    worker = h.start_worker(address, 2, **{h.DELAY_VAR: "0.3"})
+    proc = h.driver(["sweep", str(spec), "--db", str(db), "--scheduler", address, "--reconnect-timeout", "3",
+                     "--write-batch", "1", "-q"], **{h.DELAY_VAR: "0.3"})
+    try:
+        h.wait_for(lambda: h.done_count(db) >= 2, timeout=60)
+        h.stop(scheduler)
+        lost_at = time.monotonic()
+        stdout, stderr = proc.communicate(timeout=60)
+        took = time.monotonic() - lost_at
+    finally:
+        h.stop(proc, scheduler, worker)
+    assert proc.returncode == 3, (proc.returncode, stderr)
+    assert "lost the Dask scheduler" in stderr and "did not come back within 3s" in stderr, stderr
+    assert "to continue: portfolio-sim sweep" in stderr and "Traceback" not in stderr
+    assert took < 20, took
+    with Results(db) as res:
+        runs = res.runs()
+        sessions = res.sessions()
+    assert 2 <= len(runs) < 16 and set(runs["status"]) == {"done"}      # nothing stored as failed
+    assert sessions["outcome"].iloc[-1] == "scheduler lost"
+
+
+# -- 2. workers that join later ---------------------------------------------------------------------------
+
+def test_workers_that_join_after_the_driver_starts_are_used(tmp_path: Path, slow: None) -> None:
+    """Against an empty scheduler the driver queues a few runs; a 4-thread worker that joins later gets
+    a window sized to it (2 tasks per thread), and the session records the worker count over time."""
+    spec = spec_with(tmp_path, "elastic", replicates=6)       # 24 runs
+    db = tmp_path / "elastic.db"
+    port = h.free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    procs = [h.start_scheduler(port)]
+    out: dict[str, object] = {}
+    thread = threading.Thread(target=lambda: out.setdefault("report", run_sweep(
+        spec, db=db, executor="dask", scheduler=address)))
+    try:
+        thread.start()
+        time.sleep(1.5)
+        assert h.done_count(db) == 0
+        procs.append(h.start_worker(address, 4, **{h.DELAY_VAR: "0.3"}))
+        thread.join(timeout=90)
+    finally:
+        h.stop(*procs)
+    report = out["report"]
+    assert report.done == 24, report
+    assert report.max_in_flight >= 8, report.max_in_flight       # was fixed at 8 whatever joined
+    log = report.workers_log
+    assert log[0][1] == 0 and max(n for _, n in log) == 4, log
+    with Results(db) as res:
+        stored = res.sessions()["workers_log"].iloc[-1]
+    assert [list(x) for x in stored] == log
