@@ -141,3 +141,89 @@ def test_workers_that_join_after_the_driver_starts_are_used(tmp_path: Path, slow
     with Results(db) as res:
         stored = res.sessions()["workers_log"].iloc[-1]
     assert [list(x) for x in stored] == log
+
+
+# -- 3. per-run timeout; Ctrl-C / SIGTERM end everything ------------------------------------------------
+
+def test_hung_run_in_a_process_pool_times_out_and_the_sweep_finishes(tmp_path: Path, slow: None,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(h.HANG_VAR, "1")                       # both runs of point 1 never finish
+    monkeypatch.setenv(h.DELAY_VAR, "0")
+    db = tmp_path / "hung.db"
+    start = time.monotonic()
+    report = run_sweep(TINY, db=db, executor="process", workers=2, options=SweepOptions(run_timeout=3))
+    took = time.monotonic() - start
+    assert (report.done, report.failed, report.timed_out) == (6, 2, 2), report
+    assert took < 40, took
+    with Results(db) as res:
+        failed = res.runs(status="failed")
+        assert set(failed["point"]) == {1} and failed["error"].str.startswith("TimeoutError").all()
+        assert res.runs(status="done")["attempts"].eq(1).all()         # requeued runs were not failures
+        assert res.sessions()["timed_out"].iloc[-1] == 2
+
+
+def test_default_run_timeout_follows_the_design_size() -> None:
+    from portfolio_sim.sweep.runner import MIN_RUN_TIMEOUT, default_run_timeout, estimated_run_seconds
+    from portfolio_sim.sweep.spec import load_spec
+
+    tiny = load_spec(TINY)
+    assert default_run_timeout(tiny) == MIN_RUN_TIMEOUT
+    big = load_spec(TINY)
+    for p in big.points:
+        p.scenario["district"]["students"] = 2_000_000
+    assert estimated_run_seconds(big) > 10 * estimated_run_seconds(tiny)
+    assert default_run_timeout(big) > MIN_RUN_TIMEOUT
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _all_gone(procs: list[psutil.Process], timeout: float) -> bool:
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    return not alive
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_signal_ends_the_driver_and_its_pool_within_seconds(tmp_path: Path, sig: signal.Signals) -> None:
+    """A run hangs in a 2-process pool; SIGTERM (or Ctrl-C) still ends the driver and both workers within
+    seconds, with exit 130, stored runs kept."""
+    db = tmp_path / "term.db"
+    proc = h.driver(["sweep", str(TINY), "--db", str(db), "--workers", "2", "--write-batch", "1", "-q"],
+                    **{h.HANG_VAR: "1"})
+    try:
+        h.wait_for(lambda: h.done_count(db) >= 2 and len(_descendants(proc.pid)) >= 2, timeout=60)
+        workers = _descendants(proc.pid)
+        sent = time.monotonic()
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=30)
+        took = time.monotonic() - sent
+        gone = _all_gone(workers, timeout=5)
+    finally:
+        h.stop(proc)
+    assert proc.returncode == 130, (proc.returncode, stderr)
+    assert took < 10, took
+    assert gone, [p.pid for p in workers if p.is_running()]
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    assert h.done_count(db) >= 2
+
+
+# -- 4. pool workers exit when their driver dies -------------------------------------------------------
+
+def test_pool_workers_exit_when_the_driver_is_killed(tmp_path: Path) -> None:
+    db = tmp_path / "orphans.db"
+    proc = h.driver(["sweep", str(TINY), "--db", str(db), "--workers", "2", "-q"], **{h.HANG_VAR: "1"})
+    try:
+        h.wait_for(lambda: len(_descendants(proc.pid)) >= 2, timeout=60)
+        workers = _descendants(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)                   # the driver only, not its process group
+        proc.wait(timeout=10)
+        gone = _all_gone(workers, timeout=10)
+    finally:
+        for p in _descendants(proc.pid):
+            p.kill()
+        h.stop(proc)
+    assert gone, [p.pid for p in workers if p.is_running()]
