@@ -338,21 +338,33 @@ def _dry_run(exp: Any, db_url: str) -> int:
 
 def cmd_results(args: argparse.Namespace) -> int:
     _need_sweep_extra()
-    from portfolio_sim.sweep.analysis import Results
+    import json
 
-    with Results(args.db, args.experiment) as res:
-        if args.scenario is not None:
-            text = res.scenario(args.scenario, args.experiment).to_toml()
-            if args.out and args.out != "-":
-                _write_text(Path(args.out), text)
-                print(f"wrote {args.out}")
-            else:
-                sys.stdout.write(text)
-            return 0
-        if args.out:
-            df = res.table(args.table, args.experiment)
-            return _export(df, args.out, args.table)
-        return _summary(res, args.experiment)
+    from pandas.errors import DatabaseError as PandasDatabaseError
+    from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
+
+    from portfolio_sim.sweep.analysis import Results
+    from portfolio_sim.sweep.store import friendly_db, normalize_url
+
+    try:
+        with Results(args.db, args.experiment) as res:
+            if args.scenario is not None:
+                text = res.scenario(args.scenario, args.experiment).to_toml()
+                if args.out and args.out != "-":
+                    _write_text(Path(args.out), text)
+                    print(f"wrote {args.out}")
+                else:
+                    sys.stdout.write(text)
+                return 0
+            if args.out:
+                return _export(res, args.out, args.table, args.experiment)
+            return _summary(res, args.experiment)
+    except (NoSuchTableError, SQLAlchemyError, PandasDatabaseError, json.JSONDecodeError, KeyError, TypeError,
+            AttributeError) as exc:
+        # A damaged database or one some other program wrote: say so, no traceback.
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        raise SweepCliError(f"{friendly_db(normalize_url(args.db))}: not a readable portfolio_sim results database "
+                            f"({type(exc).__name__}: {detail[0][:200] if detail else ''})") from None
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -363,28 +375,84 @@ def _write_text(path: Path, text: str) -> None:
         raise SweepCliError(f"--out {path}: cannot write ({exc.strerror or exc})") from None
 
 
-def _export(df: Any, out: str, table: str) -> int:
+EXPORT_CHUNK_ROWS = 100_000     # rows read, converted and written at a time (bounded memory for any store)
+_COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}
+
+
+def _export(res: Any, out: str, table: str, experiment: str | None) -> int:
+    """Stream `table` to Parquet (a pyarrow ParquetWriter, one row group per chunk) or CSV, a chunk at a
+    time: memory stays bounded however large the store is."""
     if out == "-":
-        df.to_csv(sys.stdout, index=False)
+        rows = 0
+        for i, df in enumerate(res.iter_table(table, experiment, chunk_rows=EXPORT_CHUNK_ROWS)):
+            df.to_csv(sys.stdout, index=False, header=i == 0)
+            rows += len(df)
         return 0
     path = Path(out)
     name = path.name.lower()
     if name.endswith(".parquet"):
         kind = "parquet"
-    elif name.endswith((".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zst")):
+    elif name.endswith((".csv", ".csv.gz", ".csv.bz2", ".csv.xz")):
         kind = "csv"
     else:
-        raise SweepCliError(f"--out {out}: allowed: a file ending in .parquet or .csv (or .csv.gz), or '-'")
+        raise SweepCliError(f"--out {out}: allowed: a file ending in .parquet or .csv (or .csv.gz, .csv.bz2, .csv.xz), "
+                            "or '-'")
+    tmp = path.with_name(f".{path.name}.partial")
+    rows = 0
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        chunks = res.iter_table(table, experiment, chunk_rows=EXPORT_CHUNK_ROWS)
         if kind == "parquet":
-            df.to_parquet(path, index=False)
+            rows = _write_parquet(res, table, experiment, chunks, tmp)
         else:
-            df.to_csv(path, index=False)
+            rows = _write_csv(chunks, tmp, name)
+        os.replace(tmp, path)            # a complete file or none: an interrupted export leaves no half file
     except OSError as exc:
         raise SweepCliError(f"--out {out}: cannot write ({exc.strerror or exc})") from None
-    print(f"wrote {len(df)} rows of {table} to {path}")
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    print(f"wrote {rows} rows of {table} to {path}")
     return 0
+
+
+def _write_parquet(res: Any, table: str, experiment: str | None, chunks: Any, path: Path) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from portfolio_sim.sweep.analysis import DATA_TABLES
+
+    schema = res.arrow_schema(table, experiment) if table in DATA_TABLES else None
+    writer = None
+    rows = 0
+    try:
+        for df in chunks:
+            arrow = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(path, arrow.schema)
+            writer.write_table(arrow)
+            rows += len(df)
+        if writer is None:                # no rows at all: an empty file with the columns
+            empty = schema.empty_table() if schema is not None else pa.table({})
+            pq.write_table(empty, path)
+    finally:
+        if writer is not None:
+            writer.close()
+    return rows
+
+
+def _write_csv(chunks: Any, path: Path, name: str) -> int:
+    import bz2
+    import gzip
+    import lzma
+
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(Path(name).suffix, open)
+    rows = 0
+    with opener(path, "wt", encoding="utf-8", newline="") as fh:
+        for i, df in enumerate(chunks):
+            df.to_csv(fh, index=False, header=i == 0)
+            rows += len(df)
+    return rows
 
 
 def _summary(res: Any, experiment: str | None) -> int:
