@@ -375,7 +375,7 @@ def _write_text(path: Path, text: str) -> None:
         raise SweepCliError(f"--out {path}: cannot write ({exc.strerror or exc})") from None
 
 
-EXPORT_CHUNK_ROWS = 100_000     # rows read, converted and written at a time (bounded memory for any store)
+EXPORT_CHUNK_ROWS = 50_000     # rows read, converted and written at a time (bounded memory for any store)
 _COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}
 
 

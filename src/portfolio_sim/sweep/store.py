@@ -31,6 +31,7 @@ import socket
 import subprocess
 import time
 from contextlib import contextmanager
+from itertools import repeat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +103,6 @@ EVENT_COLUMNS = ("year", "event", "school_id", "school", "operator_id", "operato
 
 
 ADVISORY_LOCK_KEY = 7_316_482_901       # pg_advisory_lock key for schema creation and registration
-COPY_MIN_ROWS = 200                      # PostgreSQL: COPY data rows when a batch has at least this many
 TRANSIENT_ERRORS = (OperationalError, InterfaceError)   # a lost connection, a restarting server, a lock
 
 
@@ -724,8 +724,8 @@ class Store:
             select(r.c.point_index, r.c.replicate, r.c.id, r.c.status).where(
                 (r.c.experiment_id == exp_id) & tuple_(r.c.point_index, r.c.replicate).in_(keys)))}
         statuses: list[str] = []
-        yearly_rows: list[dict[str, Any]] = []
-        panel_rows: list[dict[str, Any]] = []
+        yearly_rows: list[tuple[int, dict[str, list[Any]]]] = []
+        panel_rows: list[tuple[int, dict[str, list[Any]]]] = []
         event_rows: list[dict[str, Any]] = []
         written: set[tuple[int, int]] = set()
         for (point_id, params, result), key in zip(items, keys, strict=True):
@@ -744,9 +744,9 @@ class Store:
             if status != DONE:
                 continue
             if result.get("yearly"):
-                yearly_rows.extend(_rows(result["yearly"], run_id))
+                yearly_rows.append((run_id, result["yearly"]))
             if result.get("schools") and _nrows(result["schools"]):
-                panel_rows.extend(_rows(result["schools"], run_id))
+                panel_rows.append((run_id, result["schools"]))
             if result.get("events") and _nrows(result["events"]):
                 rows = _rows(result["events"], run_id)
                 for i, row in enumerate(rows):
@@ -759,22 +759,52 @@ class Store:
         self._drop_claims(conn, exp_id, keys)
         return statuses
 
-    def _bulk_insert(self, conn: Any, table: Table, rows: list[dict[str, Any]]) -> None:
-        """Data rows: COPY on PostgreSQL for large batches (several times faster than INSERTs), else one
-        executemany INSERT."""
-        if not rows:
+    def _bulk_insert(self, conn: Any, table: Table, runs: list[tuple[int, dict[str, list[Any]]]]) -> None:
+        """Data rows of several runs straight through the driver (SQLAlchemy's per-row parameter handling
+        cost more than the database): COPY on PostgreSQL, one executemany of tuples elsewhere."""
+        if not runs:
             return
-        if self.dialect == "postgresql" and len(rows) >= COPY_MIN_ROWS:
-            names = [c.name for c in table.columns]
-            prep = self.engine.dialect.identifier_preparer
-            cols = ", ".join(prep.quote(n) for n in names)
-            raw = conn.connection.driver_connection
-            with raw.cursor() as cur:
-                with cur.copy(f"COPY {prep.quote(table.name)} ({cols}) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row([row.get(n) for n in names])
-            return
-        conn.execute(insert(table), rows)
+        prep = self.engine.dialect.identifier_preparer
+        by_columns: dict[tuple[str, ...], list[tuple[int, dict[str, list[Any]]]]] = {}
+        for run_id, columns in runs:
+            by_columns.setdefault(tuple(columns), []).append((run_id, columns))
+        raw = conn.connection.driver_connection
+        try:
+            self._bulk_insert_raw(raw, prep, table, by_columns)
+        except self.engine.dialect.loaded_dbapi.Error as exc:
+            # The driver's own exception, raised as SQLAlchemy's (IntegrityError, OperationalError, ...)
+            raise DBAPIError.instance(f"bulk insert into {table.name}", None, exc,
+                                      self.engine.dialect.loaded_dbapi.Error) from exc
+
+    def _bulk_insert_raw(self, raw: Any, prep: Any, table: Table,
+                         by_columns: dict[tuple[str, ...], list[tuple[int, dict[str, list[Any]]]]]) -> None:
+        for names, group in by_columns.items():
+            cols = ", ".join(prep.quote(n) for n in ("run_id", *names))
+            rows = (row for run_id, columns in group
+                    for row in zip(repeat(run_id), *(columns[n] for n in names)))
+            if self.dialect == "postgresql":
+                # COPY ... CSV written by pyarrow's C++ writer (psycopg's write_row costs ~6 µs a row in
+                # Python): every value quoted, NULLs unquoted empty (an empty string stays an empty string);
+                # floats in shortest round-trip form (exact).
+                import pyarrow as pa
+                import pyarrow.csv as pacsv
+
+                arrow = pa.concat_tables([pa.table({"run_id": [run_id] * _nrows(columns),
+                                                    **{n: columns[n] for n in names}})
+                                          for run_id, columns in group], promote_options="permissive")
+                buf = pa.BufferOutputStream()
+                pacsv.write_csv(arrow, buf, pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
+                with raw.cursor() as cur, cur.copy(f"COPY {prep.quote(table.name)} ({cols}) FROM STDIN "
+                                                   "WITH (FORMAT csv)") as copy:
+                    copy.write(buf.getvalue().to_pybytes())
+            else:
+                marks = ", ".join(["?"] * (len(names) + 1)) if self.dialect == "sqlite" else \
+                    ", ".join(["%s"] * (len(names) + 1))
+                cur = raw.cursor()
+                try:
+                    cur.executemany(f"INSERT INTO {prep.quote(table.name)} ({cols}) VALUES ({marks})", list(rows))
+                finally:
+                    cur.close()
 
     def _drop_claims(self, conn: Any, exp_id: int, keys: list[tuple[int, int]]) -> None:
         c = claims_table
@@ -784,47 +814,24 @@ class Store:
                      session_id: int | None = None) -> str:
         """Store one run's result in ONE transaction. Returns "done" or "failed" (what was stored), or
         "duplicate" when a completed run with this key is already stored (nothing is written)."""
-        status = result["status"]
-        key = ((runs_table.c.experiment_id == exp_id) & (runs_table.c.point_index == result["point"])
-               & (runs_table.c.replicate == result["replicate"]))
-        yearly = result.get("yearly") if status == DONE else None
-        schools = result.get("schools") if status == DONE else None
-        events = result.get("events") if status == DONE else None
-        if yearly:
-            self._ensure_columns(yearly_table, yearly)
-        if schools:
-            self._ensure_columns(panel_table, schools)
-        values = _run_values(exp_id, point_id, params, result, session_id)
+        if result["status"] == DONE:
+            if result.get("yearly"):
+                self._ensure_columns(yearly_table, result["yearly"])
+            if result.get("schools"):
+                self._ensure_columns(panel_table, result["schools"])
         try:
             with self.engine.begin() as conn:
-                existing = conn.execute(select(runs_table.c.id, runs_table.c.status).where(key)).first()
-                if existing is not None and existing.status == DONE:
-                    return "duplicate"
-                if existing is not None:
-                    run_id = existing.id
-                    conn.execute(update(runs_table).where(runs_table.c.id == run_id)
-                                 .values(**values, attempts=runs_table.c.attempts + 1))
-                else:
-                    run_id = conn.execute(insert(runs_table).values(**values, attempts=1)).inserted_primary_key[0]
-                if yearly:
-                    conn.execute(insert(yearly_table), _rows(yearly, run_id))
-                if schools and _nrows(schools):
-                    conn.execute(insert(panel_table), _rows(schools, run_id))
-                if events and _nrows(events):
-                    rows = _rows(events, run_id)
-                    for i, r in enumerate(rows):
-                        r["seq"] = i
-                    conn.execute(insert(events_table), rows)
-                self._drop_claims(conn, exp_id, [(result["point"], result["replicate"])])
+                return self._write_batch(conn, exp_id, [(point_id, params, result)], session_id)[0]
         except IntegrityError:
             # Another writer may have stored this run between our check and insert: then keep theirs.
             # Anything else (the result's own rows clash) is a real error; the transaction was rolled back.
+            key = ((runs_table.c.experiment_id == exp_id) & (runs_table.c.point_index == result["point"])
+                   & (runs_table.c.replicate == result["replicate"]))
             with self.engine.connect() as conn:
                 existing = conn.execute(select(runs_table.c.status).where(key)).first()
             if existing is not None and existing.status == DONE:
                 return "duplicate"
             raise
-        return status
 
     # -- reading helpers (the analysis module has the pandas API) ---------------------------------
     def counts(self, exp_id: int) -> dict[str, int]:
