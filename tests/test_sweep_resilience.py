@@ -227,3 +227,21 @@ def test_pool_workers_exit_when_the_driver_is_killed(tmp_path: Path) -> None:
             p.kill()
         h.stop(proc)
     assert gone, [p.pid for p in workers if p.is_running()]
+
+
+def test_hung_run_on_a_dask_worker_times_out_and_its_worker_is_restarted(tmp_path: Path, slow: None,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(h.DELAY_VAR, "0")
+    spec = spec_with(tmp_path, "dask_hung", replicates=1)     # 4 runs; point 1 hangs
+    db = tmp_path / "dask_hung.db"
+    port = h.free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    procs = [h.start_scheduler(port), h.start_worker(address, 2, **{h.HANG_VAR: "1"})]
+    try:
+        report = run_sweep(spec, db=db, executor="dask", scheduler=address, options=SweepOptions(run_timeout=4))
+    finally:
+        h.stop(*procs)
+    assert (report.done, report.failed, report.timed_out) == (3, 1, 1), report
+    with Results(db) as res:
+        failed = res.runs(status="failed")
+    assert list(failed["point"]) == [1] and failed["error"].str.startswith("TimeoutError").all()

@@ -229,6 +229,20 @@ class SweepExecutor:
         raise SchedulerLost(f"lost the Dask scheduler {address or ''} and it did not come back within "
                             f"{timeout:g}s")
 
+    def on_workers(self, futures: list[cf.Future]) -> set[cf.Future]:
+        """Which of these Dask futures a worker is processing now (queued ones are not running yet, so a
+        --run-timeout does not count their wait); all of them for the local executors."""
+        if self.kind != "dask" or not isinstance(self.executor, _DaskExecutor) or self._client is None:
+            return set(futures)
+        if not self.alive():
+            return set()
+        try:
+            processing = self._client.sync(self._client.scheduler.processing, workers=None, callback_timeout=5)
+        except Exception:
+            return set()
+        keys = {k for ks in processing.values() for k in ks}
+        return {f for f in futures if (df := self.executor.dask_futures.get(f)) is not None and df.key in keys}
+
     def cancel_hung(self, future: cf.Future) -> None:
         """Stop a run that exceeded its time: Dask restarts the worker running it (its nanny starts a fresh
         process); a process pool cannot stop one task, so the driver kills and restarts the whole pool."""
@@ -340,10 +354,10 @@ class _DaskExecutor(cf.Executor):
         if dask_future is None or client is None:
             return
         try:
-            processing = client.processing()
+            processing = client.sync(client.scheduler.processing, workers=None, callback_timeout=5)
             workers = [w for w, keys in processing.items() if dask_future.key in keys]
             dask_future.cancel(force=True)
-            if workers:
+            if workers:   # the nanny starts a fresh worker process; its other tasks are rescheduled
                 client.restart_workers(workers, timeout=30, raise_for_error=False)
         except Exception:
             pass

@@ -41,6 +41,7 @@ from portfolio_sim.sweep.store import DONE, FAILED, Store, default_db_path, is_t
 from portfolio_sim.sweep.task import failed_result, make_task, run_task
 
 MAX_POOL_RESTARTS = 3
+DASK_START_POLL = 2.0        # seconds between checks of which Dask tasks workers are processing
 
 # Exit codes of `portfolio-sim sweep` (docs/SWEEPS.md, "Exit codes").
 EXIT_OK = 0                  # every planned run is stored as done
@@ -275,6 +276,7 @@ def _execute(exp: Experiment, store: Store, exp_id: int, point_ids: dict[int, in
     outage_since: float | None = None      # the database has refused writes since then
     next_write = 0.0
     last_threads = -1
+    last_seen_check = 0.0
 
     def elapsed() -> float:
         return time.monotonic() - start
@@ -443,7 +445,15 @@ def _execute(exp: Experiment, store: Store, exp_id: int, point_ids: dict[int, in
                 # 4. Runs over --run-timeout: recorded as timed out; their worker is stopped.
                 if opts.run_timeout and broken is None:
                     now = time.monotonic()
-                    hung = [f for f, fl in in_flight.items() if _started(f, fl) and now - fl.started > opts.run_timeout]
+                    if ex.kind == "dask" and now - last_seen_check > DASK_START_POLL:
+                        # A Dask task's clock starts when a worker is seen processing it (not at submission:
+                        # on an empty or busy cluster it waits in the queue first).
+                        last_seen_check = now
+                        waiting = [f for f, fl in in_flight.items() if fl.started_at is None]
+                        for f in ex.on_workers(waiting):
+                            in_flight[f].started_at = now
+                    hung = [f for f, fl in in_flight.items() if _started(f, fl, ex.kind)
+                            and now - fl.started > opts.run_timeout]
                     for future in hung:
                         flight = in_flight.pop(future)
                         report.timed_out += 1
@@ -526,10 +536,10 @@ class _Flight:
         return self.started_at if self.started_at is not None else self.submitted
 
 
-def _started(future: cf.Future, flight: _Flight) -> bool:
-    """Whether the run is executing (a process pool marks futures running when a worker takes them; the
-    timeout counts from then). Dask futures count from submission (the window is ~2 per thread)."""
-    if flight.started_at is None and future.running():
+def _started(future: cf.Future, flight: _Flight, kind: str = "process") -> bool:
+    """Whether the run is executing: a process pool marks a future running when a worker takes it; Dask
+    futures are marked when a worker is seen processing them (polled every DASK_START_POLL seconds)."""
+    if flight.started_at is None and kind != "dask" and future.running():
         flight.started_at = time.monotonic()
     return flight.started_at is not None
 
@@ -539,7 +549,7 @@ def _wait_time(in_flight: dict[cf.Future, _Flight], opts: SweepOptions, unwritte
     if opts.run_timeout:
         now = time.monotonic()
         for future, flight in in_flight.items():
-            if _started(future, flight):
+            if flight.started_at is not None:
                 wait = min(wait, max(0.05, flight.started + opts.run_timeout - now))
     return wait
 
