@@ -216,17 +216,22 @@ def test_signal_ends_the_driver_and_its_pool_within_seconds(tmp_path: Path, sig:
 def test_pool_workers_exit_when_the_driver_is_killed(tmp_path: Path) -> None:
     db = tmp_path / "orphans.db"
     proc = h.driver(["sweep", str(TINY), "--db", str(db), "--workers", "2", "-q"], **{h.HANG_VAR: "1"})
+    workers: list[psutil.Process] = []
     try:
         h.wait_for(lambda: len(_descendants(proc.pid)) >= 2, timeout=60)
         workers = _descendants(proc.pid)
         os.kill(proc.pid, signal.SIGKILL)                   # the driver only, not its process group
         proc.wait(timeout=10)
         gone = _all_gone(workers, timeout=10)
+        alive = [p.pid for p in workers if p.is_running()]
     finally:
-        for p in _descendants(proc.pid):
-            p.kill()
+        for p in workers + _descendants(proc.pid):     # orphans too, should the test fail
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
         h.stop(proc)
-    assert gone, [p.pid for p in workers if p.is_running()]
+    assert gone, alive
 
 
 def test_hung_run_on_a_dask_worker_times_out_and_its_worker_is_restarted(tmp_path: Path, slow: None,
