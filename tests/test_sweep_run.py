@@ -24,6 +24,7 @@ from portfolio_sim.sweep.runner import run_sweep
 from portfolio_sim.sweep.spec import load_spec, run_seed
 from portfolio_sim.sweep.store import EVENT_COLUMNS, INT_METRICS, PANEL_COLUMNS, Store, StoreError, normalize_url
 from portfolio_sim.sweep.task import make_task, run_task
+from sweep_helpers import done_count
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
@@ -203,16 +204,7 @@ def _sweep_subprocess(spec: Path, db: Path, *extra: str) -> subprocess.Popen[byt
 
 
 def _done_count(db: Path) -> int:
-    if not db.exists():
-        return 0
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-        try:
-            return con.execute("SELECT count(*) FROM runs WHERE status = 'done'").fetchone()[0]
-        finally:
-            con.close()
-    except sqlite3.OperationalError:   # tables not created yet
-        return 0
+    return done_count(db)
 
 
 def _kill_when(proc: subprocess.Popen[bytes], db: Path, at_least: int, timeout: float = 90) -> int:

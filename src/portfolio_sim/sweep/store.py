@@ -694,11 +694,7 @@ class Store:
         if len(items) == 1:
             return [self._write_one(exp_id, items[0], session_id)]
         for _, _, result in items:
-            if result["status"] == DONE:
-                if result.get("yearly"):
-                    self._ensure_columns(yearly_table, result["yearly"])
-                if result.get("schools"):
-                    self._ensure_columns(panel_table, result["schools"])
+            self._ensure_result_columns(result)
         try:
             with self.engine.begin() as conn:
                 return self._write_batch(conn, exp_id, items, session_id)
@@ -806,6 +802,13 @@ class Store:
                 finally:
                     cur.close()
 
+    def _ensure_result_columns(self, result: dict[str, Any]) -> None:
+        if result["status"] == DONE:
+            if result.get("yearly"):
+                self._ensure_columns(yearly_table, result["yearly"])
+            if result.get("schools"):
+                self._ensure_columns(panel_table, result["schools"])
+
     def _drop_claims(self, conn: Any, exp_id: int, keys: list[tuple[int, int]]) -> None:
         c = claims_table
         conn.execute(delete(c).where((c.c.experiment_id == exp_id) & tuple_(c.c.point_index, c.c.replicate).in_(keys)))
@@ -814,11 +817,7 @@ class Store:
                      session_id: int | None = None) -> str:
         """Store one run's result in ONE transaction. Returns "done" or "failed" (what was stored), or
         "duplicate" when a completed run with this key is already stored (nothing is written)."""
-        if result["status"] == DONE:
-            if result.get("yearly"):
-                self._ensure_columns(yearly_table, result["yearly"])
-            if result.get("schools"):
-                self._ensure_columns(panel_table, result["schools"])
+        self._ensure_result_columns(result)
         try:
             with self.engine.begin() as conn:
                 return self._write_batch(conn, exp_id, [(point_id, params, result)], session_id)[0]
