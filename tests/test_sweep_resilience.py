@@ -250,3 +250,31 @@ def test_hung_run_on_a_dask_worker_times_out_and_its_worker_is_restarted(tmp_pat
     with Results(db) as res:
         failed = res.runs(status="failed")
     assert list(failed["point"]) == [1] and failed["error"].str.startswith("TimeoutError").all()
+
+
+# -- 5. a database outage on SQLite: a lock held longer than the busy timeout ------------------------------
+
+def test_a_sqlite_lock_longer_than_the_busy_timeout_is_survived(tmp_path: Path, slow: None,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    import portfolio_sim.sweep.store as store
+    monkeypatch.setattr(store, "SQLITE_BUSY_TIMEOUT", 0.3)
+    spec = spec_with(tmp_path, "locked", replicates=2)       # 8 runs
+    db = tmp_path / "locked.db"
+    out: dict[str, object] = {}
+    thread = threading.Thread(target=lambda: out.setdefault("report", run_sweep(
+        spec, db=db, options=SweepOptions(batch=1, db_retry=30))))
+    thread.start()
+    h.wait_for(lambda: h.done_count(db) >= 2, timeout=60)
+    con = sqlite3.connect(db, timeout=10, isolation_level=None)
+    con.execute("BEGIN EXCLUSIVE")                           # another program holds the database
+    time.sleep(2.0)
+    con.execute("ROLLBACK")
+    con.close()
+    thread.join(timeout=60)
+    report = out["report"]
+    assert report.done == 8 and report.failed == 0 and report.outages >= 1, report
+    with Results(db) as res:
+        runs = res.runs()
+    assert len(runs) == 8 and runs["attempts"].eq(1).all()

@@ -103,6 +103,9 @@ EVENT_COLUMNS = ("year", "event", "school_id", "school", "operator_id", "operato
 
 
 ADVISORY_LOCK_KEY = 7_316_482_901       # pg_advisory_lock key for schema creation and registration
+# SQLite waits this long for a lock before "database is locked"; the sweep driver then retries with
+# backoff for --db-retry seconds (so a lock held for minutes by another program is survived too).
+SQLITE_BUSY_TIMEOUT = 10.0
 TRANSIENT_ERRORS = (OperationalError, InterfaceError)   # a lost connection, a restarting server, a lock
 
 
@@ -343,15 +346,15 @@ def make_engine(url: str, writer: bool = False) -> Engine:
                 # Reading never changes the file: read-only (no journal-mode switch, no -journal file).
                 from urllib.parse import quote
                 engine = create_engine(f"sqlite:///file:{quote(str(path))}?mode=ro&uri=true",
-                                       connect_args={"timeout": 60})
+                                       connect_args={"timeout": SQLITE_BUSY_TIMEOUT})
             else:
-                engine = create_engine(u, connect_args={"timeout": 60})
+                engine = create_engine(u, connect_args={"timeout": SQLITE_BUSY_TIMEOUT})
 
             @event.listens_for(engine, "connect")
             def _on_connect(dbapi_conn: Any, _record: Any) -> None:
                 dbapi_conn.isolation_level = None      # transactions are begun explicitly below
                 cur = dbapi_conn.cursor()
-                cur.execute("PRAGMA busy_timeout=60000")
+                cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
                 if writer:
                     cur.execute("PRAGMA journal_mode=WAL")
                     cur.execute("PRAGMA synchronous=NORMAL")
