@@ -101,9 +101,10 @@ def literal_event_names() -> set[str]:
     """Event types written as string literals at the places that log events."""
     names: set[str] = set()
     patterns = (
-        r"\.log\(\s*\"(\w+)\"",                                # model.log("kind", ...)
-        r"close_school\([^,()]+,\s*\"(\w+)\"",                 # close_school(s, "kind", why)
-        r"revert_to_traditional\([^,()]+,\s*\"(\w+)\"",        # revert_to_traditional(s, "kind", why)
+        r"\blog\(\s*(?:model,\s*)?\"(\w+)\"",                  # model.log("kind", ...), lifecycle.log(model, ...)
+        r"close_school\((?:model,\s*)?[^,()]+,\s*\"(\w+)\"",      # close_school(model, s, "kind", why)
+        r"revert_to_traditional\((?:model,\s*)?[^,()]+,\s*\"(\w+)\"",  # revert_to_traditional(model, s, "kind", why)
+        r"log\(model,\s*\"(\w+)\"",                               # lifecycle: log(model, "kind", ...)
         r"event(?:: str)?\s*=\s*\"(\w+)\"",                    # replace_operator(..., event="kind")
         r"kind = \"(\w+)\" if .* else \"(\w+)\"",             # make_autonomous: opening / conversion
     )

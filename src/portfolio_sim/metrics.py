@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from portfolio_sim import lifecycle
 from portfolio_sim.scenario import DOMAINS
 from portfolio_sim.state import CHARTER, DISTRICT_RUN, PARTNER_LED, PARTNER_RUN, SECTOR_NAMES, TRADITIONAL
 
@@ -29,9 +30,10 @@ METRIC_COLUMNS = [
     "segregation_index", "per_pupil_resources",
 ]
 
+# What enrollment counts during the year (choice and exits); status changes are counted from the
+# event log instead (`lifecycle.year_counts`).
 YEAR_COUNTERS = ("exits_outside", "applicants", "choosers", "first_choice", "unassigned", "displaced",
-                 "displaced_to_better", "openings", "closures", "restarts", "conversions", "renewals",
-                 "non_renewals", "reversals", "budget_shock", "election")
+                 "displaced_to_better")
 
 
 def new_year_stats() -> dict[str, int]:
@@ -72,7 +74,8 @@ def district_enrollment(model: PortfolioModel) -> DistrictEnrollment:
 
 
 def collect(model: PortfolioModel, where: DistrictEnrollment | None = None) -> dict[str, float]:
-    st, sc, y = model.students, model.schools, model.year_stats
+    st, sc = model.students, model.schools
+    y = {**model.year_stats, **lifecycle.year_counts(model)}
     scn = model.scenario
     on, in_district, sch, count, low_count = district_enrollment(model) if where is None else where
     district_school = sc.sector != CHARTER

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtri
 
+from portfolio_sim import lifecycle
 from portfolio_sim.agents import Board, CentralOffice, Family, Operator, School
 from portfolio_sim.decisions import RULES
 from portfolio_sim.district import GRADES, band_of_grade, build_district, entry_grades
@@ -62,7 +63,7 @@ class PortfolioModel(mesa.Model):
         self.streams = rng_streams(seed)
         self.year = 0
         self.year_stats = new_year_stats()
-        self.events: list[tuple] = []
+        self.events: list[lifecycle.Event] = []
         self.panel: list[dict] = []
         self.closed_this_year: list[int] = []
         self.pending: list[dict[str, Any]] = []
@@ -71,7 +72,7 @@ class PortfolioModel(mesa.Model):
         self.office_active = bool(scenario.central_office.autonomy_office)
         self.decisions = RULES            # this year's workshop decisions (portfolio_sim.decisions)
         self.pipeline_available = 0
-        self._geo_dirty = False          # a school opened or closed: zones need recomputing
+        self.geo_dirty = False          # a school opened or closed: zones need recomputing
         self.last_metrics: dict[str, Any] = {}
         self._previous: dict[str, float] = {}
 
@@ -198,9 +199,9 @@ class PortfolioModel(mesa.Model):
         self.closed_this_year = []
         politics.step(self)
         authorizing.step(self)
-        if self._geo_dirty:
+        if self.geo_dirty:
             self.geo.update(self.schools)
-            self._geo_dirty = False
+            self.geo_dirty = False
         enrollment.step(self)
         self.update_school_counts(enrollment_only=True)   # the rest is counted after achievement
         autonomy.update_effective(self)
@@ -238,95 +239,10 @@ class PortfolioModel(mesa.Model):
             z[s] = z[peers].mean() if peers.any() else 0.0
         self.perceived_z = z
 
-    # -- actions the mechanisms share ---------------------------------------------------------------
+    # -- the event log (portfolio_sim.lifecycle) ---------------------------------------------------
     def log(self, kind: str, school: int | None, cause: str, operator: int | None = None) -> None:
-        if operator is None and school is not None and school >= 0:
-            operator = int(self.schools.operator[school])
-        op = int(operator) if operator is not None and operator >= 0 else -1
-        self.events.append((
-            self.year, kind, -1 if school is None else int(school),
-            self.schools.name[school] if school is not None and school >= 0 else "",
-            op, self.operators.name[op] if op >= 0 else "", cause))
-        if kind in ("renewal", "non_renewal"):
-            self.year_stats[kind + "s"] += 1
-
-    def close_school(self, s: int, kind: str, why: str) -> bool:
-        """Close school `s`; its students choose again next year. Refuses to close the last school of
-        a grade band (the district must serve every grade)."""
-        sc = self.schools
-        same_band = sc.is_open & (sc.band == sc.band[s]) & (sc.sector != CHARTER)
-        if same_band.sum() <= 1:
-            return False
-        sc.is_open[s] = False
-        st = self.students
-        st.displaced[(st.school == s) & (st.grade >= 0)] = True
-        self.pending = [p for p in self.pending if p["school"] != s]
-        self.closed_this_year.append(s)
-        self.year_stats["closures"] += 1
-        self._geo_dirty = True
-        self.log(kind, s, why)
-        return True
-
-    def restart_school(self, s: int, why: str) -> None:
-        """A fresh start: a new principal and a new school model; an autonomous school starts its
-        implementation curve again."""
-        sc, rng = self.schools, self.streams["accountability"]
-        talent.new_leaders(self, np.array([s]))
-        sd = max(self.scenario.district.initial_quality_sd, 0.02)
-        sc.base_quality[s] = 0.5 * sc.base_quality[s] + 0.5 * sd * rng.standard_normal()
-        sc.years_below[s] = 0
-        sc.status_year[s] = self.year
-        if sc.autonomous[s]:
-            sc.autonomy_year[s] = self.year
-        self.year_stats["restarts"] += 1
-        self.log("restart", s, why)
-
-    def replace_operator(self, s: int, why: str, event: str = "operator_replaced") -> bool:
-        sc = self.schools
-        new = authorizing.pick_operator(self, exclude=int(sc.operator[s]))
-        if new < 0:
-            return False
-        old = int(sc.operator[s])
-        sc.operator[s] = new
-        q = self.operators.quality[new]
-        sc.base_quality[s] += authorizing.OPERATOR_TAKEOVER * (q - sc.base_quality[s])
-        talent.new_leaders(self, np.array([s]))
-        sc.autonomy_year[s] = sc.contract_year[s] = sc.status_year[s] = self.year
-        sc.years_below[s] = 0
-        if event == "non_renewal":
-            self.year_stats["non_renewals"] += 1
-        old_name = self.operators.name[old] if old >= 0 else "none"
-        self.events.append((self.year, event, s, sc.name[s], new, self.operators.name[new],
-                            f"{why}; {old_name} replaced by {self.operators.name[new]}"))
-        return True
-
-    def revert_to_traditional(self, s: int, kind: str, why: str) -> None:
-        sc = self.schools
-        self.log(kind, s, why + "; school returns to traditional district status")
-        sc.sector[s] = TRADITIONAL
-        sc.operator[s] = -1
-        sc.granted[s] = 0.0
-        sc.rollback[s] = 0.0
-        sc.effective[s] = 0.0
-        sc.autonomy_year[s] = sc.contract_year[s] = -1
-        sc.status_year[s] = self.year
-
-    def open_school(self, band: int, xy: np.ndarray, leader_quality: float) -> int:
-        sc, rng = self.schools, self.streams["authorizing"]
-        same = sc.is_open & (sc.band == band) & (sc.sector != CHARTER)
-        cap = int(np.median(sc.capacity[same])) if same.any() else 300
-        s = int(sc.append(1, x=xy[0], y=xy[1], band=band, capacity=max(60, int(0.8 * cap)), sector=TRADITIONAL,
-                          is_open=True, opened_year=self.year, base_quality=0.0,
-                          leader_quality=leader_quality, teacher_share=self.talent_pool_share,
-                          need=autonomy.draw_needs(rng, 1)[0], resources=self.reference_resources,
-                          status_year=self.year)[0])
-        sc.name[s] = f"New school {s + 1}"
-        self.perceived_z = np.append(self.perceived_z, 0.0)
-        self.teacher_exposure = np.append(self.teacher_exposure, self.talent_pool_share)
-        self.school_agents.append(School(self, s))
-        self.year_stats["openings"] += 1
-        self._geo_dirty = True
-        return s
+        """Record an event (`lifecycle.log`): the mechanisms' handle on the one event log."""
+        lifecycle.log(self, kind, school, cause, operator)
 
     # -- outputs -------------------------------------------------------------------------------------
     def _collect(self) -> None:
@@ -344,8 +260,7 @@ class PortfolioModel(mesa.Model):
         return pd.concat([pd.DataFrame(p) for p in self.panel], ignore_index=True)
 
     def events_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.events, columns=["year", "event", "school_id", "school", "operator_id",
-                                                  "operator", "cause"])
+        return lifecycle.events_frame(self.events)
 
     def release(self) -> None:
         """Drop Mesa 3.3's class-level registry entry for this model (`Agent._ids`), which otherwise

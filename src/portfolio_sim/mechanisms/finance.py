@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from portfolio_sim import lifecycle
 from portfolio_sim.state import BUDGET, CHARTER, OPERATIONS
 
 if TYPE_CHECKING:
@@ -65,5 +66,5 @@ def step(model: PortfolioModel) -> None:
     small = district & (sc.enrollment < model.scenario.district.min_viable_share * sc.capacity)
     sc.low_enroll_years = np.where(small, sc.low_enroll_years + 1, 0).astype(np.int32)
     for s in np.flatnonzero(sc.low_enroll_years >= VIABILITY_YEARS):
-        model.close_school(int(s), "closure", f"under-enrolled: {sc.enrollment[s]} of {sc.capacity[s]} seats "
+        lifecycle.close_school(model, int(s), "closure", f"under-enrolled: {sc.enrollment[s]} of {sc.capacity[s]} seats "
                            f"for {VIABILITY_YEARS} years")

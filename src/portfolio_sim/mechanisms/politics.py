@@ -86,7 +86,6 @@ def step(model: PortfolioModel) -> None:
     if shock:
         model.funding_factor *= 1.0 - p.budget_shock_size
         model.log("budget_shock", None, f"per-pupil funding cut {100 * p.budget_shock_size:.0f}%")
-    model.year_stats["budget_shock"] = int(shock)
     update_support(model, shock)
 
     forced = p.scheduled_flip_year > 0 and model.year == p.scheduled_flip_year
@@ -98,7 +97,6 @@ def step(model: PortfolioModel) -> None:
         cause = "scheduled board flip" if forced else f"support {board.support:.2f}"
         board.elect("pro" if pro else "skeptical", model.year)
         model.log("election", None, f"{board.stance} board elected ({cause})")
-        model.year_stats["election"] = 1
 
     something_to_reverse = bool((sc.is_open & sc.autonomous).any())
     decided = model.decisions.board
@@ -122,7 +120,6 @@ def reverse(model: PortfolioModel, why: str) -> None:
     sc, p, rng = model.schools, model.scenario.politics, model.streams["politics"]
     board = model.board
     board.reversed_this_term = True
-    model.year_stats["reversals"] += 1
     model.log("reversal", None, why)
     hit = sc.is_open & sc.autonomous
     loss = p.rollback_intensity * (1.0 - protection(model))[:, None] * ROLLBACK_DOMAIN_WEIGHT[None, :]
