@@ -79,7 +79,7 @@ PANEL_COLUMNS: dict[str, Any] = {
     "leader_quality": Float, "excellent_teacher_share": Float, "per_pupil_resources": Float,
     "years_in_status": Integer, "contract_years": Integer,
 }
-EVENT_COLUMNS = ("year", "event", "school_id", "school", "operator_id", "operator", "cause")
+from portfolio_sim.lifecycle import EVENT_COLUMNS  # noqa: E402  (the event log declares its columns once)
 
 
 class StoreError(ScenarioError):
