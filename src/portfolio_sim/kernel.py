@@ -36,21 +36,59 @@ def derive_seeds(root: int, n: int) -> list[int]:
     return [int(child.generate_state(1, dtype=np.uint32)[0]) for child in np.random.SeedSequence(root).spawn(n)]
 
 
+class Run:
+    """One run, stepped a year at a time: the one stepping loop the kernel, the dashboard and sweeps share.
+
+        run = Run(scenario, seed)
+        run.advance()                  # one year by the rules
+        run.advance(decisions)         # one year with the workshop players' decisions
+        result = run.result()          # yearly metrics, school panel, event log so far
+        run.release()                  # (or use `with Run(...) as run:`)
+    """
+
+    def __init__(self, scenario: Scenario, seed: int):
+        self.scenario, self.seed = scenario, int(seed)
+        self.model = PortfolioModel(scenario, self.seed)
+
+    @property
+    def year(self) -> int:
+        return self.model.year
+
+    @property
+    def finished(self) -> bool:
+        return self.model.year >= self.scenario.run.years
+
+    def advance(self, decisions: Decisions = RULES) -> int:
+        """Simulate the next year with `decisions` (the scenario's rules by default); the new year."""
+        self.model.decisions = decisions
+        self.model.step()
+        return self.model.year
+
+    def result(self) -> RunResult:
+        m = self.model
+        return RunResult(self.scenario, self.seed, m.yearly_frame(), m.schools_frame(), m.events_frame())
+
+    def release(self) -> None:
+        self.model.release()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
 def single_run(scenario: Scenario, seed: int, years: int | None = None,
                on_year: Callable[[int], None] | None = None,
                decisions: Mapping[int, Decisions] | None = None) -> RunResult:
     """Run one scenario with one seed for `years` (default `scenario.run.years`). `decisions`: what
     workshop players decided, by year (years not listed follow the scenario's rules)."""
-    model = PortfolioModel(scenario, seed)
-    try:
+    with Run(scenario, seed) as run:
         for year in range(1, 1 + (scenario.run.years if years is None else years)):
-            model.decisions = (decisions or {}).get(year, RULES)
-            model.step()
+            run.advance((decisions or {}).get(year, RULES))
             if on_year is not None:
-                on_year(model.year)
-        return RunResult(scenario, seed, model.yearly_frame(), model.schools_frame(), model.events_frame())
-    finally:
-        model.release()
+                on_year(run.year)
+        return run.result()
 
 
 def run_many(scenario: Scenario, n: int | None = None, root: int | None = None, seeds: Iterable[int] | None = None,

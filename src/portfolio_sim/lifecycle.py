@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from portfolio_sim.mechanisms import Action
 from portfolio_sim.state import CHARTER, TRADITIONAL
 
 if TYPE_CHECKING:
@@ -181,3 +182,29 @@ def renew(model: PortfolioModel, s: int, record: str) -> None:
     """School `s`'s contract/MOU is renewed: a new term starts this year."""
     model.schools.contract_year[s] = model.year
     log(model, "renewal", s, record)
+
+
+# What each function here may change (`portfolio_sim.mechanisms.Action`); `schools.rows`: it appends rows.
+ACTIONS = (
+    Action("lifecycle.log", writes=("model.events",)),
+    Action("lifecycle.close_school", writes=("schools.is_open", "students.displaced", "model.pending",
+                                             "model.closed_this_year", "model.geo_dirty"),
+           calls=("lifecycle.log",)),
+    Action("lifecycle.restart_school", writes=("schools.base_quality", "schools.years_below",
+                                               "schools.status_year", "schools.autonomy_year"),
+           streams=("accountability",), calls=("talent.new_leaders", "lifecycle.log")),
+    Action("lifecycle.replace_operator", writes=("schools.operator", "schools.base_quality", "schools.autonomy_year",
+                                                 "schools.contract_year", "schools.status_year", "schools.years_below"),
+           calls=("authorizing.pick_operator", "talent.new_leaders", "lifecycle.log")),
+    Action("lifecycle.revert_to_traditional", writes=("schools.sector", "schools.operator", "schools.granted",
+                                                      "schools.rollback", "schools.effective", "schools.autonomy_year",
+                                                      "schools.contract_year", "schools.status_year"),
+           calls=("lifecycle.log",)),
+    Action("lifecycle.open_school", writes=("schools.rows", "schools.name", "model.perceived_z",
+                                            "model.teacher_exposure", "model.school_agents", "model.geo_dirty"),
+           streams=("authorizing",)),
+    Action("lifecycle.convert", writes=("schools.sector", "schools.operator", "schools.autonomy_year",
+                                        "schools.pre_autonomy_pct", "schools.contract_year", "schools.status_year",
+                                        "schools.years_below")),
+    Action("lifecycle.renew", writes=("schools.contract_year",), calls=("lifecycle.log",)),
+)

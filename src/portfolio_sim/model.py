@@ -30,20 +30,18 @@ from portfolio_sim.agents import Board, CentralOffice, Family, Operator, School
 from portfolio_sim.decisions import RULES
 from portfolio_sim.district import GRADES, band_of_grade, build_district, entry_grades
 from portfolio_sim.geography import Geography
-from portfolio_sim.mechanisms import (accountability, achievement, authorizing, autonomy, enrollment, finance,
-                                      politics, talent)
+from portfolio_sim import mechanisms
+from portfolio_sim.mechanisms import accountability, achievement, autonomy, enrollment, finance
 from portfolio_sim.metrics import (METRIC_COLUMNS, collect, district_enrollment, new_year_stats, politics_signals,
                                    school_panel)
 from portfolio_sim.scenario import Scenario
 from portfolio_sim.state import (CHARTER, OUTSIDE, TRADITIONAL, Operators, Students, empty_schools)
 
-STREAMS = ("district", "init", "operators", "politics", "authorizing", "enrollment", "talent", "achievement",
-           "accountability")
-
-
 def rng_streams(seed: int) -> dict[str, np.random.Generator]:
-    children = np.random.SeedSequence(seed).spawn(len(STREAMS))
-    return {name: np.random.default_rng(child) for name, child in zip(STREAMS, children)}
+    """One random stream per set-up step and per mechanism (`mechanisms.stream_indexes`): child `i` of
+    the run's SeedSequence, as `SeedSequence(seed).spawn(n)[i]` would give."""
+    return {name: np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(i,)))
+            for name, i in mechanisms.stream_indexes().items()}
 
 
 class PortfolioModel(mesa.Model):
@@ -61,6 +59,7 @@ class PortfolioModel(mesa.Model):
         self.scenario = scenario
         self.seed = seed
         self.streams = rng_streams(seed)
+        self.mechanisms = mechanisms.year()
         self.year = 0
         self.year_stats = new_year_stats()
         self.events: list[lifecycle.Event] = []
@@ -194,24 +193,15 @@ class PortfolioModel(mesa.Model):
 
     # -- the year ------------------------------------------------------------------------------------
     def step(self) -> None:
+        """One school year: every declared mechanism in the order of the year (`mechanisms.year()`:
+        politics, authorizing, enrollment, schooling [autonomy, talent, achievement], accountability,
+        finance), then data collection."""
         self.year += 1
         self.year_stats = new_year_stats()
         self.closed_this_year = []
-        politics.step(self)
-        authorizing.step(self)
-        if self.geo_dirty:
-            self.geo.update(self.schools)
-            self.geo_dirty = False
-        enrollment.step(self)
-        self.update_school_counts(enrollment_only=True)   # the rest is counted after achievement
-        autonomy.update_effective(self)
-        talent.step(self)
-        achievement.step(self)
-        self.update_school_counts()
-        accountability.step(self)
-        finance.step(self)
+        for mechanism in self.mechanisms:
+            mechanism.step(self)
         self._collect()
-
 
     def update_school_counts(self, enrollment_only: bool = False) -> None:
         """Enrollment per school and, unless `enrollment_only`, low-income enrollment and mean

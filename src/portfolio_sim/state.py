@@ -235,7 +235,11 @@ MODEL_STATE: tuple[Column, ...] = (
     Column("metrics", "dict", None, "this year's yearly metrics", "collect"),
     Column("last_metrics", "dict", None, "what next year's politics reacts to", "collect"),
     Column("panel", "list[dict]", [], "the school panel, a year at a time", "collect"),
+    Column("school_agents", "list[School]", [], "the Mesa School agents, one per school row", "lifecycle"),
 )
+
+# Who appends rows (and their names) to a table during a run: `<table>.rows`, `<table>.name` in contracts.
+ROW_OWNERS = {"schools": "lifecycle", "operators": "authorizing"}
 
 
 def empty_schools() -> Schools:

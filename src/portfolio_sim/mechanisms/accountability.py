@@ -30,6 +30,8 @@ from portfolio_sim import lifecycle
 from portfolio_sim.decisions import WORKSHOP
 from portfolio_sim.state import CHARTER, PARTNER_LED, PARTNER_RUN
 
+from portfolio_sim.mechanisms import Mechanism
+
 if TYPE_CHECKING:
     from portfolio_sim.model import PortfolioModel
 
@@ -135,3 +137,15 @@ def renewals(model: PortfolioModel) -> None:
             if sc.sector[s] in (PARTNER_LED, PARTNER_RUN) and lifecycle.replace_operator(model, s, why, event="non_renewal"):
                 continue
             lifecycle.revert_to_traditional(model, s, "non_renewal", why)
+
+
+MECHANISM = Mechanism(
+    name="accountability", order=5, step=step, phase="accountability", stream="accountability", stream_index=8,
+    reads=("scenario.accountability", "model.last_growth", "model.rating_reference", "model.decisions",
+           "schools.enrollment", "schools.mean_achievement", "schools.opened_year", "schools.contract_year",
+           "schools.sector", "operators.active"),
+    writes=("schools.rating", "schools.rating_pct", "schools.years_below", "model.rating_history",
+            "model.perceived_z"),
+    calls=("lifecycle.log", "lifecycle.close_school", "lifecycle.restart_school", "lifecycle.replace_operator",
+           "lifecycle.revert_to_traditional", "lifecycle.renew"), assumptions="accountability",
+)

@@ -30,7 +30,7 @@ import numpy as np
 
 from portfolio_sim import lifecycle
 from portfolio_sim.decisions import WORKSHOP
-from portfolio_sim.mechanisms import autonomy, talent
+from portfolio_sim.mechanisms import Action, Mechanism, autonomy, talent
 from portfolio_sim.state import CATEGORY_SECTOR, CHARTER, DISTRICT_RUN, TRADITIONAL
 
 if TYPE_CHECKING:
@@ -269,3 +269,17 @@ def make_autonomous(model: PortfolioModel, s: int, operator: int) -> None:
         sc.resources[s] += scn.implementation.startup_funding    # the first year's start-up money
     kind = "opening" if sc.opened_year[s] == model.year and model.year > 0 else "conversion"
     model.log(kind, s, f"became {category.replace('_', '-')} autonomous", operator=operator)
+
+
+ACTIONS = (Action("authorizing.pick_operator", writes=(), streams=("authorizing",)),)
+
+MECHANISM = Mechanism(
+    name="authorizing", order=2, step=step, phase="authorizing", stream="authorizing", stream_index=4,
+    reads=("scenario.eligibility", "scenario.governance", "scenario.accountability", "scenario.implementation",
+           "scenario.district", "scenario.talent", "model.board", "model.decisions", "schools.rating_pct",
+           "schools.leader_trained", "students.grade", "students.school", "students.household"),
+    writes=("model.pending", "operators.rows", "operators.name", "operators.capacity", "operators.active",
+            "operators.hostile_years", "schools.base_quality", "schools.resources", "schools.startup_left"),
+    calls=("lifecycle.log", "lifecycle.open_school", "lifecycle.convert", "authorizing.pick_operator",
+           "talent.new_leaders", "autonomy.grant"), assumptions="authorizing",
+)

@@ -21,6 +21,8 @@ import numpy as np
 from portfolio_sim import lifecycle
 from portfolio_sim.state import BUDGET, CHARTER, OPERATIONS
 
+from portfolio_sim.mechanisms import Mechanism
+
 if TYPE_CHECKING:
     from portfolio_sim.model import PortfolioModel
 
@@ -68,3 +70,13 @@ def step(model: PortfolioModel) -> None:
     for s in np.flatnonzero(sc.low_enroll_years >= VIABILITY_YEARS):
         lifecycle.close_school(model, int(s), "closure", f"under-enrolled: {sc.enrollment[s]} of {sc.capacity[s]} seats "
                            f"for {VIABILITY_YEARS} years")
+
+
+MECHANISM = Mechanism(
+    name="finance", order=6, step=step, phase="finance",
+    reads=("scenario.district", "scenario.central_office", "scenario.implementation", "schools.enrollment",
+           "schools.capacity", "schools.sector", "schools.effective", "schools.opened_year", "schools.status_year"),
+    writes=("model.funding_factor", "schools.resources", "schools.startup_left", "schools.opted_out",
+            "schools.low_enroll_years"),
+    calls=("lifecycle.close_school",), assumptions="finance",
+)

@@ -32,6 +32,8 @@ import numpy as np
 from portfolio_sim.decisions import WORKSHOP
 from portfolio_sim.state import PARTNER_LED, PARTNER_RUN
 
+from portfolio_sim.mechanisms import Mechanism
+
 if TYPE_CHECKING:
     from portfolio_sim.model import PortfolioModel
 
@@ -129,3 +131,12 @@ def reverse(model: PortfolioModel, why: str) -> None:
     if model.office_active and rng.random() < OFFICE_DISBAND_CHANCE:
         model.office_active = False
         model.log("office_disbanded", None, "skeptical board disbands the autonomy office")
+
+
+MECHANISM = Mechanism(
+    name="politics", order=1, step=step, phase="politics", stream="politics", stream_index=3,
+    reads=("scenario.politics", "scenario.implementation", "scenario.governance", "scenario.central_office",
+           "model.last_metrics", "model.initial_satisfaction", "model.decisions", "schools.sector", "schools.is_open"),
+    writes=("model.board", "model.funding_factor", "model.office_active", "schools.rollback"),
+    calls=("lifecycle.log",), assumptions="politics",
+)
