@@ -46,9 +46,14 @@ class Run:
         run.release()                  # (or use `with Run(...) as run:`)
     """
 
-    def __init__(self, scenario: Scenario, seed: int):
+    def __init__(self, scenario: Scenario, seed: int, model: PortfolioModel | None = None):
         self.scenario, self.seed = scenario, int(seed)
-        self.model = PortfolioModel(scenario, self.seed)
+        self.model = PortfolioModel(scenario, self.seed) if model is None else model
+
+    @classmethod
+    def of(cls, model: PortfolioModel) -> Run:
+        """The Run that steps an existing model (e.g. one a dashboard session holds)."""
+        return cls(model.scenario, model.seed, model)
 
     @property
     def year(self) -> int:
