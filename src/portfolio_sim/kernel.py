@@ -112,14 +112,22 @@ def compare(scenarios: dict[str, Scenario], n: int = 5, root: int = 1) -> dict[s
     return {name: run_many(s, seeds=seeds) for name, s in scenarios.items()}
 
 
+def stack_seeds(frames: Iterable[tuple[int, pd.DataFrame]]) -> pd.DataFrame:
+    """Several seeds' frames as one, with a leading `seed` column (empty frames keep the columns)."""
+    out = []
+    for seed, frame in frames:
+        f = frame.copy()
+        f.insert(0, "seed", seed)
+        out.append(f)
+    nonempty = [f for f in out if not f.empty]
+    if nonempty:
+        return pd.concat(nonempty, ignore_index=True)
+    return out[0] if out else pd.DataFrame()
+
+
 def yearly_table(results: list[RunResult]) -> pd.DataFrame:
     """All replicates' yearly metrics, one row per seed and year."""
-    frames = []
-    for r in results:
-        f = r.yearly.copy()
-        f.insert(0, "seed", r.seed)
-        frames.append(f)
-    return pd.concat(frames, ignore_index=True)
+    return stack_seeds((r.seed, r.yearly) for r in results)
 
 
 def summarize(yearly: pd.DataFrame) -> pd.DataFrame:

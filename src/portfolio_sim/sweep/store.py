@@ -56,18 +56,15 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from portfolio_sim.errors import ScenarioError
+from portfolio_sim import outputs
+from portfolio_sim.lifecycle import EVENT_COLUMNS
 from portfolio_sim.metrics import METRIC_COLUMNS
 
 SCHEMA_VERSION = 1
 DONE, FAILED = "done", "failed"
 
-# Integer-valued model-level metrics (the rest are floats); a test checks this against a real run.
-INT_METRICS = frozenset({
-    "calendar_year", "students", "residents", "enrollment_traditional", "enrollment_autonomous",
-    "enrollment_district_run", "enrollment_partner_led", "enrollment_partner_run", "enrollment_charter",
-    "enrollment_outside", "exits_outside", "schools_open", "autonomous_schools", "openings", "closures",
-    "restarts", "conversions", "renewals", "non_renewals", "operators_active", "board_pro", "election",
-    "reversals", "budget_shock", "autonomy_office", "displaced"})
+# Integer-valued model-level metrics (the rest are floats): from the output registry.
+INT_METRICS = outputs.INT_METRICS
 
 # The per-school panel (portfolio_sim.metrics.school_panel); a test checks it against a real run.
 PANEL_COLUMNS: dict[str, Any] = {
@@ -79,7 +76,6 @@ PANEL_COLUMNS: dict[str, Any] = {
     "leader_quality": Float, "excellent_teacher_share": Float, "per_pupil_resources": Float,
     "years_in_status": Integer, "contract_years": Integer,
 }
-from portfolio_sim.lifecycle import EVENT_COLUMNS  # noqa: E402  (the event log declares its columns once)
 
 
 class StoreError(ScenarioError):
