@@ -214,3 +214,18 @@ def test_streams_derive_from_the_declarations():
     assert len(set(idx.values())) == len(idx)
     own = {m.stream for m in mechanisms.year() if m.stream}
     assert own == set(idx) - set(mechanisms.SETUP_STREAMS)
+
+
+def test_each_mechanism_declares_the_assumption_group_it_reads():
+    """`Mechanism.assumptions` names a group of declared assumptions, and the module reads no other group."""
+    import inspect
+    import re
+
+    from portfolio_sim.assumptions import ASSUMPTION_GROUPS
+    for m in mechanisms.year():
+        source = inspect.getsource(inspect.getmodule(m.step))
+        read = set(re.findall(r"assumptions\.([a-z_]+)\b", source)) - {"py"}
+        assert read <= ({m.assumptions} if m.assumptions else set()), (m.name, read)
+        if m.assumptions is not None:
+            assert m.assumptions in ASSUMPTION_GROUPS, m.name
+            assert read == {m.assumptions}, (m.name, read)

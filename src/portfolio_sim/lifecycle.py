@@ -105,8 +105,9 @@ def restart_school(model: PortfolioModel, s: int, why: str) -> None:
     from portfolio_sim.mechanisms import talent
     sc, rng = model.schools, model.streams["accountability"]
     talent.new_leaders(model, np.array([s]))
-    sd = max(model.scenario.district.initial_quality_sd, 0.02)
-    sc.base_quality[s] = 0.5 * sc.base_quality[s] + 0.5 * sd * rng.standard_normal()
+    a = model.scenario.assumptions.setup
+    sd = max(model.scenario.district.initial_quality_sd, a.restart_min_sd)
+    sc.base_quality[s] = a.restart_keep * sc.base_quality[s] + (1.0 - a.restart_keep) * sd * rng.standard_normal()
     sc.years_below[s] = 0
     sc.status_year[s] = model.year
     if sc.autonomous[s]:
@@ -124,7 +125,7 @@ def replace_operator(model: PortfolioModel, s: int, why: str, event: str = "oper
     old = int(sc.operator[s])
     sc.operator[s] = new
     q = model.operators.quality[new]
-    sc.base_quality[s] += authorizing.OPERATOR_TAKEOVER * (q - sc.base_quality[s])
+    sc.base_quality[s] += model.scenario.assumptions.authorizing.operator_takeover * (q - sc.base_quality[s])
     talent.new_leaders(model, np.array([s]))
     sc.autonomy_year[s] = sc.contract_year[s] = sc.status_year[s] = model.year
     sc.years_below[s] = 0
@@ -151,8 +152,10 @@ def open_school(model: PortfolioModel, band: int, xy: np.ndarray, leader_quality
     from portfolio_sim.mechanisms import autonomy
     sc, rng = model.schools, model.streams["authorizing"]
     same = sc.is_open & (sc.band == band) & (sc.sector != CHARTER)
-    cap = int(np.median(sc.capacity[same])) if same.any() else 300
-    s = int(sc.append(1, x=xy[0], y=xy[1], band=band, capacity=max(60, int(0.8 * cap)), sector=TRADITIONAL,
+    a = model.scenario.assumptions.setup
+    cap = int(np.median(sc.capacity[same])) if same.any() else a.new_school_default_seats
+    s = int(sc.append(1, x=xy[0], y=xy[1], band=band, capacity=max(a.new_school_min_seats, int(a.new_school_capacity * cap)),
+                      sector=TRADITIONAL,
                       is_open=True, opened_year=model.year, base_quality=0.0,
                       leader_quality=leader_quality, teacher_share=model.talent_pool_share,
                       need=autonomy.draw_needs(rng, 1)[0], resources=model.reference_resources,

@@ -139,7 +139,8 @@ class PortfolioModel(mesa.Model):
         k = d.operators
         self.operators = Operators(
             quality=d.operator_quality_mean + d.operator_quality_sd * rng.standard_normal(k),
-            capacity=np.full(k, d.operator_capacity, dtype=np.int32), appetite=rng.uniform(0.3, 1.0, k),
+            capacity=np.full(k, d.operator_capacity, dtype=np.int32), appetite=rng.uniform(self.scenario.assumptions.setup.operator_appetite_low,
+                                                                  self.scenario.assumptions.setup.operator_appetite_high, k),
             active=np.ones(k, dtype=bool), hostile_years=np.zeros(k, dtype=np.int32),
             founded_year=np.zeros(k, dtype=np.int32), name=[f"Operator {i + 1}" for i in range(k)])
 
@@ -156,7 +157,7 @@ class PortfolioModel(mesa.Model):
         rng = self.streams["init"]
         sc.value_added = achievement.school_value_added(self)
         # Last year's measured growth: value-added plus sampling noise of roughly a full school's students.
-        noise = np.hypot(acc.rating_noise, achievement.SIGMA / np.sqrt(np.maximum(sc.capacity, 1)))
+        noise = np.hypot(acc.rating_noise, self.scenario.assumptions.achievement.sigma / np.sqrt(np.maximum(sc.capacity, 1)))
         first = sc.value_added + noise * rng.standard_normal(len(sc))
         self._set_reference(first[sc.sector != CHARTER])
         sc.rating = first

@@ -147,5 +147,5 @@ MECHANISM = Mechanism(
     writes=("schools.rating", "schools.rating_pct", "schools.years_below", "model.rating_history",
             "model.perceived_z"),
     calls=("lifecycle.log", "lifecycle.close_school", "lifecycle.restart_school", "lifecycle.replace_operator",
-           "lifecycle.revert_to_traditional", "lifecycle.renew"), assumptions="accountability",
+           "lifecycle.revert_to_traditional", "lifecycle.renew"),
 )
