@@ -147,6 +147,8 @@ def _columns() -> dict[str, state.Column]:
     for table, cols in (("schools", state.SCHOOL_COLUMNS), ("students", state.STUDENT_COLUMNS),
                         ("operators", state.OPERATOR_COLUMNS), ("model", state.MODEL_STATE)):
         out.update({f"{table}.{c.name}": c for c in cols})
+    for m in mechanisms.year():       # state a mechanism declares itself
+        out.update({f"model.{c.name}": c for c in m.state})
     for table, owner in state.ROW_OWNERS.items():
         for pseudo in ("rows", "name"):
             out[f"{table}.{pseudo}"] = state.Column(pseudo, "", None, "rows appended", owner)
@@ -229,3 +231,44 @@ def test_each_mechanism_declares_the_assumption_group_it_reads():
         if m.assumptions is not None:
             assert m.assumptions in ASSUMPTION_GROUPS, m.name
             assert read == {m.assumptions}, (m.name, read)
+
+
+# The worked example of CONTRIBUTING.md ("How to add a mechanism"): a mechanism declared in its own
+# module runs in its place, draws from its own stream, keeps its own state and may add a metric, without
+# touching the model, the kernel or any other mechanism; the other mechanisms' draws do not change.
+def _facilities_step(model) -> None:
+    rng = model.streams["facilities"]
+    wear = 0.02 * int(model.schools.district.sum())
+    model.maintenance_backlog = 0.9 * model.maintenance_backlog + wear * (1.0 + 0.1 * rng.standard_normal())
+
+
+FACILITIES = mechanisms.Mechanism(
+    name="facilities", order=6.5, step=_facilities_step, phase="finance", stream="facilities", stream_index=9,
+    reads=("schools.is_open", "schools.sector"), writes=(),
+    state=(state.Column("maintenance_backlog", "float", 0.0, "deferred maintenance (school-years)", "facilities"),))
+
+
+def test_a_new_mechanism_needs_only_its_declaration(monkeypatch):
+    spec = {**BUSY, "run": {"years": 4}}
+    plain = Run(Scenario.model_validate(spec), 5)
+    with plain:
+        for _ in range(4):
+            plain.advance()
+        before = plain.result().yearly
+    with_new = (*mechanisms.year(), FACILITIES)
+    monkeypatch.setattr(mechanisms, "year", lambda: with_new)
+    mechanisms.stream_indexes.cache_clear()
+    try:
+        assert mechanisms.stream_indexes()["facilities"] == 9
+        with Run(Scenario.model_validate(spec), 5) as run:
+            assert [m.name for m in run.model.mechanisms][-2:] == ["finance", "facilities"]
+            for _ in range(4):
+                run.advance()
+            assert run.model.maintenance_backlog > 0
+            after = run.result().yearly
+        seen = observed_writes(spec, 5, 3)
+        assert seen["facilities"] <= FACILITIES.all_writes
+        assert "model.maintenance_backlog" in seen["facilities"]
+    finally:
+        mechanisms.stream_indexes.cache_clear()
+    assert before.equals(after), "adding a mechanism changed the other mechanisms' results"

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from portfolio_sim import lifecycle
-from portfolio_sim.outputs import METRICS
+from portfolio_sim.outputs import COMPUTED, METRICS
 from portfolio_sim.scenario import DOMAINS
 from portfolio_sim.state import CHARTER, DISTRICT_RUN, PARTNER_LED, PARTNER_RUN, SECTOR_NAMES, TRADITIONAL
 
@@ -123,6 +123,8 @@ def collect(model: PortfolioModel, where: DistrictEnrollment | None = None) -> d
     for i, d in enumerate(DOMAINS):
         m[f"granted_{d}"] = float(granted[i])
         m[f"effective_{d}"] = float(effective[i])
+    for metric in COMPUTED:       # metrics declared with their own computation (outputs.Metric.compute)
+        m[metric.name] = metric.compute(model)
     return m
 
 

@@ -18,6 +18,7 @@ agree, the same draws
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import mesa
@@ -60,6 +61,8 @@ class PortfolioModel(mesa.Model):
         self.seed = seed
         self.streams = rng_streams(seed)
         self.mechanisms = mechanisms.year()
+        for column in (c for m in self.mechanisms for c in m.state):   # state a mechanism declares itself
+            setattr(self, column.name, copy.deepcopy(column.fill))
         self.year = 0
         self.year_stats = new_year_stats()
         self.events: list[lifecycle.Event] = []

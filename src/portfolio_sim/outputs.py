@@ -4,12 +4,14 @@ the dashboard (`Chart`), the palette and the number formats.
 `METRICS` is the DataCollector's column list, in order (`metrics.METRIC_COLUMNS`); the sweep store
 types its columns from `Metric.dtype`; charts label their lines with `Metric.legend`; the CLI's
 summary table and the dashboard's key numbers show the metrics marked `key`, formatted by
-`format_value`. A new metric: add a `Metric` here, compute it in `metrics.collect`, document it in
-docs/METRICS.md (a test checks the three agree).
+`format_value`. A new metric: add a `Metric` here with `compute=` (a function of the model; the
+built-in metrics are computed together in `metrics.collect`), and document it in docs/METRICS.md (a test
+checks the registry, a run and the docs agree).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -44,6 +46,7 @@ class Metric:
     legend: str | None = None      # in a chart, where shorter than `label`
     cumulative: bool = False       # key numbers show the total over the years, not the last year's value
     better: Literal["up", "down", ""] = ""   # which way is good, for colouring changes
+    compute: Callable[[Any], float] | None = None   # model -> value; None: metrics.collect computes it
 
     @property
     def chart_label(self) -> str:
@@ -109,6 +112,7 @@ METRICS: tuple[Metric, ...] = (
        legend="Per-pupil resources at school ($)"),
 )
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
+COMPUTED: tuple[Metric, ...] = tuple(m for m in METRICS if m.compute is not None)
 KEY_METRICS: tuple[Metric, ...] = tuple(m for m in METRICS if m.key)
 INT_METRICS: frozenset[str] = frozenset(m.name for m in METRICS if m.dtype == "int" and m.name != "year")
 

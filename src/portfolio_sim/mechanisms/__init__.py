@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
 
+from portfolio_sim.state import Column
+
 if TYPE_CHECKING:
     from portfolio_sim.model import PortfolioModel
 
@@ -79,11 +81,13 @@ class Mechanism:
     calls: tuple[str, ...] = ()           # shared actions it calls, by name ("lifecycle.close_school")
     phase: str = ""                       # the ODD's name for its part of the year, e.g. "schooling"
     assumptions: str | None = None        # its group of declared assumptions, if any
+    state: tuple[Column, ...] = ()        # model-level state of its own (`model.<name>`, set to `fill` at start)
 
     @property
     def all_writes(self) -> frozenset[str]:
         """Its own writes and those of the actions it calls (drawing from a stream counts as a write)."""
         out = set(self.writes) | ({f"stream.{self.stream}"} if self.stream else set())
+        out |= {f"model.{c.name}" for c in self.state}
         for name in self.calls:
             out |= action(name).all_writes
         return frozenset(out)
