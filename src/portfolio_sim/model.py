@@ -1,6 +1,7 @@
 """PortfolioModel: one district, one scenario, one seed, stepped a school year at a time.
 
-The year (see docs/ODD.md, "Process overview and scheduling"):
+The year (see docs/ODD.md, "Process overview and scheduling"): the mechanisms each module of
+`portfolio_sim.mechanisms` declares (`MECHANISM`), in their declared order (`mechanisms.year()`):
 
 1. politics        support, budget shocks, elections, reversals            (mechanisms/politics.py)
 2. authorizing     launches, operators, applications, new schools          (mechanisms/authorizing.py)
@@ -10,7 +11,11 @@ The year (see docs/ODD.md, "Process overview and scheduling"):
 6. finance         budgets from enrollment, viability closures             (mechanisms/finance.py)
 7. data collection model-level metrics, the school panel, the event log    (metrics.py)
 
-Randomness: each mechanism draws from its own stream spawned from the run's seed, so two scenarios run
+Status changes of schools (open, convert, close, restart, replace operator, revert) and the event log
+belong to `portfolio_sim.lifecycle`; every piece of state and its owner is declared in `portfolio_sim.state`.
+
+Randomness: each mechanism draws from its own stream spawned from the run's seed (its declared
+`stream_index`), so two scenarios run
 with the same seed (and the same district levers) share the same district and, where their mechanisms
 agree, the same draws
 (common random numbers): differences between them come from the levers, not from luck.
@@ -26,17 +31,17 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtri
 
-from portfolio_sim import lifecycle
+from portfolio_sim import lifecycle, mechanisms
 from portfolio_sim.agents import Board, CentralOffice, Family, Operator, School
 from portfolio_sim.decisions import RULES
 from portfolio_sim.district import GRADES, band_of_grade, build_district, entry_grades
 from portfolio_sim.geography import Geography
-from portfolio_sim import mechanisms
 from portfolio_sim.mechanisms import accountability, achievement, autonomy, enrollment, finance
 from portfolio_sim.metrics import (METRIC_COLUMNS, collect, district_enrollment, new_year_stats, politics_signals,
                                    school_panel)
 from portfolio_sim.scenario import Scenario
 from portfolio_sim.state import (CHARTER, OUTSIDE, TRADITIONAL, Operators, Students, empty_schools)
+
 
 def rng_streams(seed: int) -> dict[str, np.random.Generator]:
     """One random stream per set-up step and per mechanism (`mechanisms.stream_indexes`): child `i` of
