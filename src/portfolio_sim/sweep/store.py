@@ -76,18 +76,15 @@ from sqlalchemy.exc import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from portfolio_sim.errors import ScenarioError
+from portfolio_sim import outputs
+from portfolio_sim.lifecycle import EVENT_COLUMNS
 from portfolio_sim.metrics import METRIC_COLUMNS
 
 SCHEMA_VERSION = 1
 DONE, FAILED = "done", "failed"
 
-# Integer-valued model-level metrics (the rest are floats); a test checks this against a real run.
-INT_METRICS = frozenset({
-    "calendar_year", "students", "residents", "enrollment_traditional", "enrollment_autonomous",
-    "enrollment_district_run", "enrollment_partner_led", "enrollment_partner_run", "enrollment_charter",
-    "enrollment_outside", "exits_outside", "schools_open", "autonomous_schools", "openings", "closures",
-    "restarts", "conversions", "renewals", "non_renewals", "operators_active", "board_pro", "election",
-    "reversals", "budget_shock", "autonomy_office", "displaced"})
+# Integer-valued model-level metrics (the rest are floats): from the output registry.
+INT_METRICS = outputs.INT_METRICS
 
 # The per-school panel (portfolio_sim.metrics.school_panel); a test checks it against a real run.
 PANEL_COLUMNS: dict[str, Any] = {
@@ -99,7 +96,6 @@ PANEL_COLUMNS: dict[str, Any] = {
     "leader_quality": Float, "excellent_teacher_share": Float, "per_pupil_resources": Float,
     "years_in_status": Integer, "contract_years": Integer,
 }
-EVENT_COLUMNS = ("year", "event", "school_id", "school", "operator_id", "operator", "cause")
 
 
 ADVISORY_LOCK_KEY = 7_316_482_901       # pg_advisory_lock key for schema creation and registration
