@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
-KEY = ("mean_achievement", "achievement_gap", "share_below_bar", "enrollment_autonomous", "schools_open",
-       "political_support", "autonomy_effective", "segregation_index")
+from portfolio_sim import outputs
+
+# The output registry's key metrics, and the autonomy actually used (what discovery examples ask about).
+KEY = tuple(m.name for m in outputs.KEY_METRICS) + ("autonomy_effective",)
 
 
 def flat_runs(yearly: pd.DataFrame) -> pd.DataFrame:

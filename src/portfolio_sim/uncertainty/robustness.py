@@ -24,20 +24,26 @@ from portfolio_sim.kernel import derive_seeds
 from portfolio_sim.scenario import Scenario
 from portfolio_sim.uncertainty.worlds import ensemble_tasks, ensemble_yearly, run_tasks, sample_worlds
 
-# metric -> (label, "level" | "cumulative", +1 higher is better / -1 lower is better). The key metrics of
-# the CLI, each with the direction a district leader would call better (docs/UNCERTAINTY.md).
-DIRECTION: dict[str, tuple[str, str, int]] = {
-    "mean_achievement": ("Mean achievement (SD)", "level", +1),
-    "achievement_gap": ("Achievement gap (SD)", "level", -1),
-    "share_below_bar": ("Share in schools below bar", "level", -1),
-    "enrollment_autonomous": ("Enrollment, autonomous", "level", +1),
-    "enrollment_outside": ("Enrollment, outside", "level", -1),
-    "schools_open": ("District schools open", "level", +1),
-    "closures": ("Closures (cumulative)", "cumulative", -1),
-    "political_support": ("Political support (0-1)", "level", +1),
-    "reversals": ("Reversals (cumulative)", "cumulative", -1),
-    "segregation_index": ("Segregation index (0-1)", "level", -1),
-}
+# metric -> (label, "level" | "cumulative", +1 higher is better / -1 lower is better): the output
+# registry's key metrics with its declared direction (`Metric.better`); where the registry declares none
+# (it colours no change for them), the direction a district leader pursuing the design would call better.
+_UNDECLARED = {"enrollment_autonomous": +1, "autonomous_schools": +1, "schools_open": +1, "closures": -1}
+
+
+def _direction() -> dict[str, tuple[str, str, int]]:
+    from portfolio_sim import outputs
+
+    out = {}
+    for m in outputs.KEY_METRICS:
+        sign = {"up": +1, "down": -1}.get(m.better) or _UNDECLARED.get(m.name)
+        if sign is None:
+            raise ValueError(f"key metric {m.name}: no direction declared (outputs.Metric.better)")
+        out[m.name] = (m.label + (" (cumulative)" if m.cumulative else ""),
+                       "cumulative" if m.cumulative else "level", sign)
+    return out
+
+
+DIRECTION: dict[str, tuple[str, str, int]] = _direction()
 COLUMNS = ["metric", "label", "higher_is_better", "worlds", "seeds", "share_better", "share_worse",
            "median_diff", "p10_diff", "p90_diff", "seed_se", "clear_of_seed_noise"]
 
