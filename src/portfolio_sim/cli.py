@@ -1,4 +1,5 @@
-"""Command line: `portfolio-sim run | validate | scenarios | schema | assumptions | sweep | results`.
+"""Command line: `portfolio-sim run | validate | scenarios | schema | assumptions | robustness | discover |
+sweep | results`.
 
 Exit codes: 0 success; 2 bad input (scenario errors, bad arguments, an unusable --out directory), with
 the message on stderr after `error: ` and no traceback; 1 an unexpected failure (set
