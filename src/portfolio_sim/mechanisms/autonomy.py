@@ -92,11 +92,15 @@ def update_effective(model: PortfolioModel) -> None:
 def capacity(model: PortfolioModel) -> np.ndarray:
     """0-1 capacity to use autonomy: leader, pipeline training, support office, start-up money, operator."""
     sc, scn = model.schools, model.scenario
-    op_q = np.where(sc.operator >= 0, model.operators.quality[np.maximum(sc.operator, 0)], 0.0)
+    quality = model.operators.quality
+    op_q = np.zeros(len(sc))
+    run = sc.operator >= 0            # schools run by an operator (none when the district has no operators)
+    if run.any():
+        op_q[run] = quality[sc.operator[run]]
     c = (0.45 + 0.12 * sc.leader_quality + 0.15 * sc.leader_trained
          + 0.10 * model.office_active * scn.central_office.office_strength
          + 0.10 * min(1.0, scn.implementation.startup_funding / 1500.0) * (sc.startup_left > 0)
-         + 1.0 * np.where(sc.operator >= 0, op_q, 0.0)
+         + 1.0 * op_q
          + 0.05 * scn.implementation.governance_councils)
     return np.clip(c, 0.0, 1.0)
 
