@@ -78,3 +78,216 @@ def test_no_operators_runs():
         "run": {"years": 3}})
     result = single_run(scenario, 3)
     assert result.yearly["year"].max() == 3
+
+
+# -- helpers for the CLI regressions ------------------------------------------------------------------------
+
+from pathlib import Path  # noqa: E402
+
+from portfolio_sim import cli  # noqa: E402
+
+TINY = ["--set", "district.students=400", "--set", "district.schools=4", "--set", "district.neighbourhoods=4"]
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str]:
+    """Exit code and stderr of `portfolio-sim ARGV` in-process."""
+    code = cli.main(list(argv))
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "internal error" not in err, err
+    return code, err
+
+
+def fifo(tmp_path: Path, name: str = "pipe") -> Path:
+    p = tmp_path / name
+    os.mkfifo(p)
+    return p
+
+
+# -- item 5: file arguments are regular files of bounded size -------------------------------------------------
+
+@pytest.mark.parametrize("special", ["fifo", "/dev/zero", "/dev/urandom"])
+def test_decisions_from_a_fifo_or_device_is_refused(capsys, tmp_path, special):
+    path = str(fifo(tmp_path)) if special == "fifo" else special
+    code, err = run_cli(capsys, "run", "baseline", *TINY, "--years", "1", "--decisions", path,
+                        "--out", str(tmp_path / "out"), "-q")
+    assert code == 2 and "not a regular file" in err
+
+
+@pytest.mark.parametrize("command", [["validate"], ["run", "--years", "1", "-q"]])
+def test_scenario_from_a_fifo_or_device_is_refused(capsys, tmp_path, command):
+    for path in (str(fifo(tmp_path)), "/dev/zero"):
+        code, err = run_cli(capsys, command[0], path, *command[1:])
+        assert code == 2 and "not a regular file" in err
+
+
+def test_spec_from_a_fifo_is_refused(capsys, tmp_path):
+    code, err = run_cli(capsys, "sweep", str(fifo(tmp_path)), "--dry-run")
+    assert code == 2 and "not a regular file" in err
+
+
+def test_oversized_scenario_and_decisions_are_refused(capsys, tmp_path):
+    big = tmp_path / "big.toml"
+    big.write_text("# " + "x" * (2 * 1024 * 1024) + "\n")
+    code, err = run_cli(capsys, "validate", str(big))
+    assert code == 2 and "too large" in err and "at most 1 MB" in err
+    code, err = run_cli(capsys, "run", "baseline", *TINY, "--decisions", str(big), "--out", str(tmp_path / "o"))
+    assert code == 2 and "too large" in err
+
+
+def test_csv_from_a_fifo_is_refused(capsys, tmp_path):
+    code, err = run_cli(capsys, "run", "baseline", *TINY[:2], "--years", "1", "-q", "--out", str(tmp_path / "o"),
+                        "--set", f"district.schools_csv={fifo(tmp_path)}")
+    assert code == 2 and "not a regular file" in err
+
+
+# -- item 6: depth limits --------------------------------------------------------------------------------
+
+def test_deeply_nested_toml_is_refused_everywhere(capsys, tmp_path):
+    deep = "v = " + "[" * 600 + "]" * 600 + "\n"
+    scenario = tmp_path / "deep.toml"
+    scenario.write_text(deep)
+    code, err = run_cli(capsys, "validate", str(scenario))
+    assert code == 2 and "nested too deeply" in err
+    code, err = run_cli(capsys, "validate", "baseline", "--set", "autonomy.staffing=" + "{a=" * 600 + "1" + "}" * 600)
+    assert code == 2 and "nested too deeply" in err
+    code, err = run_cli(capsys, "validate", "baseline", "--set", "run.years=" + "[" * 600 + "]" * 600)
+    assert code == 2 and "nested too deeply" in err
+    code, err = run_cli(capsys, "run", "baseline", *TINY, "--decisions", str(scenario), "--out", str(tmp_path / "o"))
+    assert code == 2 and "nested too deeply" in err
+    code, err = run_cli(capsys, "sweep", str(scenario), "--dry-run")
+    assert code == 2 and "nested too deeply" in err
+    tables = tmp_path / "tables.toml"
+    tables.write_text("[" + ".".join(["a"] * 40) + "]\nx = 1\n")
+    code, err = run_cli(capsys, "validate", str(tables))
+    assert code == 2 and "nested too deeply" in err
+
+
+def test_long_extends_chain_is_refused(capsys, tmp_path):
+    for i in range(200):
+        (tmp_path / f"s{i}.toml").write_text(f'extends = "s{i + 1}.toml"\n' if i < 199 else 'name = "end"\n')
+    code, err = run_cli(capsys, "validate", str(tmp_path / "s0.toml"))
+    assert code == 2 and "`extends` chain is longer than" in err
+    code, _ = run_cli(capsys, "validate", str(tmp_path / "s190.toml"))   # a chain of 10 is fine
+    assert code == 0
+
+
+# -- item 7 (decisions keys): only ASCII digits are years and school ids --------------------------------
+
+@pytest.mark.parametrize("text", ['[year."²"]\nboard = "protect"\n', '[year.1.schools."²"]\nintervention = "spare"\n',
+                                  '[year."١"]\nboard = "protect"\n', '[year.99999999999999999999]\nboard = "protect"\n'])
+def test_decisions_with_non_ascii_digits_are_refused(capsys, tmp_path, text):
+    path = tmp_path / "d.toml"
+    path.write_text(text, encoding="utf-8")
+    code, err = run_cli(capsys, "run", "baseline", *TINY, "--years", "2", "--decisions", str(path),
+                        "--out", str(tmp_path / "o"), "-q")
+    assert code == 2 and ("not a simulated year" in err or "not a school id" in err)
+
+
+# -- item 9: decisions for schools that do not exist, several seeds, strict types, one-line --set -------
+
+def test_decision_for_a_missing_school_is_refused(capsys, tmp_path):
+    path = tmp_path / "d.toml"
+    path.write_text('[year.1.schools.99999]\nintervention = "spare"\n')
+    code, err = run_cli(capsys, "run", "baseline", *TINY, "--years", "2", "--decisions", str(path),
+                        "--out", str(tmp_path / "o"), "-q")
+    assert code == 2 and "schools.99999: no such school in year 1" in err
+    path.write_text('[year.1.schools.2]\nintervention = "spare"\n')
+    code, err = run_cli(capsys, "run", "baseline", *TINY, "--years", "2", "--decisions", str(path),
+                        "--out", str(tmp_path / "o"), "-q")
+    assert code == 0, err
+
+
+def test_per_school_decisions_need_one_seed(capsys, tmp_path):
+    path = tmp_path / "d.toml"
+    path.write_text('[year.1.schools.2]\nintervention = "spare"\n')
+    code, err = run_cli(capsys, "run", "baseline", *TINY, "--years", "2", "--seeds", "3", "--decisions", str(path),
+                        "--out", str(tmp_path / "o"), "-q")
+    assert code == 2 and "need one seed" in err and not (tmp_path / "o" / "yearly.csv").exists()
+
+
+@pytest.mark.parametrize("setting", ["run.years=true", 'run.years="5"', "run.years=5.0",
+                                     'choice.sibling_priority="no"', "choice.sibling_priority=0",
+                                     "choice.sibling_priority=no", "district.low_income_share=true"])
+def test_lax_coercion_is_refused(capsys, setting):
+    code, err = run_cli(capsys, "validate", "baseline", "--set", setting)
+    assert code == 2 and "--set" in err
+
+
+def test_strict_types_in_files(capsys, tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('extends = "baseline"\n[run]\nyears = "5"\n')
+    code, err = run_cli(capsys, "validate", str(path))
+    assert code == 2 and "run.years" in err and "valid integer" in err
+    path.write_text('extends = "baseline"\nname = "ok"\n[run]\nyears = 5\n[district]\nlow_income_share = 1\n')
+    assert run_cli(capsys, "validate", str(path))[0] == 0      # an integer for a number field is fine
+
+
+def test_multiline_set_is_refused(capsys):
+    code, err = run_cli(capsys, "validate", "baseline", "--set", "run.years=2\nrun.seeds=3")
+    assert code == 2 and "one line" in err
+
+
+def test_text_fields_take_set_values_as_written(capsys):
+    assert run_cli(capsys, "validate", "baseline", "--set", "name=2025")[0] == 0
+
+
+# -- item 12: CSV errors never echo a file that is not a CSV ------------------------------------------------
+
+def test_csv_errors_do_not_echo_non_csv_files(capsys, tmp_path):
+    secret = tmp_path / "environ"
+    secret.write_bytes(b"SECRET_TOKEN=hunter2\x00HOME=/root\x00")
+    passwd = tmp_path / "passwd"
+    passwd.write_text("root:x:0:0:root:/root:/bin/bash\nSECRET_TOKEN=hunter2\n")
+    for path in (secret, passwd, Path("/proc/self/environ")):
+        code, err = run_cli(capsys, "validate", "baseline", "--set", f"district.schools_csv={path}")
+        assert code == 2, err
+        assert "hunter2" not in err and "root:x" not in err and "HOME=" not in err and "PATH=" not in err
+
+
+# -- item 13: messages -------------------------------------------------------------------------------------
+
+def test_set_errors_name_the_set_not_the_preset(capsys):
+    code, err = run_cli(capsys, "validate", "baseline", "--set", "district.students=abc")
+    assert code == 2
+    assert "--set 'district.students=abc': invalid value" in err and "baseline.toml" not in err
+
+
+def test_bad_value_in_a_parent_is_reported_against_the_parent(capsys, tmp_path):
+    (tmp_path / "parent.toml").write_text("[district]\nstudents = -5\n")
+    (tmp_path / "child.toml").write_text('extends = "parent.toml"\nname = "child"\n')
+    code, err = run_cli(capsys, "validate", str(tmp_path / "child.toml"))
+    assert code == 2 and f"{tmp_path / 'parent.toml'}: invalid scenario" in err and "child.toml" not in err
+
+
+def test_missing_parent_names_whose_extends(capsys, tmp_path):
+    (tmp_path / "child.toml").write_text('extends = "nowhere.toml"\n')
+    code, err = run_cli(capsys, "validate", str(tmp_path / "child.toml"))
+    assert code == 2 and f"{tmp_path / 'child.toml'}: extends = 'nowhere.toml'" in err
+
+
+def test_nan_is_not_a_number_and_long_values_are_cut(capsys):
+    code, err = run_cli(capsys, "validate", "baseline", "--set", "district.low_income_share=nan")
+    assert code == 2 and "not a number" in err and "should be less" not in err
+    code, err = run_cli(capsys, "validate", "baseline", "--set", "choice.policy=" + "x" * 100_000)
+    assert code == 2 and len(err) < 2_000 and "(100,002 characters)" in err
+
+
+def test_toml_with_a_byte_order_mark_is_read(capsys, tmp_path):
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + b'extends = "baseline"\nname = "bom"\n')
+    code, err = run_cli(capsys, "validate", str(path))
+    assert code == 0, err
+
+
+# -- item 8: validate and sweep --dry-run read the district CSVs ------------------------------------------
+
+def test_validate_and_dry_run_read_the_csvs(capsys, tmp_path):
+    spec = tmp_path / "spec.toml"
+    for bad in (tmp_path / "missing.csv", tmp_path, Path("/etc/passwd"), fifo(tmp_path)):
+        code, err = run_cli(capsys, "validate", "baseline", "--set", f"district.schools_csv={bad}")
+        assert code == 2 and str(bad) in err, (bad, err)
+        spec.write_text(f'name = "csvs"\nbase = "baseline"\nyears = 1\n[set]\n"district.schools_csv" = "{bad}"\n'
+                        '[factors]\n"run.start_year" = [2025, 2026]\n')
+        code, err = run_cli(capsys, "sweep", str(spec), "--dry-run", "--db", str(tmp_path / "r.db"))
+        assert code == 2 and str(bad) in err, (bad, err)
+    assert not (tmp_path / "r.db").exists()

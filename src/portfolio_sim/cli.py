@@ -181,7 +181,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.table import Table
     from rich.text import Text
 
-    from portfolio_sim.decisions import decisions_toml, load_decisions
+    from portfolio_sim.decisions import decisions_toml, load_decisions, per_school
     from portfolio_sim.kernel import derive_seeds, single_run, summarize, yearly_table
     from portfolio_sim.report import write_report
     from portfolio_sim.scenario import load_scenario
@@ -193,6 +193,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             overrides.append(f"{key}={value}")
     scenario = load_scenario(args.scenario, overrides)
     decided = load_decisions(args.decisions, scenario.run.years) if args.decisions else {}
+    chosen = per_school(decided)
+    if chosen and scenario.run.seeds > 1:
+        year, school = chosen[0]
+        raise CliError(f"{args.decisions}: year.{year}.schools.{school}: decisions about one school need one "
+                       f"seed (every seed draws its own district); got {scenario.run.seeds} seeds; allowed: "
+                       "--seeds 1, or decisions for every school (docs/WORKSHOP.md)")
     out = prepare_out_dir(args.out, scenario.name)
 
     seeds = derive_seeds(scenario.run.seed, scenario.run.seeds)
@@ -280,6 +286,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     path = resolve_scenario_path(args.scenario)
     scenario = load_scenario(args.scenario, list(args.overrides))
+    if scenario.district.schools_csv:
+        from portfolio_sim.district_csv import check_district_csv
+        check_district_csv(scenario.district, scenario.run.years)   # the files, read as a run reads them
     print(f"OK: {scenario.name} ({path})")
     print(f"  {key_levers(scenario)}")
     return 0

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from portfolio_sim.decisions import RULES, Decisions
+from portfolio_sim.decisions import RULES, Decisions, check_schools_exist
 from portfolio_sim.model import PortfolioModel
 from portfolio_sim.scenario import Scenario
 
@@ -45,6 +45,8 @@ def single_run(scenario: Scenario, seed: int, years: int | None = None,
     try:
         for year in range(1, 1 + (scenario.run.years if years is None else years)):
             model.decisions = (decisions or {}).get(year, RULES)
+            if model.decisions.schools:
+                check_schools_exist(model.decisions, year, len(model.schools))
             model.step()
             if on_year is not None:
                 on_year(model.year)

@@ -30,7 +30,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import tomllib
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +46,9 @@ from portfolio_sim.scenario import (
     format_validation_error,
     load_raw,
     resolve_scenario_path,
+    shown_path,
 )
+from portfolio_sim.inputs import parse_toml, read_text
 
 DESIGN_KINDS = ("grid", "list", "lhs", "sobol", "morris")
 SAMPLED = ("lhs", "sobol", "morris")
@@ -417,23 +418,30 @@ def load_spec(path_or_name: str | Path) -> Experiment:
     """Read, validate and resolve an experiment spec: a path, or a name under `experiments/`."""
     path = resolve_spec_path(path_or_name)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: cannot read the file ({exc})") from None
+        text = read_text(path, "experiment spec")
+    except ScenarioError as exc:
+        raise SpecError(str(exc)) from None
     return loads_spec(text, source=str(path), base_dir=path.parent, path=path)
 
 
 def resolve_spec_path(path_or_name: str | Path) -> Path:
     p = Path(path_or_name)
-    if p.is_file():
+    try:
+        regular, special = p.is_file(), p.exists() and not p.is_dir()
+    except (OSError, ValueError):       # a name too long for the file system, a NUL byte
+        regular = special = False
+    if regular:
         return p
+    if special:
+        raise SpecError(f"{shown_path(p)}: not a regular file (a device, pipe or socket); allowed: an "
+                        "experiment spec (TOML file)")
     name = str(path_or_name)
     stem = name[:-5] if name.endswith(".toml") else name
     for folder in (Path.cwd() / "experiments", Path(__file__).resolve().parents[3] / "experiments"):
         candidate = folder / f"{Path(stem).name}.toml"
         if candidate.is_file() and "/" not in name and "\\" not in name:
             return candidate
-    raise SpecError(f"{name}: no such experiment spec file (give a path to a TOML file, or the name of one "
+    raise SpecError(f"{shown_path(name)}: no such experiment spec file (give a path to a TOML file, or the name of one "
                     f"in experiments/)")
 
 
@@ -442,9 +450,9 @@ def loads_spec(text: str, source: str = "experiment spec", base_dir: Path | None
     """Validate a spec from TOML text. `base_dir` resolves `base` and CSV paths (default: cwd)."""
     base_dir = (base_dir or Path.cwd()).resolve()
     try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"{source}: not valid TOML: {exc}") from None
+        raw = parse_toml(text, source)
+    except ScenarioError as exc:
+        raise SpecError(str(exc)) from None
 
     # TOML dotted keys (`set.district.students = 1`) become nested tables: accept both spellings.
     if isinstance(raw.get("set"), dict):
@@ -592,6 +600,23 @@ def _resolve(spec: SpecFile, text: str, source: str, base_dir: Path, path: Path 
         raise SpecError(f"{source}: {len(bad)} of {len(params_list)} design points are not valid scenarios:\n{shown}")
     exp.points = points
     return exp
+
+
+def check_point_files(exp: Experiment) -> None:
+    """Read and validate every distinct pair of district CSVs the points use (a SpecError naming a point)."""
+    from portfolio_sim.district_csv import check_district_csv
+
+    seen: set[tuple[Any, ...]] = set()
+    for p in exp.points:
+        d = p.scenario.get("district", {})
+        key = (d.get("schools_csv"), d.get("neighbourhoods_csv"), d.get("band_structure"))
+        if not key[0] or key in seen:
+            continue
+        seen.add(key)
+        try:
+            check_district_csv(Scenario.model_validate(p.scenario).district, exp.years)
+        except ScenarioError as exc:
+            raise SpecError(f"{exp.path or exp.name}: point {p.index}: {exc}") from None
 
 
 def _check_design_keys(spec: SpecFile, source: str) -> None:
