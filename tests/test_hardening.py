@@ -291,3 +291,95 @@ def test_validate_and_dry_run_read_the_csvs(capsys, tmp_path):
         code, err = run_cli(capsys, "sweep", str(spec), "--dry-run", "--db", str(tmp_path / "r.db"))
         assert code == 2 and str(bad) in err, (bad, err)
     assert not (tmp_path / "r.db").exists()
+
+
+# -- item 10: --out safety --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("out", ["/", "/etc", "/usr/lib/portfolio", "/proc/self", "SRC"])
+def test_out_refuses_system_and_source_folders(capsys, out):
+    if out == "SRC":
+        out = str(Path(cli.__file__).resolve().parent / "runs")
+    code, err = run_cli(capsys, "run", "baseline", *TINY, "--years", "1", "-q", "--out", out, "--force")
+    assert code == 2 and "--out" in err
+    assert not Path(out).exists() or out in ("/", "/etc", "/proc/self")
+
+
+def test_out_refuses_unrelated_non_empty_folders_without_force(capsys, tmp_path):
+    (tmp_path / "thesis.docx").write_text("precious")
+    code, err = run_cli(capsys, "run", "baseline", *TINY, "--years", "1", "-q", "--out", str(tmp_path))
+    assert code == 2 and "thesis.docx" in err and "--force" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["thesis.docx"]
+    code, _ = run_cli(capsys, "run", "baseline", *TINY, "--years", "1", "-q", "--out", str(tmp_path), "--force")
+    assert code == 0 and (tmp_path / "thesis.docx").read_text() == "precious"
+
+
+def test_an_earlier_run_is_overwritten_and_symlinks_are_not_followed(capsys, tmp_path):
+    out, outside = tmp_path / "run", tmp_path / "outside.html"
+    assert run_cli(capsys, "run", "baseline", *TINY, "--years", "1", "-q", "--out", str(out))[0] == 0
+    outside.write_text("not yours")
+    (out / "report.html").unlink()
+    (out / "report.html").symlink_to(outside)
+    assert run_cli(capsys, "run", "baseline", *TINY, "--years", "1", "-q", "--out", str(out))[0] == 0
+    assert outside.read_text() == "not yours"
+    assert not (out / "report.html").is_symlink() and "<html" in (out / "report.html").read_text().lower()
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_failed_write_leaves_no_partial_file(tmp_path):
+    from portfolio_sim.outputs import atomic_write
+
+    target = tmp_path / "yearly.csv"
+    target.write_text("old, complete")
+
+    def fail(p):
+        p.write_text("half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        atomic_write(target, fail)
+    assert target.read_text() == "old, complete" and [p.name for p in tmp_path.iterdir()] == ["yearly.csv"]
+
+
+# -- item 6 / 7: --out names and depth ----------------------------------------------------------------------
+
+def test_out_too_long_or_too_deep(capsys, tmp_path):
+    code, err = run_cli(capsys, "run", "baseline", *TINY, "--years", "1", "-q", "--out", str(tmp_path / ("n" * 300)))
+    assert code == 2 and "at most 255" in err and len(err) < 1000
+    deep = tmp_path.joinpath(*["d"] * 200)
+    code, err = run_cli(capsys, "run", "baseline", *TINY, "--years", "1", "-q", "--out", str(deep))
+    assert code == 2 and "folders deep" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_long_scenario_name_gives_a_usable_default_folder(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _ = run_cli(capsys, "run", "baseline", *TINY, "--years", "1", "-q", "--set", "name=" + "n" * 300)
+    assert code == 0 and len((next((tmp_path / "runs").iterdir())).name) <= 100
+
+
+# -- item 7: encodings and a closed stdout (real processes) ---------------------------------------------------
+
+def _cli_process(*argv: str, env: dict | None = None, **kw):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "portfolio_sim.cli", *argv], capture_output=True, timeout=120,
+                          env={**os.environ, **(env or {})}, **kw)
+
+
+def test_non_ascii_name_with_an_ascii_terminal(tmp_path):
+    r = _cli_process("run", "baseline", *TINY, "--years", "1", "--set", "name=écoles_ü", "--out", str(tmp_path / "o"),
+                     env={"PYTHONIOENCODING": "ascii"})
+    assert r.returncode == 0, r.stderr.decode()
+    assert (tmp_path / "o" / "report.html").exists()
+
+
+def test_closed_stdout_and_bad_bytes(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run(f"{sys.executable} -m portfolio_sim.cli schema >&-", shell=True, capture_output=True,
+                       timeout=120)
+    assert r.returncode == 2 and b"standard output is closed" in r.stderr
+    r = _cli_process("validate", "baseline", "--set", os.fsdecode(b"name=\xff"))
+    assert r.returncode == 2 and b"not valid UTF-8" in r.stderr and b"Traceback" not in r.stderr
