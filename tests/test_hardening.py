@@ -383,3 +383,24 @@ def test_closed_stdout_and_bad_bytes(tmp_path):
     assert r.returncode == 2 and b"standard output is closed" in r.stderr
     r = _cli_process("validate", "baseline", "--set", os.fsdecode(b"name=\xff"))
     assert r.returncode == 2 and b"not valid UTF-8" in r.stderr and b"Traceback" not in r.stderr
+
+
+# -- item 4: memory and time estimated before a run ----------------------------------------------------------
+
+@pytest.mark.parametrize("argv", [["--seeds", "10000"],
+                                  ["--set", "district.students=2000000", "--set", "district.schools=5000",
+                                   "--seeds", "100"]])
+def test_runs_beyond_the_machine_are_refused_with_the_estimate(capsys, tmp_path, argv):
+    code, err = run_cli(capsys, "run", "baseline", *argv, "-q", "--out", str(tmp_path / "o"))
+    assert code == 2 and "GB of memory" in err and "--force" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_estimate_follows_the_measured_costs():
+    from portfolio_sim.budget import estimate
+
+    small = estimate(Scenario.model_validate({"district": {"students": 100_000, "schools": 500}, "run": {"years": 1}}))
+    assert 150 < small.memory_mb < 500 and 3 < small.seconds < 15     # measured: 240 MB, 6 s
+    big = estimate(Scenario.model_validate({"district": {"students": 2_000_000, "schools": 5000},
+                                            "run": {"years": 10, "seeds": 100}}))
+    assert big.seconds > 2 * 3600

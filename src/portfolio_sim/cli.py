@@ -204,6 +204,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CliError(f"{args.decisions}: year.{year}.schools.{school}: decisions about one school need one "
                        f"seed (every seed draws its own district); got {scenario.run.seeds} seeds; allowed: "
                        "--seeds 1, or decisions for every school (docs/WORKSHOP.md)")
+    if not scenario.district.schools_csv:       # with CSVs the size is known only once they are read
+        from portfolio_sim.budget import check_budget
+        check_budget(scenario, args.force)
     out = prepare_out_dir(args.out, scenario.name, args.force)
 
     seeds = derive_seeds(scenario.run.seed, scenario.run.seeds)
