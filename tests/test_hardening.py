@@ -404,3 +404,19 @@ def test_estimate_follows_the_measured_costs():
     big = estimate(Scenario.model_validate({"district": {"students": 2_000_000, "schools": 5000},
                                             "run": {"years": 10, "seeds": 100}}))
     assert big.seconds > 2 * 3600
+
+
+# -- item 2: matching input coercion --------------------------------------------------------------------------
+
+def test_matching_huge_unsigned_capacity_and_non_real_scores():
+    import numpy as np
+
+    from portfolio_sim.matching import deferred_acceptance, deferred_acceptance_reference
+
+    choices, scores = np.array([[0, 1], [0, 1], [1, 0]]), np.array([[0.5, 0.2], [0.7, 0.1], [0.1, 0.9]])
+    for solve in (deferred_acceptance, deferred_acceptance_reference):
+        m = solve(choices, scores, np.array([2**63, 2**64 - 1], dtype=np.uint64))
+        assert m.school.tolist() == [0, 0, 1]          # every school has room for everyone
+        for bad in (scores + 1j, scores.astype(str), np.array([["a", "b"]] * 3, dtype=object)):
+            with pytest.raises(ValueError, match="real numbers"):
+                solve(choices, bad, np.array([1, 1]))
