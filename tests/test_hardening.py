@@ -420,3 +420,33 @@ def test_matching_huge_unsigned_capacity_and_non_real_scores():
         for bad in (scores + 1j, scores.astype(str), np.array([["a", "b"]] * 3, dtype=object)):
             with pytest.raises(ValueError, match="real numbers"):
                 solve(choices, bad, np.array([1, 1]))
+
+
+# -- item 3: sweep designs are counted before they are built ------------------------------------------------
+
+@pytest.mark.parametrize("design", [
+    '[factors]\n"district.low_income_share" = {bounds = [0, 1], num = 10000}\n'
+    '"district.income_segregation" = {bounds = [0, 1], num = 10000}\n'
+    '"choice.participation" = {bounds = [0, 1], num = 10000}\n',
+    '[design]\nkind = "sobol"\nsamples = 524288\nsecond_order = true\n[factors]\n'
+    '"district.low_income_share" = {bounds = [0, 1]}\n"choice.participation" = {bounds = [0, 1]}\n',
+    '[design]\nkind = "lhs"\nsamples = 1000000\n[factors]\n"district.low_income_share" = {bounds = [0, 1]}\n'])
+def test_huge_designs_are_refused_quickly(capsys, tmp_path, design):
+    import time
+
+    spec = tmp_path / "big.toml"
+    spec.write_text('name = "big"\nbase = "baseline"\nyears = 1\nreplicates = 1\n' + design)
+    start = time.monotonic()
+    code, err = run_cli(capsys, "sweep", str(spec), "--dry-run", "--db", str(tmp_path / "r.db"))
+    assert code == 2 and "points; at most 100,000" in err and "PORTFOLIO_SIM_MAX_POINTS" in err
+    assert time.monotonic() - start < 30          # counted, not built (building took minutes)
+
+
+def test_design_cap_can_be_raised_or_lowered(capsys, tmp_path, monkeypatch):
+    spec = tmp_path / "s.toml"
+    spec.write_text('name = "s"\nbase = "baseline"\nyears = 1\n[factors]\n"run.start_year" = [2025, 2026, 2027]\n')
+    monkeypatch.setenv("PORTFOLIO_SIM_MAX_POINTS", "2")
+    code, err = run_cli(capsys, "sweep", str(spec), "--dry-run", "--db", str(tmp_path / "r.db"))
+    assert code == 2 and "3 points; at most 2" in err
+    monkeypatch.setenv("PORTFOLIO_SIM_MAX_POINTS", "3")
+    assert run_cli(capsys, "sweep", str(spec), "--dry-run", "--db", str(tmp_path / "r.db"))[0] == 0

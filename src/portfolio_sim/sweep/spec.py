@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,8 @@ RESERVED = {
 # Scenario fields holding file paths: relative values in a spec are relative to the spec file.
 PATH_FIELDS = ("district.schools_csv", "district.neighbourhoods_csv")
 MAX_SEED = 2**32 - 1
+DEFAULT_MAX_POINTS = 100_000      # design points per spec; each is validated and stored before runs start
+MAX_POINTS_ENV = "PORTFOLIO_SIM_MAX_POINTS"
 
 
 class SpecError(ScenarioError):
@@ -510,6 +513,8 @@ def _resolve(spec: SpecFile, text: str, source: str, base_dir: Path, path: Path 
     kind = spec.design.kind
     _check_design_keys(spec, source)
 
+    check_design_size(spec, source)
+
     # Factors: real fields, valid specification for the design, every value valid on its own.
     def check_value(fpath: str, value: Any, where: str) -> Any:
         data = copy.deepcopy(base_data)
@@ -600,6 +605,44 @@ def _resolve(spec: SpecFile, text: str, source: str, base_dir: Path, path: Path 
         raise SpecError(f"{source}: {len(bad)} of {len(params_list)} design points are not valid scenarios:\n{shown}")
     exp.points = points
     return exp
+
+
+def max_points() -> int:
+    """The design cap: DEFAULT_MAX_POINTS, or the PORTFOLIO_SIM_MAX_POINTS environment variable."""
+    raw = os.environ.get(MAX_POINTS_ENV, "")
+    if not raw:
+        return DEFAULT_MAX_POINTS
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+        raise SpecError(f"{MAX_POINTS_ENV}={raw[:40]!r}: allowed: a whole number >= 1")
+    return int(raw)
+
+
+def design_size(spec: SpecFile) -> int:
+    """Points the spec's design will have, counted from the spec alone (before anything is built)."""
+    d, kind = spec.design, spec.design.kind
+    if kind == "list":
+        return len(d.points or [])
+    if kind == "grid":
+        total = 1
+        for fs in spec.factors.values():
+            n = len(fs.values) if fs.values is not None else len(fs.levels) if fs.levels is not None else (fs.num or 1)
+            total *= max(n, 1)
+        return total
+    from portfolio_sim.sweep.design import n_points
+    return n_points(kind, len(spec.factors), d.samples or 0, d.second_order)
+
+
+def check_design_size(spec: SpecFile, source: str) -> None:
+    """Refuse a design above the cap before building it (a 10,000^3 grid would fill memory)."""
+    n, cap = design_size(spec), max_points()
+    if n > cap:
+        raise SpecError(f"{source}: the {spec.design.kind} design has {n:,} points; at most {cap:,} "
+                        f"(set {MAX_POINTS_ENV}=N to allow more; docs/SWEEPS.md, Limits)")
+    reps = spec.replicates or 1
+    runs = n * reps
+    if runs > cap * 100:
+        raise SpecError(f"{source}: {n:,} points x {reps:,} replicates = {runs:,} runs; at most "
+                        f"{cap * 100:,} ({MAX_POINTS_ENV} x 100)")
 
 
 def check_point_files(exp: Experiment) -> None:
