@@ -5,7 +5,7 @@ through :func:`read_user_file`: only a regular file is opened (a FIFO, a device 
 directory or a socket is refused before anything is read, so nothing hangs or fills memory), and at most
 a size limit is read. TOML is parsed by :func:`parse_toml`, which accepts a UTF-8 byte-order mark (as the
 CSV reader does) and refuses nesting deeper than :data:`MAX_TOML_DEPTH`. Limits are documented in
-docs/SCENARIO.md ("Limits").
+README.md ("Limits and safety").
 """
 
 from __future__ import annotations
