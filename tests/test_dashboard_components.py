@@ -296,3 +296,18 @@ def test_with_several_seeds_school_by_school_is_offered_only_with_one(state):
     assert state.step() and state.controller.join(30)
     assert "With one seed" in texts(rc)
     by_class(rc, "pz-school-decisions").assert_empty()
+
+
+def test_assumptions_section_is_collapsed_and_editable(state):
+    box, rc = solara.render(C.LeverPanel(state), handle_error=False)
+    panel = by_class(rc, "pz-assumptions")
+    panel.assert_single()
+    assert not by_class(rc, "pz-lever-assumptions-politics-incumbency").widgets   # collapsed: not built
+    panel.widget.v_model = ["assumptions"]                                           # open it
+    button(rc, "Politics coefficients").click()
+    slider = by_class(rc, "pz-lever-assumptions-politics-incumbency").find(v.Slider).widget
+    assert (slider.min, slider.max) == (0.0, 1.5)
+    slider.v_model = 1.0
+    assert state.scenario.value.assumptions.politics.incumbency == 1.0
+    assert state.changed() == ["assumptions.politics.incumbency"]
+    assert "1 changed" in texts(rc)
