@@ -85,12 +85,13 @@ def server():
 class Session:
     """One browser context (one person) on the dashboard, offline."""
 
-    def __init__(self, browser, url: str, name: str):
+    def __init__(self, browser, url: str, name: str, viewport: tuple[int, int] = (1500, 1300)):
         self.name = name
         self.blocked: list[str] = []
         self.errors: list[str] = []
         self.requests: list[str] = []
-        self.context = browser.new_context(viewport={"width": 1500, "height": 1300}, accept_downloads=True)
+        self.context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]},
+                                           accept_downloads=True)
         self.context.route("**/*", self._route)
         self.page = self.context.new_page()
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
@@ -455,3 +456,50 @@ def test_workshop_players_reverse_autonomy_while_stepping(session):
     s.page.get_by_role("option", name="another year", exact=True).click()
     s.page.get_by_test_id("decided-next").filter(has_text="another year").wait_for()
     s.page.locator(".pz-workshop").screenshot(path=str(ARTIFACTS / "13-workshop-school-by-school.png"))
+
+
+def _in_viewport(page, locator) -> bool:
+    box = locator.bounding_box()
+    vp = page.viewport_size
+    return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= vp["height"] and box["width"] > 0
+
+
+def test_large_preset_shows_no_stale_numbers_and_progress_stays_in_view(browser, server):
+    """Item 1: a preset too large to run by itself shows "not run yet" (no numbers of the previous
+    scenario), Step says why it cannot; item 2: one progress indicator in view, counts going up."""
+    s = Session(browser, server, "large-preset", viewport=(1440, 900))
+    try:
+        s.wait_up_to_date()
+        s.page.get_by_test_id("kpis").wait_for()
+        s.pick(".pz-preset", "la pilot schools")
+        s.page.get_by_test_id("scenario-name").filter(has_text="la_pilot_schools").wait_for()
+        note = s.page.get_by_test_id("not-run")
+        note.filter(has_text="not run yet").wait_for()
+        assert s.page.get_by_test_id("kpis").count() == 0
+        assert s.page.get_by_test_id("run-state").inner_text() == "Not run yet"
+        assert re.search(r"About \d+ (s|min)", note.inner_text())
+        assert "at most 2 seed(s)" in s.page.get_by_test_id("step-limit").inner_text()
+        assert s.page.locator(".pz-stepbtn").is_disabled()
+        s.shot("14-large-preset-not-run")
+        s.page.locator(".pz-quick-look").click()
+        status = s.page.get_by_test_id("run-status")
+        status.filter(has_text="seed-years").wait_for()
+        seen = []
+        for _ in range(30):
+            text = status.inner_text()
+            m = re.search(r"(\d+)/(\d+) seed-years", text)
+            if m:
+                seen.append(int(m.group(1)))
+                assert _in_viewport(s.page, status), "the progress line is not in view at 1440x900"
+                assert _in_viewport(s.page, s.page.locator(".pz-progress .v-progress-linear"))
+            if "left" in text and len(set(seen)) >= 2:
+                break
+            s.page.wait_for_timeout(500)
+        assert seen == sorted(seen) and len(set(seen)) >= 2, seen      # counts go up, never back
+        s.page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+        assert _in_viewport(s.page, status), "the progress line scrolled away"
+        s.shot("15-progress-in-view")
+        s.page.locator(".pz-cancel").click()              # the LA district is slow to set up: enough seen
+        status.filter(has_text="Cancelled").wait_for(timeout=60_000)
+    finally:
+        s.close()

@@ -394,39 +394,70 @@ class ProgressView(v.VuetifyTemplate):
     state = traitlets.Unicode("idle").tag(sync=True)
 
 
-def progress_props(status: RunStatus, kinds: tuple[str, ...]) -> dict[str, Any]:
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{seconds // 60:.0f} min {seconds % 60:02.0f} s"
+
+
+def progress_text(status: RunStatus) -> str:
+    """The one status line: what runs, counts, time so far and time left (or the queue position)."""
+    if not status.busy:
+        return status.message
+    what = {"run": "Running", "step": "Stepping", "compare": "Comparing"}.get(status.kind, "Running")
+    if status.queued:
+        return f"{what}: waiting for a free worker ({status.queued} run(s) ahead of yours)"
+    parts = [status.message]
+    if status.total:
+        parts.append(f"{status.done}/{status.total} seed-years")
+    parts.append(f"{_duration(status.seconds)} so far")
+    left = status.seconds_left
+    if left is not None:
+        parts.append(f"about {_duration(left)} left")
+    return " · ".join(p for p in parts if p)
+
+
+def progress_props(status: RunStatus, kinds: tuple[str, ...] = ("run", "step", "compare")) -> dict[str, Any]:
     if status.kind and status.kind not in kinds:
         return {"active": False, "value": 0.0, "text": "", "state": "idle"}
-    text = status.message
-    if status.busy and status.total:
-        text = f"{status.message} ({status.done}/{status.total} seed-years, {status.seconds:.0f} s)"
     return {"active": status.busy, "value": max(2.0, 100 * status.fraction) if status.busy else 0.0,
-            "text": text, "state": status.state}
+            "text": progress_text(status), "state": status.state}
 
 
 @solara.component
 def RunProgress(state: DashboardState, kinds: tuple[str, ...] = ("run", "step", "compare")):
-    """Progress of the current job. Re-renders only when a job starts, ends or fails; the progress in
-    between goes straight to the ProgressView widget."""
-    status = state.status.value           # subscribe to job transitions
-    live = state.live_status
-    with solara.Column(gap="4px") as main:
-        element = ProgressView.element(**progress_props(live, kinds))
-        if status.state == "error" and status.error and (status.kind in kinds or not status.kind):
-            Message("error", status.error, testid="run-error")
-
-    def attach():
-        widget = cast(ProgressView, solara.get_widget(element))
+    """The page's one progress indicator (in the sticky header). One ProgressView widget per session,
+    created once and only ever changed by progress reports (never by a re-render, which could put an
+    older status back). Reports going backwards within a job are dropped: the line never jumps back."""
+    def make() -> ProgressView:
+        widget = ProgressView(**progress_props(state.live_status, kinds))
+        last: dict[str, Any] = {"started": 0.0, "done": -1}
 
         def sink(st: RunStatus) -> None:
+            if st.busy and st.started == last["started"] and st.done < last["done"]:
+                return
+            last["started"], last["done"] = st.started, st.done
             props = progress_props(st, kinds)
             with widget.hold_sync():
                 for key, value in props.items():
-                    setattr(widget, key, value)
+                    if getattr(widget, key) != value:
+                        setattr(widget, key, value)
 
-        return state.add_progress_sink(sink)
+        widget.remove_sink = state.add_progress_sink(sink)
+        return widget
 
-    solara.use_effect(attach, [kinds])
+    widget = solara.use_memo(make, [])
+    solara.use_effect(lambda: widget.remove_sink, [])
+    return solara.Div(children=[widget], classes=["pz-progress-box"])
+
+
+@solara.component
+def RunError(state: DashboardState, kinds: tuple[str, ...]):
+    status = state.status.value
+    with solara.Column(gap="4px") as main:
+        if status.state == "error" and status.error and (status.kind in kinds or not status.kind):
+            Message("error", status.error, testid="run-error")
     return main
 
 
@@ -446,13 +477,17 @@ def ResultLine(state: DashboardState):
 def RunButtons(state: DashboardState):
     busy = state.status.value.busy
     years = state.scenario.value.run.years
-    with solara.Row(gap="8px", style={"flex-wrap": "wrap"}) as main:
-        solara.Button(f"Run {years} years", icon_name="mdi-play", color="primary",
-                      on_click=lambda: state.run(), disabled=busy, classes=["pz-run"])
-        solara.Button("Step 1 year", icon_name="mdi-step-forward", outlined=True, on_click=lambda: state.step(),
-                      disabled=busy, classes=["pz-stepbtn"])
-        solara.Button("Cancel", icon_name="mdi-stop", outlined=True, color="error", on_click=state.cancel,
-                      disabled=not busy, classes=["pz-cancel"])
+    limit = state.step_limit()
+    with solara.Column(gap="4px") as main:
+        with solara.Row(gap="8px", style={"flex-wrap": "wrap"}):
+            solara.Button(f"Run {years} years", icon_name="mdi-play", color="primary",
+                          on_click=lambda: state.run(), disabled=busy, classes=["pz-run"])
+            solara.Button("Step 1 year", icon_name="mdi-step-forward", outlined=True, on_click=lambda: state.step(),
+                          disabled=busy or bool(limit), classes=["pz-stepbtn"])
+            solara.Button("Cancel", icon_name="mdi-stop", outlined=True, color="error", on_click=state.cancel,
+                          disabled=not busy, classes=["pz-cancel"])
+        if limit:
+            Txt(limit, classes=["pz-help"], testid="step-limit")
     return main
 
 
@@ -473,7 +508,7 @@ def RunCard(state: DashboardState):
                 LeverControl(state, s, levers.get_value(scenario, s.path),
                              levers.get_value(state.base.value, s.path), errors.get(s.path))
         RunButtons(state)
-        RunProgress(state, ("run", "step"))
+        RunError(state, ("run", "step"))
         ResultLine(state)
     return main
 
@@ -875,7 +910,7 @@ def CompareView(state: DashboardState):
                     solara.Button("Cancel", icon_name="mdi-stop", outlined=True, color="error",
                                   disabled=not busy, on_click=state.cancel)
                     solara.Button("Clear", icon_name="mdi-close", text=True, on_click=state.compare_clear)
-                RunProgress(state, ("compare",))
+                RunError(state, ("compare",))
         if ready:
             with solara.Column(classes=["pz-card"], gap="6px"):
                 solara.Text(f"Key numbers in the last year (median [p10 to p90] across {st.seeds} seeds; Δ = median "
@@ -962,7 +997,9 @@ def ExportView(state: DashboardState, result: RunSnapshot):
 def HeaderStatus(state: DashboardState):
     status = state.status.value
     if status.busy:
-        chip, cls = f"Running {100 * status.fraction:.0f}%", "pz-pill--run"
+        chip, cls = {"step": "Stepping", "compare": "Comparing"}.get(status.kind, "Running"), "pz-pill--run"
+    elif state.results_of_other_scenario or state.result.value is None:
+        chip, cls = "Not run yet", "pz-pill--stale"
     elif state.results_stale:
         chip, cls = "Levers changed: results out of date", "pz-pill--stale"
     elif state.result.value is not None and not state.result.value.complete:
@@ -980,12 +1017,15 @@ def HeaderStatus(state: DashboardState):
 
 @solara.component
 def Header(state: DashboardState):
-    with solara.Row(classes=["pz-header"], style={"align-items": "center", "justify-content": "space-between"}) as main:
-        with solara.Column(gap="0px"):
-            solara.Text("Portfolio district simulator", classes=["pz-title"])
-            solara.Text("Autonomous district schools: try a policy design on a simulated district before adopting it",
-                        classes=["pz-subtitle"])
-        HeaderStatus(state)
+    with solara.Column(classes=["pz-header"], gap="4px") as main:
+        with solara.Row(style={"align-items": "center", "justify-content": "space-between", "flex-wrap": "wrap"},
+                        gap="8px"):
+            with solara.Column(gap="0px"):
+                solara.Text("Portfolio district simulator", classes=["pz-title"])
+                solara.Text("Autonomous district schools: try a policy design on a simulated district before "
+                            "adopting it", classes=["pz-subtitle"])
+            HeaderStatus(state)
+        RunProgress(state)
     return main
 
 
@@ -1013,14 +1053,54 @@ def Results(state: DashboardState):
                 solara.Button(icon_name="mdi-close", icon=True, text=True, on_click=lambda: state.notice.set(None))
         if tab == "compare":
             CompareView(state)
-        elif result is None:
-            with solara.Column(classes=["pz-card"]):
-                busy = state.status.value.busy
-                solara.Text("Running the scenario: the first results appear in a moment..." if busy
-                            else "Press Run to simulate the current levers.", classes=["pz-help"])
-                if busy:
-                    solara.ProgressLinear(True)
-        elif tab == "overview":
+            return main
+        busy = state.status.value.busy
+        if result is not None and state.results_of_other_scenario:
+            result = None                 # never another scenario's numbers under this one's name
+        if result is None:
+            if busy:
+                with solara.Div(classes=["pz-card"], attributes={"data-testid": "not-run"}):
+                    solara.Text(f"Running {state.scenario.value.name}: the first results appear after the first "
+                                "seed (progress at the top).", classes=["pz-help"])
+            else:
+                NotRunYet(state)
+            return main
+        if busy or state.results_stale:
+            why = ("Updating: these are the previous results, shown until the new run's first seed is in."
+                   if busy else "Out of date: these results are for the levers before your change. "
+                                "Press Run to update them.")
+            Message("warning", why, testid="results-label")
+        classes = ["pz-results", *(["pz-results--stale"] if (busy or state.results_stale) else [])]
+        with solara.Column(gap="10px", classes=classes):
+            ResultsTab(state, result, tab)
+    return main
+
+
+@solara.component
+def NotRunYet(state: DashboardState):
+    """A scenario with no results yet: what a run takes, one click to run it or a quick look."""
+    s = state.scenario.value
+    years, seeds = state.quick_look()
+    quick = s.model_copy(deep=True)
+    quick.run.years, quick.run.seeds = years, seeds
+    with solara.Div(classes=["pz-card", "pz-col"], attributes={"data-testid": "not-run"}) as main:
+        solara.Text(f"{s.name}: not run yet", classes=["pz-h2"])
+        solara.Text(f"About {_duration(state.estimate())} for {s.run.years} years × {s.run.seeds} seeds of "
+                    f"{s.district.students:,} students.", classes=["pz-help"], )
+        with solara.Row(gap="8px", style={"flex-wrap": "wrap"}):
+            solara.Button(f"Run {s.run.years} years × {s.run.seeds} seeds", icon_name="mdi-play", color="primary",
+                          on_click=lambda: state.run(), classes=["pz-run-now"])
+            if (years, seeds) != (s.run.years, s.run.seeds):
+                solara.Button(f"Quick look: {years} years × {seeds} seed(s), about "
+                              f"{_duration(state.estimate(quick))}", icon_name="mdi-flash", outlined=True,
+                              on_click=state.run_quick_look, classes=["pz-quick-look"])
+    return main
+
+
+@solara.component
+def ResultsTab(state: DashboardState, result: RunSnapshot, tab: str):
+    with solara.Column(gap="10px") as main:
+        if tab == "overview":
             Overview(state, result)
         elif tab == "charts":
             Charts(state, result)
