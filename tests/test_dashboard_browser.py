@@ -183,6 +183,13 @@ def test_opens_offline_with_the_baseline_results(session, tmp_path):
                                                   "central office", "accountability", "school choice", "talent",
                                                   "implementation", "politics"]
     s.shot("01-first-load")
+    # item 3: chart lines in the Okabe-Ito palette, told apart by dash/marker as well as colour
+    colors = s.page.evaluate("() => [...document.querySelectorAll('.pz-plotly-inner')].flatMap(gd => "
+                             "gd._fullData.filter(t => t.mode && t.mode.includes('lines') && t.showlegend)"
+                             ".map(t => [t.line.color.toLowerCase(), t.line.dash, t.marker.symbol]))")
+    assert colors and not {c for c, _, _ in colors} & {"#d62728", "#2ca02c"}      # no red-green pair
+    assert all(c in {"#0072b2", "#e69f00", "#009e73", "#cc79a7", "#d55e00", "#56b4e9", "#f0e442", "#000000",
+                     "#333333"} for c, _, _ in colors), colors
     # a chart as PNG (drawn by plotly.js in the browser) and as self-contained HTML
     card = s.page.locator(".pz-chart").first
     with s.page.expect_download() as dl:
@@ -268,6 +275,13 @@ def test_compare_two_designs_through_the_same_board_flip(session):
     table.wait_for(timeout=90_000)
     text = table.inner_text()
     assert "MOU-based district-run" in text and "partner-run under contract" in text and "Δ" in text
+    # item 4: every difference says whether it is clear of seed noise; clear ones lead
+    verdicts = re.findall(r"(clear of seed noise|within seed noise|no difference)", text)
+    assert len(verdicts) >= 10
+    rows = [r for r in text.splitlines() if "seed noise" in r or "no difference" in r]
+    flags = ["✔" in r for r in rows]
+    assert flags == sorted(flags, reverse=True)
+    s.page.get_by_test_id("clear-differences").wait_for()
     s.wait_charts(7)                                       # 6 metrics + the paired difference chart
     legend = s.page.locator(".pz-plotly-inner").first.locator(".legendtext").all_text_contents()
     assert {"MOU-based district-run", "partner-run under contract"} <= set(legend)

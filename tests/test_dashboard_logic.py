@@ -233,6 +233,14 @@ def test_store_results_and_paired_differences():
     table = figures.comparison_table(store)
     assert list(table.columns) == ["metric", "A", "A again", "B"]
     assert "Δ" in table.loc[0, "B"]
+    assert all("no difference" in c for c in table["A again"])            # identical design: exactly 0
+    # clear differences lead the table, and every flagged one is a real paired interval excluding 0
+    verdicts = ["clear of seed noise" in c and "within" not in c for c in table["B"]]
+    assert verdicts == sorted(verdicts, reverse=True)
+    for r in figures.comparison_rows(store):
+        d = r["cells"]["B"][1]
+        assert d is not None and d.n == 2
+        assert d.clear == (d.low > 0 or d.high < 0)
     # changing the shared settings makes every result stale
     assert len(store.with_settings(years=4).pending()) == 3
     fig = figures.comparison_figure(store, "political_support")
@@ -448,3 +456,51 @@ def test_workshop_agenda_reads_the_latest_year():
     assert workshop.next_year(snap) == 3
     sim.run()                                   # finished: the next step starts again from year 1
     assert workshop.next_year(sim.snapshot()) == 1 and "starts again" in workshop.agenda(sim.snapshot())[0][1]
+
+
+def test_paired_difference_flags_only_what_is_clear_of_seed_noise():
+    from portfolio_sim.dashboard.compare import paired_difference
+    seeds = pd.Index([1, 2, 3, 4, 5])
+    ref = pd.Series([0.10, 0.30, -0.20, 0.05, 0.15], index=seeds)
+    noisy = ref + pd.Series([0.02, -0.03, 0.01, -0.01, 0.012], index=seeds)     # +0.003 mean, inside noise
+    clear = ref + pd.Series([0.11, 0.09, 0.12, 0.10, 0.08], index=seeds)
+    n = paired_difference(noisy, ref)
+    c = paired_difference(clear, ref)
+    assert not n.clear and n.low < 0 < n.high and n.verdict == "within seed noise"
+    assert c.clear and c.low > 0 and c.verdict == "clear of seed noise"
+    assert abs(c.mean - 0.10) < 1e-9
+    # paired by seed, not by position
+    assert paired_difference(clear.iloc[::-1], ref).mean == pytest.approx(c.mean)
+    assert paired_difference(clear.iloc[:1], ref.iloc[:1]).verdict == "one seed: cannot tell"
+
+
+def test_charts_are_colour_blind_safe_with_dash_and_marker_cues(snapshot):
+    from portfolio_sim.dashboard.palette import OKABE_ITO
+    from portfolio_sim.report import PALETTE
+    for spec in figures.CHARTS:
+        fig = spec.build(snapshot)
+        lines = [t for t in fig.data if t.showlegend is not False and t.mode and "lines" in t.mode]
+        colors = {t.line.color for t in fig.data if getattr(t, "line", None) is not None and t.line.color}
+        assert not colors & {c for c in PALETTE if c not in OKABE_ITO}, spec.key     # no red/green pair
+        if len(lines) > 1:
+            cues = {(t.line.dash, t.marker.symbol) for t in lines}
+            assert len(cues) == len(lines), f"{spec.key}: lines told apart by colour only"
+        # bands are drawn before (under) every line
+        kinds = ["band" if (getattr(t, "fill", None) or (t.line.width == 0 and t.showlegend is False)) else "line"
+                 for t in fig.data if t.type == "scatter"]
+        assert kinds == sorted(kinds), spec.key
+        assert len(fig.layout.title.text) <= 48, f"{spec.key}: title too long to fit: {fig.layout.title.text}"
+    m = figures.map_figure(snapshot, snapshot.seeds[0], snapshot.year, "rating")
+    scale = next(t.marker.colorscale for t in m.data if t.type == "scatter" and t.marker.cmax == 100)
+    assert [list(s) for s in scale] == figures.CIVIDIS
+
+
+def test_charts_leave_out_categories_the_scenario_does_not_have(snapshot):
+    fig = figures.build_chart("enrollment", snapshot)
+    names = {t.name for t in fig.data if t.showlegend is not False}
+    y = snapshot.yearly
+    for m, name in (("enrollment_partner_run", "Partner-run"), ("enrollment_charter", "Charter")):
+        if (y[m] == 0).all():
+            assert name not in names
+    sch = figures.build_chart("schools", snapshot)
+    assert sch.layout.yaxis2.rangemode == "tozero" and sch.layout.yaxis.rangemode == "tozero"

@@ -913,8 +913,21 @@ def CompareView(state: DashboardState):
                 RunError(state, ("compare",))
         if ready:
             with solara.Column(classes=["pz-card"], gap="6px"):
-                solara.Text(f"Key numbers in the last year (median [p10 to p90] across {st.seeds} seeds; Δ = median "
-                            "paired difference from the reference ★)", classes=["pz-lever-label"])
+                clear = figures.clear_differences(store) if len(ready) >= 2 else []
+                ref_entry = store.reference_entry()
+                if len(ready) >= 2:
+                    solara.Text("Differences clear of seed noise" if clear else
+                                "No difference is clear of seed noise", classes=["pz-h2"])
+                    items = "".join(f"<li>{esc(c)}</li>" for c in clear)
+                    solara.HTML(tag="div", attributes={"data-testid": "clear-differences"}, unsafe_innerHTML=(
+                        f"<ul class='pz-clear'>{items}</ul>" if clear else
+                        f"<p class='pz-help'>On these {st.seeds} seeds every key number of the other designs "
+                        f"differs from {esc(ref_entry.label if ref_entry else 'the reference')} by less than seed "
+                        "noise: add seeds, or treat the designs as alike on these numbers.</p>"))
+                solara.Text(f"Key numbers in the last year: median [10th to 90th percentile] across {st.seeds} "
+                            "seeds. Δ = median difference from the reference ★ on the same seeds; ✔ clear of seed "
+                            "noise = the 95% interval of the per-seed differences excludes 0. Clear differences "
+                            "first.", classes=["pz-help"])
                 solara.HTML(tag="div", unsafe_innerHTML=html_table(table), style="overflow-x: auto",
                             attributes={"data-testid": "compare-table"})
                 with solara.Row(gap="8px"):

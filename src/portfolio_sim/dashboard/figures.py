@@ -21,7 +21,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from portfolio_sim.dashboard.compare import ComparisonStore, final_values, paired_differences, summary_for
+from portfolio_sim.dashboard.compare import (ComparisonStore, final_by_seed, paired_difference, paired_differences,
+                                             summary_for)
+from portfolio_sim.dashboard.palette import CIVIDIS, DASHES, OKABE_ITO, SYMBOLS
 from portfolio_sim.dashboard.simulation import RunSnapshot
 from portfolio_sim.district import BAND_NAMES
 from portfolio_sim.report import (PALETTE, autonomy_domain_figure, band_figure, label, political_figure)
@@ -31,19 +33,80 @@ FONT = "Inter, Roboto, 'Segoe UI', system-ui, sans-serif"
 
 SECTOR_LABELS = {"traditional": "Traditional", "district_run": "District-run autonomous",
                  "partner_led": "Partner-led", "partner_run": "Partner-run", "charter": "Charter"}
-SECTOR_COLORS = {"traditional": "#3d4b5c", "district_run": "#2ca02c", "partner_led": "#ff7f0e",
-                 "partner_run": "#d62728", "charter": "#9467bd"}
-RATING_SCALE = [[0.0, "#a50026"], [0.1, "#d73027"], [0.2, "#f46d43"], [0.3, "#fdae61"], [0.4, "#fee08b"],
-                [0.5, "#ffffbf"], [0.6, "#d9ef8b"], [0.7, "#a6d96a"], [0.8, "#66bd63"], [0.9, "#1a9850"],
-                [1.0, "#006837"]]   # ColorBrewer RdYlGn: red = low rating, green = high
+# Okabe-Ito (colour-blind safe, see palette.py); the map also tells sectors apart by marker outline
+SECTOR_COLORS = {"traditional": "#6b6b6b", "district_run": OKABE_ITO[0], "partner_led": OKABE_ITO[1],
+                 "partner_run": OKABE_ITO[3], "charter": OKABE_ITO[2]}
+RATING_SCALE = CIVIDIS   # dark blue = low rating, yellow = high; monotone in lightness
 BAND_SYMBOLS = {"elementary": "circle", "k8": "circle", "middle": "diamond", "high": "square"}
 
 
-def polish(fig: go.Figure, height: int | None = None) -> go.Figure:
-    """The dashboard's look: one font, compact margins, a readable title."""
+def _hex(color: Any) -> str:
+    """'#rrggbb' of a '#rrggbb' or 'rgba(r,g,b,a)' colour ('' otherwise)."""
+    if not isinstance(color, str):
+        return ""
+    c = color.strip().lower()
+    if c.startswith("#") and len(c) == 7:
+        return c
+    if c.startswith("rgb"):
+        try:
+            r, g, b = (int(float(v)) for v in c[c.index("(") + 1:c.index(")")].split(",")[:3])
+        except ValueError:
+            return ""
+        return f"#{r:02x}{g:02x}{b:02x}"
+    return ""
+
+
+_SAFE = {old.lower(): OKABE_ITO[i % len(OKABE_ITO)] for i, old in enumerate(PALETTE)}
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    return f"rgba({int(h[0:2], 16)},{int(h[2:4], 16)},{int(h[4:6], 16)},{alpha})"
+
+
+def accessible(fig: go.Figure) -> go.Figure:
+    """Colour-blind-safe look for figures built by report.py: its palette mapped onto Okabe-Ito, every
+    legend line with its own dash and marker, light bands drawn under every line (bands never hide a
+    line)."""
+    fills, lines = [], []
+    i = 0
+    for tr in fig.data:
+        line = getattr(tr, "line", None)
+        old = _hex(line.color) if line is not None else ""
+        if old in _SAFE:
+            line.color = _SAFE[old]
+        marker = getattr(tr, "marker", None)
+        if marker is not None and isinstance(marker.color, str) and _hex(marker.color) in _SAFE:
+            marker.color = _SAFE[_hex(marker.color)]
+        fill = getattr(tr, "fillcolor", None)
+        if fill and _hex(fill) in _SAFE:
+            tr.fillcolor = _rgba(_SAFE[_hex(fill)], 0.12)
+        if getattr(tr, "fill", None) in ("tonexty", "toself", "tozeroy") or (
+                line is not None and line.width == 0 and tr.showlegend is False):
+            fills.append(tr)
+            continue
+        if tr.type == "scatter" and tr.showlegend is not False and tr.mode and "lines" in tr.mode:
+            if not line.dash or line.dash == "solid":
+                line.dash = DASHES[i % len(DASHES)]
+            tr.mode = "lines+markers"
+            tr.marker.symbol = SYMBOLS[i % len(SYMBOLS)]
+            tr.marker.size = 6
+            i += 1
+        lines.append(tr)
+    fig.data = tuple(fills + lines)
+    return fig
+
+
+def polish(fig: go.Figure, height: int | None = None, title: str | None = None) -> go.Figure:
+    """The dashboard's look: one font, compact margins, a short title that fits (the card's note says
+    the rest), the legend below the plot, colour-blind-safe lines."""
+    accessible(fig)
     fig.update_layout(font={"family": FONT, "size": 12, "color": "#243447"},
                       title={"font": {"size": 15}, "x": 0.01, "xanchor": "left"},
-                      margin={"l": 60, "r": 30, "t": 56, "b": 40}, paper_bgcolor="white")
+                      legend={"orientation": "h", "y": -0.18, "x": 0, "xanchor": "left", "yanchor": "top"},
+                      margin={"l": 60, "r": 30, "t": 48, "b": 40}, paper_bgcolor="white")
+    if title is not None:
+        fig.update_layout(title_text=title)
     if height:
         fig.update_layout(height=height)
     return fig
@@ -95,9 +158,29 @@ class ChartSpec:
     build: Callable[[RunSnapshot], go.Figure]
 
 
-def _band(metrics, title, **kw) -> Callable[[RunSnapshot], go.Figure]:
+def present(summary: pd.DataFrame, metrics: list[str]) -> list[str]:
+    """The metrics this run has: a category that is zero in every year and seed (no partner-run
+    schools in this scenario, say) is left out rather than drawn as a flat line in the legend."""
+    if summary.empty:
+        return metrics
+    keep = []
+    for m in metrics:
+        rows = summary[summary["metric"] == m]
+        if not rows.empty and float(rows[["p10", "median", "p90"]].abs().to_numpy().max()) > 0:
+            keep.append(m)
+    return keep or metrics[:1]
+
+
+def _band(metrics, title, drop_absent: bool = False, from_zero: bool = False,
+          **kw) -> Callable[[RunSnapshot], go.Figure]:
     def build(r: RunSnapshot) -> go.Figure:
-        return polish(band_figure(r.summary, metrics, title, start_year=r.start_year, **kw))
+        shown = present(r.summary, metrics) if drop_absent else metrics
+        fig = polish(band_figure(r.summary, shown, title, start_year=r.start_year, **kw))
+        if from_zero:       # counts start at 0: a drop of 6 schools out of 60 must not look like a collapse
+            fig.update_layout(yaxis_rangemode="tozero")
+            if "yaxis2" in fig.layout:
+                fig.layout.yaxis2.rangemode = "tozero"
+        return fig
     return build
 
 
@@ -114,24 +197,27 @@ CHARTS: tuple[ChartSpec, ...] = (
               "Where resident students are enrolled: traditional, each autonomous category, charter, outside.",
               _band(["enrollment_traditional", "enrollment_district_run", "enrollment_partner_led",
                      "enrollment_partner_run", "enrollment_charter", "enrollment_outside"],
-                    "Enrollment by sector and governance", yaxis_title="students", height=420)),
+                    "Enrollment by sector and governance", yaxis_title="students", height=420,
+                    drop_absent=True, from_zero=True)),
     ChartSpec("exits", "Enrollment", "Students leaving for outside options",
               "Students who left the district's schools (private schools, moving away) each year.",
               _band(["exits_outside"], "Students leaving for outside options (per year)",
                     yaxis_title="students/year")),
-    ChartSpec("schools", "Schools", "Openings, closures, restarts and conversions",
-              "Per year; schools open on the right axis.",
+    ChartSpec("schools", "Schools", "School openings, closures and schools open",
+              "Openings, closures, restarts and conversions per year (left axis); schools open on the right "
+              "axis, which starts at 0.",
               _band(["openings", "closures", "restarts", "conversions", "schools_open"],
-                    "Openings, closures, restarts, conversions (per year) and schools open",
+                    "School openings, closures and schools open",
                     yaxis_title="schools/year", secondary=["schools_open"], secondary_title="schools open",
-                    colors={"schools_open": "#333333"}, height=420)),
+                    colors={"schools_open": "#333333"}, height=420, from_zero=True)),
     ChartSpec("autonomy", "Autonomy", "Autonomy granted vs effective",
               "Mean over open autonomous schools: what the policy grants and what schools can actually use.",
               _band(["autonomy_granted", "autonomy_effective"], "Autonomy granted vs effective",
                     yaxis_title="autonomy (0-1)")),
     ChartSpec("autonomy_domains", "Autonomy", "Autonomy by domain",
               "Granted (dashed) vs effective (solid) in staffing, academics, budget and operations.",
-              lambda r: polish(autonomy_domain_figure(r.summary, start_year=r.start_year))),
+              lambda r: polish(autonomy_domain_figure(r.summary, start_year=r.start_year),
+                               title="Autonomy by domain: granted vs effective")),
     ChartSpec("politics", "Politics", "Political support, elections and reversals",
               "Board support for autonomy; dotted lines are elections, red crosses reversals (sized by the "
               "share of seeds).",
@@ -232,30 +318,62 @@ def key_numbers(result: RunSnapshot) -> list[dict[str, Any]]:
     return rows
 
 
-def comparison_table(store: ComparisonStore) -> pd.DataFrame:
-    """Key metrics in the last year (or totals), one column per ready scenario: 'median [p10-p90]', and
-    the paired difference from the reference scenario."""
+def comparison_rows(store: ComparisonStore) -> list[dict[str, Any]]:
+    """Per key metric: each ready scenario's last-year values and, against the reference, the paired
+    difference across seeds (`compare.PairedDifference`: clear of seed noise or not)."""
     ready = store.ready()
     ref = store.reference_entry()
     rows = []
     for km in KEY_METRICS:
-        row: dict[str, str] = {"metric": km.label + (" (total)" if km.cumulative and "all years" not in km.label else "")}
-        ref_vals = final_values(ref.result, km.metric, km.cumulative) if ref else np.array([])
+        ref_vals = final_by_seed(ref.result, km.metric, km.cumulative) if ref else pd.Series(dtype=float)
+        cells = {}
         for e in ready:
-            v = final_values(e.result, km.metric, km.cumulative)
-            if v.size == 0:
-                row[e.label] = "n/a"
+            v = final_by_seed(e.result, km.metric, km.cumulative)
+            diff = (paired_difference(v, ref_vals) if ref is not None and e.key != ref.key and not v.empty
+                    else None)
+            cells[e.label] = (v, diff)
+        rows.append({"metric": km, "cells": cells,
+                     "clear": any(d is not None and d.clear for _, d in cells.values())})
+    return rows
+
+
+def comparison_table(store: ComparisonStore) -> pd.DataFrame:
+    """Key metrics in the last year (or totals), one column per ready scenario: 'median [p10 to p90]',
+    and for each scenario but the reference the median paired difference with its verdict (clear of
+    seed noise: the 95% interval of the per-seed differences excludes 0). Clear differences first."""
+    rows = []
+    for r in sorted(comparison_rows(store), key=lambda r: not r["clear"]):
+        km = r["metric"]
+        row: dict[str, str] = {"metric": km.label + (" (total)" if km.cumulative and "all years" not in km.label else "")}
+        for name, (v, diff) in r["cells"].items():
+            if v.empty:
+                row[name] = "n/a"
                 continue
-            p10, med, p90 = np.quantile(v, [0.1, 0.5, 0.9])
+            p10, med, p90 = np.quantile(v.to_numpy(), [0.1, 0.5, 0.9])
             cell = fmt_value(med, km.kind)
             if v.size > 1:
                 cell += f" [{fmt_value(p10, km.kind)} to {fmt_value(p90, km.kind)}]"
-            if ref is not None and e.key != ref.key and ref_vals.size == v.size:
-                d = np.median(v - ref_vals)
-                cell += f"  (Δ {fmt_value(d, km.kind, signed=True)})"
-            row[e.label] = cell
+            if diff is not None:
+                mark = "✔ " if diff.clear else ""
+                cell += f"  (Δ {fmt_value(diff.median, km.kind, signed=True)}: {mark}{diff.verdict})"
+            row[name] = cell
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def clear_differences(store: ComparisonStore) -> list[str]:
+    """Plain sentences for the differences clear of seed noise, largest first within each scenario."""
+    ref = store.reference_entry()
+    out = []
+    for r in comparison_rows(store):
+        km = r["metric"]
+        for name, (_, diff) in r["cells"].items():
+            if diff is not None and diff.clear:
+                word = "higher" if diff.median > 0 else "lower"
+                out.append(f"{name}: {km.label.lower()} {fmt_value(abs(diff.median), km.kind)} {word} than "
+                           f"{ref.label} (paired over {diff.n} seeds; 95% interval "
+                           f"{fmt_value(diff.low, km.kind, signed=True)} to {fmt_value(diff.high, km.kind, signed=True)})")
+    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -295,9 +413,9 @@ def compare_metric(metric: str) -> CompareMetric:
     return CompareMetric(metric, label(metric), "")
 
 
-def _band_traces(d: pd.DataFrame, start_year: int, name: str, color: str, percent: bool, group: str) -> list[dict]:
-    """A p10-p90 band and the median line, as plain trace dicts."""
-    from portfolio_sim.report import _rgba
+def _band_traces(d: pd.DataFrame, start_year: int, name: str, color: str, percent: bool, group: str,
+                 i: int = 0) -> list[dict]:
+    """A p10-p90 band and the median line (the i-th line's dash and marker), as plain trace dicts."""
     d = d.sort_values("year")
     x = [int(v) + start_year for v in d["year"]]
     yfmt = ".1%" if percent else ".3~r"
@@ -305,9 +423,10 @@ def _band_traces(d: pd.DataFrame, start_year: int, name: str, color: str, percen
         {"type": "scatter", "x": x, "y": d["p90"].to_numpy(), "mode": "lines", "line": {"width": 0},
          "showlegend": False, "legendgroup": group, "hoverinfo": "skip"},
         {"type": "scatter", "x": x, "y": d["p10"].to_numpy(), "mode": "lines", "line": {"width": 0}, "fill": "tonexty",
-         "fillcolor": _rgba(color, 0.16), "showlegend": False, "legendgroup": group, "hoverinfo": "skip"},
+         "fillcolor": _rgba(color, 0.12), "showlegend": False, "legendgroup": group, "hoverinfo": "skip"},
         {"type": "scatter", "x": x, "y": d["median"].to_numpy(), "mode": "lines+markers", "name": name,
-         "legendgroup": group, "line": {"color": color, "width": 2.5}, "marker": {"size": 5},
+         "legendgroup": group, "line": {"color": color, "width": 2.5, "dash": DASHES[i % len(DASHES)]},
+         "marker": {"size": 6, "symbol": SYMBOLS[i % len(SYMBOLS)]},
          "customdata": d[["p10", "p90"]].to_numpy(),
          "hovertemplate": (f"{html.escape(name)}: median %{{y:{yfmt}}} "
                            f"(p10-p90 %{{customdata[0]:{yfmt}}} to %{{customdata[1]:{yfmt}}})<extra></extra>")},
@@ -317,7 +436,7 @@ def _band_traces(d: pd.DataFrame, start_year: int, name: str, color: str, percen
 def _flip(store: ComparisonStore, start_year: int) -> tuple[list[dict], list[dict]]:
     st = store.settings
     if st.override_flip and st.flip_year > 0:
-        shape, note = _vline(start_year + st.flip_year, "#d62728", "dash", 1.5, "board flips ")
+        shape, note = _vline(start_year + st.flip_year, "#b42318", "dash", 1.5, "board flips ")
         return [shape], [note]
     return [], []
 
@@ -332,10 +451,12 @@ def comparison_figure(store: ComparisonStore, metric: str, height: int = 380) ->
     ready = store.ready()
     start = ready[0].result.start_year if ready else 0
     data: list[dict] = []
-    for e in ready:
+    for i, e in enumerate(ready):
         d = summary_for(e.result, metric)
         if not d.empty:
-            data += _band_traces(d, e.result.start_year, e.label, e.color, cm.percent, group=e.label)
+            data += _band_traces(d, e.result.start_year, e.label, e.color, cm.percent, group=e.label, i=i)
+    data = [tr for tr in data if tr.get("fill") or tr["line"].get("width") == 0] + \
+        [tr for tr in data if not (tr.get("fill") or tr["line"].get("width") == 0)]   # bands under lines
     shapes, notes = _flip(store, start)
     return fast_figure(data, {
         "title": cm.title, "xaxis": _years_axis(store),
@@ -351,9 +472,9 @@ def difference_figure(store: ComparisonStore, metric: str, height: int = 380) ->
     start = ref.result.start_year if ref else 0
     colors = {e.label: e.color for e in store.entries}
     data: list[dict] = []
-    for name, d in paired_differences(store, metric).items():
-        data += _band_traces(d, start, f"{name} minus {ref.label}", colors.get(name, PALETTE[0]), cm.percent,
-                             group=name)
+    for i, (name, d) in enumerate(paired_differences(store, metric).items(), 1):
+        data += _band_traces(d, start, f"{name} minus {ref.label}", colors.get(name, OKABE_ITO[0]), cm.percent,
+                             group=name, i=i)
     shapes, notes = _flip(store, start)
     shapes.append({"type": "line", "xref": "paper", "yref": "y", "x0": 0, "x1": 1, "y0": 0, "y1": 0,
                    "line": {"color": "#555", "width": 1}})
@@ -495,9 +616,9 @@ def school_history_figure(result: RunSnapshot, seed: int, school_id: int, height
     x = (h["year"] + result.start_year).tolist()
     data = [
         {"type": "scatter", "x": x, "y": h["rating_percentile"].to_numpy(), "name": "rating percentile",
-         "mode": "lines+markers", "line": {"color": PALETTE[0], "width": 2.5}, "yaxis": "y"},
+         "mode": "lines+markers", "line": {"color": OKABE_ITO[0], "width": 2.5}, "yaxis": "y"},
         {"type": "scatter", "x": x, "y": h["autonomy_effective"].to_numpy(), "name": "effective autonomy",
-         "mode": "lines+markers", "line": {"color": PALETTE[2], "dash": "dot"}, "yaxis": "y2"},
+         "mode": "lines+markers", "line": {"color": OKABE_ITO[2], "dash": "dot"}, "marker": {"symbol": "diamond"}, "yaxis": "y2"},
         {"type": "bar", "x": x, "y": h["enrollment"].to_numpy(), "name": "enrollment", "marker": {"color": "#9ecae1"},
          "yaxis": "y3"},
         {"type": "scatter", "x": x, "y": h["capacity"].to_numpy(), "name": "seats", "mode": "lines",
