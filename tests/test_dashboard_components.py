@@ -346,3 +346,17 @@ def test_progress_line_has_counts_and_time_left():
     queued = RunStatus(state="running", kind="run", total=50, started=_t.time(), queued=3)
     assert "3 run(s) ahead" in C.progress_text(queued)
     assert C.progress_props(st)["value"] == pytest.approx(90.0)
+
+def test_assumptions_section_is_collapsed_and_editable(state):
+    box, rc = solara.render(C.LeverPanel(state), handle_error=False)
+    panel = by_class(rc, "pz-assumptions")
+    panel.assert_single()
+    assert not by_class(rc, "pz-lever-assumptions-politics-incumbency").widgets   # collapsed: not built
+    panel.widget.v_model = ["assumptions"]                                           # open it
+    button(rc, "Politics coefficients").click()
+    slider = by_class(rc, "pz-lever-assumptions-politics-incumbency").find(v.Slider).widget
+    assert (slider.min, slider.max) == (0.0, 1.5)
+    slider.v_model = 1.0
+    assert state.scenario.value.assumptions.politics.incumbency == 1.0
+    assert state.changed() == ["assumptions.politics.incumbency"]
+    assert "1 changed" in texts(rc)

@@ -504,3 +504,31 @@ def test_charts_leave_out_categories_the_scenario_does_not_have(snapshot):
             assert name not in names
     sch = figures.build_chart("schools", snapshot)
     assert sch.layout.yaxis2.rangemode == "tozero" and sch.layout.yaxis.rangemode == "tozero"
+
+# ------------------------------------------------------------------------------------------------
+# Assumptions: controls from the declarations, editable like levers, through export and upload
+# ------------------------------------------------------------------------------------------------
+
+def test_assumptions_are_controls_set_like_levers_and_round_trip_through_export():
+    from portfolio_sim import assumptions
+    from portfolio_sim.dashboard.exports import scenario_toml
+
+    groups = levers.assumption_group_specs()
+    assert [g.name for g in groups] == [f"assumptions.{g}" for g in assumptions.GROUP_DOCS]
+    specs = {s.path: s for g in groups for s in g.levers}
+    assert set(specs) == {a.path for a in assumptions.DECLARED}
+    inc = specs["assumptions.politics.incumbency"]
+    assert (inc.lo, inc.hi, inc.default, inc.widget) == (0.0, 1.5, 0.5, "slider")
+    assert specs["assumptions.finance.viability_years"].kind == "int"
+    s = small()
+    t = levers.set_value(s, "assumptions.politics.incumbency", 1.0)
+    assert t.assumptions.politics.incumbency == 1.0 and s.assumptions.politics.incumbency == 0.5
+    assert levers.changed(t, s) == ["assumptions.politics.incumbency"]
+    with pytest.raises(levers.LeverError, match="from 0.0 to 1.5"):
+        levers.set_value(s, "assumptions.politics.incumbency", 2.0)
+    up = parse_upload("mine.toml", scenario_toml(t).encode())
+    assert up.ok and up.scenario == t
+    up = parse_upload("mine.toml", b'extends = "baseline"\n[assumptions.achievement]\nrho = 0.8\n')
+    assert up.ok and up.scenario.assumptions.achievement.rho == 0.8
+    bad = parse_upload("bad.toml", b'[assumptions.achievement]\nrho = 2\n')
+    assert not bad.ok and "assumptions.achievement.rho" in bad.message

@@ -135,6 +135,14 @@ def test_every_lever_appears_in_odd(odd_md):
     assert not missing, f"levers not mentioned (as `group.field`) in docs/ODD.md: {missing}"
 
 
+def test_every_assumption_appears_in_odd(odd_md):
+    from portfolio_sim.assumptions import DECLARED
+    missing = [a.path for a in DECLARED if f"`{a.name}`" not in odd_md]
+    assert not missing, f"assumptions not mentioned (as `name`) in docs/ODD.md: {missing}"
+    for group in {a.group for a in DECLARED}:
+        assert f"[assumptions.{group}]" in odd_md, group
+
+
 def test_lever_table_lists_every_lever(odd_md):
     rows = table_row_names(section(odd_md, "Levers and the submodels that read them"))
     assert sorted(rows) == sorted(all_levers())

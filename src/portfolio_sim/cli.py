@@ -1,4 +1,4 @@
-"""Command line: `portfolio-sim run | validate | scenarios | schema | sweep | results`.
+"""Command line: `portfolio-sim run | validate | scenarios | schema | assumptions | sweep | results`.
 
 Exit codes: 0 success; 2 bad input (scenario errors, bad arguments, an unusable --out directory), with
 the message on stderr after `error: ` and no traceback; 1 an unexpected failure (set
@@ -88,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     schema = sub.add_parser("schema", help="print the lever reference (docs/SCENARIO.md)")
     schema.add_argument("--markdown", action="store_true", help="Markdown output (the default)")
+
+    assume = sub.add_parser("assumptions", help="list the model's declared assumptions (docs/ASSUMPTIONS.md)")
+    fmt = assume.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="a JSON list of objects (name is the --set path)")
+    fmt.add_argument("--markdown", action="store_true", help="Markdown (docs/ASSUMPTIONS.md)")
 
     from portfolio_sim.sweep.commands import add_parsers as add_sweep_parsers  # sweep, results
     add_sweep_parsers(sub)
@@ -314,6 +319,14 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_assumptions(args: argparse.Namespace) -> int:
+    from portfolio_sim import assumptions
+
+    text = assumptions.to_json() if args.json else assumptions.markdown() if args.markdown else assumptions.table()
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from portfolio_sim.sweep.commands import cmd_sweep as run_sweep_command
     return run_sweep_command(args)
@@ -325,7 +338,7 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "scenarios": cmd_scenarios, "schema": cmd_schema,
-            "sweep": cmd_sweep, "results": cmd_results}
+            "assumptions": cmd_assumptions, "sweep": cmd_sweep, "results": cmd_results}
 
 
 # ------------------------------------------------------------------------------------------------

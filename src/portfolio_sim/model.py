@@ -139,7 +139,8 @@ class PortfolioModel(mesa.Model):
         k = d.operators
         self.operators = Operators(
             quality=d.operator_quality_mean + d.operator_quality_sd * rng.standard_normal(k),
-            capacity=np.full(k, d.operator_capacity, dtype=np.int32), appetite=rng.uniform(0.3, 1.0, k),
+            capacity=np.full(k, d.operator_capacity, dtype=np.int32), appetite=rng.uniform(self.scenario.assumptions.setup.operator_appetite_low,
+                                                                  self.scenario.assumptions.setup.operator_appetite_high, k),
             active=np.ones(k, dtype=bool), hostile_years=np.zeros(k, dtype=np.int32),
             founded_year=np.zeros(k, dtype=np.int32), name=[f"Operator {i + 1}" for i in range(k)])
 
@@ -156,7 +157,7 @@ class PortfolioModel(mesa.Model):
         rng = self.streams["init"]
         sc.value_added = achievement.school_value_added(self)
         # Last year's measured growth: value-added plus sampling noise of roughly a full school's students.
-        noise = np.hypot(acc.rating_noise, achievement.SIGMA / np.sqrt(np.maximum(sc.capacity, 1)))
+        noise = np.hypot(acc.rating_noise, self.scenario.assumptions.achievement.sigma / np.sqrt(np.maximum(sc.capacity, 1)))
         first = sc.value_added + noise * rng.standard_normal(len(sc))
         self._set_reference(first[sc.sector != CHARTER])
         sc.rating = first
@@ -272,8 +273,9 @@ class PortfolioModel(mesa.Model):
         implementation curve again."""
         sc, rng = self.schools, self.streams["accountability"]
         talent.new_leaders(self, np.array([s]))
-        sd = max(self.scenario.district.initial_quality_sd, 0.02)
-        sc.base_quality[s] = 0.5 * sc.base_quality[s] + 0.5 * sd * rng.standard_normal()
+        a = self.scenario.assumptions.setup
+        sd = max(self.scenario.district.initial_quality_sd, a.restart_min_sd)
+        sc.base_quality[s] = a.restart_keep * sc.base_quality[s] + (1.0 - a.restart_keep) * sd * rng.standard_normal()
         sc.years_below[s] = 0
         sc.status_year[s] = self.year
         if sc.autonomous[s]:
@@ -289,7 +291,7 @@ class PortfolioModel(mesa.Model):
         old = int(sc.operator[s])
         sc.operator[s] = new
         q = self.operators.quality[new]
-        sc.base_quality[s] += authorizing.OPERATOR_TAKEOVER * (q - sc.base_quality[s])
+        sc.base_quality[s] += self.scenario.assumptions.authorizing.operator_takeover * (q - sc.base_quality[s])
         talent.new_leaders(self, np.array([s]))
         sc.autonomy_year[s] = sc.contract_year[s] = sc.status_year[s] = self.year
         sc.years_below[s] = 0
@@ -314,8 +316,9 @@ class PortfolioModel(mesa.Model):
     def open_school(self, band: int, xy: np.ndarray, leader_quality: float) -> int:
         sc, rng = self.schools, self.streams["authorizing"]
         same = sc.is_open & (sc.band == band) & (sc.sector != CHARTER)
-        cap = int(np.median(sc.capacity[same])) if same.any() else 300
-        s = int(sc.append(1, x=xy[0], y=xy[1], band=band, capacity=max(60, int(0.8 * cap)), sector=TRADITIONAL,
+        a = self.scenario.assumptions.setup
+        cap = int(np.median(sc.capacity[same])) if same.any() else a.new_school_default_seats
+        s = int(sc.append(1, x=xy[0], y=xy[1], band=band, capacity=max(a.new_school_min_seats, int(a.new_school_capacity * cap)), sector=TRADITIONAL,
                           is_open=True, opened_year=self.year, base_quality=0.0,
                           leader_quality=leader_quality, teacher_share=self.talent_pool_share,
                           need=autonomy.draw_needs(rng, 1)[0], resources=self.reference_resources,

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from portfolio_sim.assumptions import DECLARED
 from portfolio_sim.decisions import Decisions
 from portfolio_sim.scenario import DOMAINS, GROUPS, Scenario
 
@@ -277,6 +278,13 @@ def levers_table(scenario: Scenario) -> str:
                 f'<tr{" class=changed" if changed else ""}><td>{html.escape(group_name)}.'
                 f"{html.escape(field_name)}</td><td>{html.escape(_fmt(value))}</td>"
                 f"<td>{html.escape(str(unit))}</td><td>{html.escape(field.description or '')}</td></tr>")
+    # Declared assumptions (docs/ASSUMPTIONS.md): only those the scenario changed from their defaults.
+    for a in DECLARED:
+        value = getattr(getattr(scenario.assumptions, a.group), a.name)
+        if value != a.default:
+            rows.append(f"<tr class=changed><td>{html.escape(a.path)}</td><td>{html.escape(_fmt(value))}</td>"
+                        f"<td>{html.escape(a.unit)}</td><td>{html.escape(a.meaning)} (assumption; default "
+                        f"{html.escape(_fmt(a.default))})</td></tr>")
     return ("<table><thead><tr><th>lever</th><th>value</th><th>unit</th><th>meaning</th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>")
 
@@ -363,7 +371,7 @@ def write_report(path: str | Path, yearly: pd.DataFrame, summary: pd.DataFrame, 
 {years} simulated year(s), {start}&ndash;{start + years} &middot; lines are the median across seeds, shaded
 bands the 10th&ndash;90th percentile.</p>
 {f"<details><summary>Sources</summary><ul>{sources}</ul></details>" if sources else ""}
-<details><summary>Resolved scenario levers (bold: changed from the default)</summary>
+<details><summary>Resolved scenario levers, and assumptions changed from their defaults (bold: changed)</summary>
 {levers_table(scenario)}
 </details>
 {_decisions_section(decisions, start)}

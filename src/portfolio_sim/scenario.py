@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Literal
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from portfolio_sim.assumptions import Assumptions
 from portfolio_sim.errors import ScenarioError
 
 DOMAINS = ("staffing", "academic", "budget", "operations")
@@ -320,11 +321,18 @@ class Scenario(BaseModel):
     implementation: Implementation = Field(default_factory=Implementation)
     politics: Politics = Field(default_factory=Politics)
     run: Run = Field(default_factory=Run)
+    assumptions: Assumptions = Field(  # type: ignore[valid-type]
+        default_factory=Assumptions,
+        description="Declared coefficients of the mechanisms (docs/ASSUMPTIONS.md); defaults are the model's.")
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
         if self.district.neighbourhoods_csv and not self.district.schools_csv:
             raise ValueError("district.neighbourhoods_csv needs district.schools_csv")
+        setup = self.assumptions.setup
+        if setup.operator_appetite_low > setup.operator_appetite_high:
+            raise ValueError(f"assumptions.setup.operator_appetite_low ({setup.operator_appetite_low:g}) must not "
+                             f"exceed assumptions.setup.operator_appetite_high ({setup.operator_appetite_high:g})")
         return self
 
     # -- convenience -----------------------------------------------------------------------------
@@ -563,6 +571,10 @@ def schema_markdown() -> str:
             allowed = describe_bounds(field).removeprefix("allowed: ")
             out.append(f"| `{name}` | `{field.default!r}` | {allowed} | {unit} | {field.description} |")
         out.append("")
+    out += ["## `[assumptions.*]`", "",
+            "The coefficients of the mechanisms (how the district responds, as opposed to what it decides) are",
+            "declared assumptions, listed in [ASSUMPTIONS.md](ASSUMPTIONS.md) (`portfolio-sim assumptions`). A",
+            "scenario may set them in `[assumptions.GROUP]` tables, or `--set assumptions.GROUP.NAME=VALUE`.", ""]
     return "\n".join(out)
 
 

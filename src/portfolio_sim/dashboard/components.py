@@ -201,7 +201,7 @@ def LeverControl(state: DashboardState, spec: levers.LeverSpec, value: Any, base
 
     unit = f" {spec.unit}" if spec.unit and spec.unit not in ("$",) else ""
     shown = (f"${float(value):,.0f}" if spec.unit == "$" and value is not None else spec.format(value)) + unit
-    with solara.Column(gap="2px", classes=["pz-lever", f"pz-lever-{spec.group}-{spec.name}",
+    with solara.Column(gap="2px", classes=["pz-lever", f"pz-lever-{spec.group.replace('.', '-')}-{spec.name}",
                                             *(["pz-lever--changed"] if changed else [])],
                        style={"padding-left": "8px"} if changed else {}) as main:
         with solara.Row(gap="6px", style={"align-items": "center", "justify-content": "space-between"}):
@@ -255,11 +255,12 @@ def LeverGroup(state: DashboardState, group: levers.GroupSpec, scenario, base, e
     if (filter_text or only_changed) and not specs:
         return solara.Div()
     expanded = open_ or bool(filter_text) or only_changed
-    with solara.Column(gap="0px", classes=["pz-group", f"pz-group-{group.name}"]) as main:
+    with solara.Column(gap="0px", classes=["pz-group", f"pz-group-{group.name.replace('.', '-')}"]) as main:
         with solara.Row(classes=["pz-group-head"], style={"align-items": "center"}, gap="6px"):
             solara.Button(group.title, icon_name="mdi-chevron-down" if expanded else "mdi-chevron-right",
                           text=True, on_click=on_toggle, classes=["pz-group-btn"])
-            solara.Text(f"{len(group.levers)} levers", classes=["pz-help"])
+            solara.Text(f"{len(group.levers)} {'assumptions' if group.name.startswith('assumptions.') else 'levers'}",
+                        classes=["pz-help"])
             if n_changed:
                 solara.Text(f"{n_changed} changed", classes=["pz-badge"])
         solara.Text(group.question, classes=["pz-question"])
@@ -295,6 +296,32 @@ def LeverPanel(state: DashboardState):
         for g in levers.group_specs():
             LeverGroup(state, g, scenario, base, errors, g.name in open_groups, filter_text, only_changed,
                        toggle(g.name))
+        AssumptionsPanel(state, scenario, base, errors, open_groups, filter_text, only_changed, toggle)
+    return main
+
+
+@solara.component
+def AssumptionsPanel(state: DashboardState, scenario, base, errors: dict, open_groups: tuple, filter_text: str,
+                     only_changed: bool, toggle: Callable[[str], Callable[[], None]]):
+    """The declared assumptions (docs/ASSUMPTIONS.md) by mechanism, collapsed: editable like levers."""
+    groups = levers.assumption_group_specs()
+    open_, set_open = solara.use_state(False)
+    n_changed = sum(1 for g in groups for s in g.levers if levers.get_value(scenario, s.path) != levers.get_value(base, s.path))
+    title = "Assumptions" + (f" ({n_changed} changed)" if n_changed else "")
+    found = bool(filter_text) and any(s.matches(filter_text) for g in groups for s in g.levers)
+    shown = open_ or found or (only_changed and n_changed > 0)    # (its controls are built only when shown)
+    with rv.ExpansionPanels(flat=True, class_="pz-assumptions", v_model=["assumptions"] if shown else [],
+                            on_v_model=lambda v_: set_open(bool(v_))) as main:
+        with rv.ExpansionPanel(value="assumptions"):
+            rv.ExpansionPanelTitle(children=[title])
+            with rv.ExpansionPanelText():
+                if not shown:
+                    return main
+                solara.Text("The model's coefficients: what it takes to be true about how a district responds "
+                            "(defaults, plausible ranges and sources in docs/ASSUMPTIONS.md).", classes=["pz-help"])
+                for g in groups:
+                    LeverGroup(state, g, scenario, base, errors, g.name in open_groups, filter_text, only_changed,
+                               toggle(g.name))
     return main
 
 

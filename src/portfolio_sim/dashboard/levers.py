@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import ValidationError
 
+from portfolio_sim.assumptions import ASSUMPTION_GROUPS, GROUP_DOCS
 from portfolio_sim.scenario import GROUPS, Scenario, describe_bounds
 
 Kind = Literal["float", "int", "bool", "choice", "path"]
@@ -184,8 +185,21 @@ def group_specs(include_run: bool = False) -> list[GroupSpec]:
     return out
 
 
-def all_specs(include_run: bool = True) -> dict[str, LeverSpec]:
-    return {s.path: s for g in group_specs(include_run) for s in g.levers}
+def assumption_group_specs() -> list[GroupSpec]:
+    """The declared assumptions (`portfolio_sim.assumptions`), one group per mechanism, as controls with the
+    paths `assumptions.<group>.<name>` (shown apart from the levers, collapsed)."""
+    out = []
+    for gname, cls in ASSUMPTION_GROUPS.items():
+        group = f"assumptions.{gname}"
+        items = tuple(_spec(group, n, f) for n, f in cls.model_fields.items())
+        title = f"{GROUP_TITLES.get(gname, field_label(gname))} coefficients"
+        out.append(GroupSpec(group, title, GROUP_DOCS[gname], GROUP_DOCS[gname], items))
+    return out
+
+
+def all_specs(include_run: bool = True, include_assumptions: bool = True) -> dict[str, LeverSpec]:
+    groups = group_specs(include_run) + (assumption_group_specs() if include_assumptions else [])
+    return {s.path: s for g in groups for s in g.levers}
 
 
 def spec(path: str) -> LeverSpec:
@@ -195,9 +209,14 @@ def spec(path: str) -> LeverSpec:
     return specs[path]
 
 
+def _node(scenario: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        scenario = getattr(scenario, part)
+    return scenario
+
+
 def get_value(scenario: Scenario, path: str) -> Any:
-    group, name = path.split(".", 1)
-    return getattr(getattr(scenario, group), name)
+    return _node(scenario, path)
 
 
 class LeverError(ValueError):
@@ -239,7 +258,7 @@ def set_value(scenario: Scenario, path: str, value: Any) -> Scenario:
     value = coerce(s, value)
     new = scenario.model_copy(deep=True)
     try:
-        setattr(getattr(new, s.group), s.name, value)   # validate_assignment: bounds, choices
+        setattr(_node(new, s.group), s.name, value)   # validate_assignment: bounds, choices
     except ValidationError as exc:
         msg = exc.errors()[0].get("msg", "invalid value") if exc.errors() else "invalid value"
         raise LeverError(f"{s.label}: {s.format(value) if s.kind != 'choice' else value!r} is not allowed "
@@ -248,5 +267,5 @@ def set_value(scenario: Scenario, path: str, value: Any) -> Scenario:
 
 
 def changed(scenario: Scenario, base: Scenario, include_run: bool = False) -> list[str]:
-    """Lever paths whose value differs between `scenario` and `base`."""
+    """Lever (and assumption) paths whose value differs between `scenario` and `base`."""
     return [p for p in all_specs(include_run) if get_value(scenario, p) != get_value(base, p)]

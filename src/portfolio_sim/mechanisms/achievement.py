@@ -27,61 +27,55 @@ from portfolio_sim.state import CHARTER
 if TYPE_CHECKING:
     from portfolio_sim.model import PortfolioModel
 
-RHO = 0.7              # persistence of achievement from one year to the next
-SIGMA = 0.3            # yearly student-level noise (SD)
-BASELINE_GAP = 0.7     # long-run gap between low-income and other students without school effects
-BASELINE_SD = 0.6      # spread of long-run levels within a group
-LEADER_EFFECT = 0.03   # value-added per SD of principal quality (SD/yr)
-TEACHER_EFFECT = 0.25  # value-added per unit share of excellent teachers above the district mean
-RESOURCE_EFFECT = 0.04  # value-added per 100% more per-pupil resources than the starting level
-ENTERPRISE_SERVICE_GAIN = 0.01  # services run as competing public enterprises improve (seed 000 lesson 4)
+# Coefficients (rho, sigma, ...): `model.scenario.assumptions.achievement` (portfolio_sim/assumptions.py).
 
 
 def new_students(model: PortfolioModel, rows: np.ndarray, rng: np.random.Generator) -> None:
     """Entering students: income group from the household, long-run level, starting achievement."""
-    st = model.students
+    st, a = model.students, model.scenario.assumptions.achievement
     st.low_income[rows] = model.hh_low_income[st.household[rows]]
-    st.baseline[rows] = np.where(st.low_income[rows], -BASELINE_GAP / 2, BASELINE_GAP / 2) + \
-        BASELINE_SD * rng.standard_normal(len(rows))
-    st.achievement[rows] = st.baseline[rows] + SIGMA * rng.standard_normal(len(rows))
+    st.baseline[rows] = np.where(st.low_income[rows], -a.baseline_gap / 2, a.baseline_gap / 2) + \
+        a.baseline_sd * rng.standard_normal(len(rows))
+    st.achievement[rows] = st.baseline[rows] + a.sigma * rng.standard_normal(len(rows))
 
 
 def warm_start(model: PortfolioModel, rng: np.random.Generator) -> None:
     """Starting achievement as if students had long attended their current school (no start-up drift)."""
-    st, sc = model.students, model.schools
+    st, sc, a = model.students, model.schools, model.scenario.assumptions.achievement
     on = (st.grade >= 0) & (st.school >= 0)
-    stationary_sd = SIGMA / np.sqrt(1.0 - RHO * RHO)
-    st.achievement[on] = st.baseline[on] + sc.value_added[st.school[on]] / (1.0 - RHO) + \
+    stationary_sd = a.sigma / np.sqrt(1.0 - a.rho * a.rho)
+    st.achievement[on] = st.baseline[on] + sc.value_added[st.school[on]] / (1.0 - a.rho) + \
         stationary_sd * rng.standard_normal(int(on.sum()))
 
 
 def school_value_added(model: PortfolioModel) -> np.ndarray:
     sc = model.schools
     scn = model.scenario
+    a = scn.assumptions.achievement
     district = sc.sector != CHARTER
     mean_teachers = model.talent_pool_share
     v = sc.base_quality.copy()
-    v += np.where(district, LEADER_EFFECT * sc.leader_quality, 0.0)
-    v += np.where(district, TEACHER_EFFECT * (model.teacher_exposure - mean_teachers), 0.0)
+    v += np.where(district, a.leader_effect * sc.leader_quality, 0.0)
+    v += np.where(district, a.teacher_effect * (model.teacher_exposure - mean_teachers), 0.0)
     v += np.where(district, autonomy.effect(model), 0.0)
     ref = max(model.reference_resources, 1.0)
-    v += np.where(district, RESOURCE_EFFECT * np.clip(sc.resources / ref - 1.0, -1.0, 1.0), 0.0)
+    v += np.where(district, a.resource_effect * np.clip(sc.resources / ref - 1.0, -1.0, 1.0), 0.0)
     if scn.central_office.services == "public_enterprise":
-        v += np.where(district & ~sc.opted_out, ENTERPRISE_SERVICE_GAIN, 0.0)
+        v += np.where(district & ~sc.opted_out, a.enterprise_service_gain, 0.0)
     return v
 
 
 def step(model: PortfolioModel) -> None:
     """Value-added for every school, then one year of growth for every student."""
-    st, sc = model.students, model.schools
+    st, sc, a = model.students, model.schools, model.scenario.assumptions.achievement
     sc.value_added = school_value_added(model)
     rng = model.streams["achievement"]
-    noise = SIGMA * rng.standard_normal(len(st)).astype(np.float32)
+    noise = a.sigma * rng.standard_normal(len(st)).astype(np.float32)
     on = st.grade >= 0
     # Value-added of each student's school; 0 outside the district (private/other, ~average) and for
     # inactive slots: a lookup in value_added with a 0 appended for them.
     v = np.append(sc.value_added, 0.0)[np.where(on & (st.school >= 0), st.school, len(sc))]
-    persist, level = RHO * st.achievement, (1.0 - RHO) * st.baseline
+    persist, level = a.rho * st.achievement, (1.0 - a.rho) * st.baseline
     new = persist + level + v + noise
     model.last_growth = np.where(on, new - persist - level, 0.0)
     np.copyto(st.achievement, new, where=on, casting="same_kind")

@@ -35,11 +35,7 @@ from portfolio_sim.state import CATEGORY_SECTOR, CHARTER, DISTRICT_RUN, TRADITIO
 if TYPE_CHECKING:
     from portfolio_sim.model import PortfolioModel
 
-OPERATOR_TAKEOVER = 0.6        # how far a partner school's model moves to the operator's quality
-LEGAL_COMMITMENT = {"state_law": 0.9, "contract": 0.8, "district_policy": 0.2, "mou": 0.1}
-INCUBATOR_EVERY = 3            # years between operators launched by an incubator
-HOSTILE_SUPPORT = 0.35
-STARTUP_YEARS = 2
+# Coefficients: `model.scenario.assumptions.authorizing` (declared in portfolio_sim/assumptions.py).
 
 
 def launch_delay(model: PortfolioModel) -> int:
@@ -77,7 +73,8 @@ def pick_operator(model: PortfolioModel, exclude: int = -1) -> int:
         spare[exclude] = False
     if not spare.any():
         return -1
-    pitch = ops.quality + 0.05 * rng.standard_normal(len(ops)) + 0.02 * ops.appetite
+    a = model.scenario.assumptions.authorizing
+    pitch = ops.quality + a.pitch_noise * rng.standard_normal(len(ops)) + a.pitch_appetite * ops.appetite
     return int(np.flatnonzero(spare)[np.argmax(pitch[spare])])
 
 
@@ -85,7 +82,8 @@ def update_operators(model: PortfolioModel) -> None:
     ops, sc, rng, scn = model.operators, model.schools, model.streams["authorizing"], model.scenario
     if not scn.has_autonomy_policy:
         return      # operators only work where the district has an autonomy initiative
-    hostile = model.board.stance == "skeptical" or model.board.support < HOSTILE_SUPPORT
+    a = scn.assumptions.authorizing
+    hostile = model.board.stance == "skeptical" or model.board.support < a.hostile_support
     counts = running(model)
     # An operator answers for schools it has run as long as a new school runs before it is rated:
     # a turnaround's first ratings still carry the school it took over (and the implementation dip).
@@ -94,21 +92,24 @@ def update_operators(model: PortfolioModel) -> None:
         mine = judged & (sc.operator == o)
         if mine.any():
             pct = float(np.nanmean(sc.rating_pct[mine]))
-            if pct >= 60 and counts[o] >= ops.capacity[o] and rng.random() < ops.appetite[o]:
+            if pct >= a.operator_growth_percentile and counts[o] >= ops.capacity[o] and rng.random() < ops.appetite[o]:
                 ops.capacity[o] += 1
                 model.log("operator_growth", None, f"schools rated at the {pct:.0f}th percentile", operator=int(o))
-            elif pct < 25:
+            elif pct < a.operator_shrink_percentile:
                 ops.capacity[o] = max(int(counts[o]) - 1, 0)
         ops.hostile_years[o] = ops.hostile_years[o] + 1 if hostile else 0
         # Contracts and state law bind both sides: an operator whose schools are protected stays.
-        stay = 0.5 * ops.appetite[o] + 0.5 * LEGAL_COMMITMENT[scn.governance.legal_basis]
-        if ops.hostile_years[o] >= 2 and rng.random() > stay:
+        stay = a.stay_appetite_weight * ops.appetite[o] + \
+            (1.0 - a.stay_appetite_weight) * getattr(a, f"commitment_{scn.governance.legal_basis}")
+        if ops.hostile_years[o] >= a.hostile_years_to_exit and rng.random() > stay:
             ops.active[o] = False
             model.log("operator_exit", None, "two years of hostile political climate", operator=int(o))
-    if scn.talent.incubator and model.board.stance == "pro" and model.year % INCUBATOR_EVERY == 0:
+    if scn.talent.incubator and model.board.stance == "pro" and model.year % a.incubator_every == 0:
         d = scn.district
-        q = d.operator_quality_mean + 0.03 * scn.talent.leader_pipeline + d.operator_quality_sd * rng.standard_normal()
-        o = ops.append(q, capacity=2, appetite=0.8, year=model.year, name=f"Incubated operator {len(ops) + 1}")
+        q = d.operator_quality_mean + a.incubator_pipeline_gain * scn.talent.leader_pipeline + \
+            d.operator_quality_sd * rng.standard_normal()
+        o = ops.append(q, capacity=a.incubated_capacity, appetite=a.incubated_appetite, year=model.year,
+                       name=f"Incubated operator {len(ops) + 1}")
         model.log("operator_entry", None, "launched by the incubator", operator=o)
 
 
@@ -120,8 +121,9 @@ def approve(model: PortfolioModel, applicant_z: float) -> bool:
     if model.decisions.applications != "rule":
         return model.decisions.applications == "approve"
     rigor, rng = model.scenario.accountability.approval_rigor, model.streams["authorizing"]
-    signal = applicant_z + (1.2 - rigor) * rng.standard_normal()
-    return bool(signal > 1.5 * (rigor - 0.35))
+    a = model.scenario.assumptions.authorizing
+    signal = applicant_z + (a.approval_noise_at_zero - rigor) * rng.standard_normal()
+    return bool(signal > a.approval_bar_slope * (rigor - a.approval_bar_pivot))
 
 
 def _decided(model: PortfolioModel) -> str:
@@ -215,7 +217,7 @@ def open_new_schools(model: PortfolioModel) -> None:
 def students_wanting_better(model: PortfolioModel) -> np.ndarray:
     """Students in a weak school (rated below the 35th percentile), or who left the district."""
     st, sc = model.students, model.schools
-    weak = np.nan_to_num(sc.rating_pct, nan=50.0) < 35     # per school, then looked up per student
+    weak = np.nan_to_num(sc.rating_pct, nan=50.0) < model.scenario.assumptions.authorizing.weak_school_percentile  # per school, then looked up per student
     return np.flatnonzero((st.grade >= 0) & ((st.school < 0) | weak[np.maximum(st.school, 0)]))
 
 
@@ -230,7 +232,7 @@ def new_school_site(model: PortfolioModel, rng: np.random.Generator, unhappy: np
         return None
     pick = unhappy[rng.integers(len(unhappy))]
     band = int(model.band_of_grade[st.grade[pick]])
-    xy = np.clip(model.hh_xy[st.household[pick]] + 0.02 * rng.standard_normal(2), 0.0, 1.0)
+    xy = np.clip(model.hh_xy[st.household[pick]] + model.scenario.assumptions.authorizing.site_jitter * rng.standard_normal(2), 0.0, 1.0)
     return band, xy
 
 
@@ -259,7 +261,7 @@ def make_autonomous(model: PortfolioModel, s: int, operator: int) -> None:
     sc.operator[s] = operator
     if operator >= 0:
         q = model.operators.quality[operator]
-        sc.base_quality[s] += OPERATOR_TAKEOVER * (q - sc.base_quality[s])
+        sc.base_quality[s] += scn.assumptions.authorizing.operator_takeover * (q - sc.base_quality[s])
         talent.new_leaders(model, np.array([s]))     # partners select their own leaders
     elif not sc.leader_trained[s] and model.pipeline_available > 0:
         talent.new_leaders(model, np.array([s]))
@@ -270,7 +272,7 @@ def make_autonomous(model: PortfolioModel, s: int, operator: int) -> None:
     sc.status_year[s] = model.year
     sc.years_below[s] = 0
     if scn.implementation.startup_funding > 0:
-        sc.startup_left[s] = STARTUP_YEARS
+        sc.startup_left[s] = scn.assumptions.authorizing.startup_years
         sc.resources[s] += scn.implementation.startup_funding    # the first year's start-up money
     kind = "opening" if sc.opened_year[s] == model.year and model.year > 0 else "conversion"
     model.year_stats["conversions"] += kind == "conversion"

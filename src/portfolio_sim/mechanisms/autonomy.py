@@ -32,13 +32,7 @@ from portfolio_sim.state import BUDGET, DISTRICT_RUN, OPERATIONS, PARTNER_LED, P
 if TYPE_CHECKING:
     from portfolio_sim.model import PortfolioModel
 
-NEED_TO_REQUEST = 0.2                      # a la carte: request a domain the plan leans on this much
-GOVERNANCE_SHIELD = {DISTRICT_RUN: 0.0, PARTNER_LED: 0.35, PARTNER_RUN: 0.75}
-MAX_INTERFERENCE = 0.6                     # zero buy-in, no office, no shield: 60% of autonomy unusable
-CBA_CAP = {"district_cba": None, "elect_to_work": 0.7, "separate_agreement": 0.85}
-MANDATORY_SERVICES_OPERATIONS_CAP = 0.3
-FULL_READINESS_MONTHS = 15.0               # middle of seed 003's recommended 12-18 months
-DIP_DECAY_YEARS = 1.0
+# Coefficients: `model.scenario.assumptions.autonomy` (declared in portfolio_sim/assumptions.py).
 
 
 def draw_needs(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -52,7 +46,7 @@ def grant(model: PortfolioModel, rows: np.ndarray) -> None:
     ceiling = np.array([a.staffing, a.academic, a.budget, a.operations])
     need = sc.need[rows]
     if a.waivers == "a_la_carte":
-        requested = need >= NEED_TO_REQUEST
+        requested = need >= model.scenario.assumptions.autonomy.need_to_request
         sc.granted[rows] = np.where(requested, ceiling, 0.0)
         sc.alignment[rows] = 1.0
     else:
@@ -64,26 +58,28 @@ def grant(model: PortfolioModel, rows: np.ndarray) -> None:
 
 
 def interference(model: PortfolioModel) -> np.ndarray:
-    sc, co = model.schools, model.scenario.central_office
+    sc, co, a = model.schools, model.scenario.central_office, model.scenario.assumptions.autonomy
     shield = np.zeros(len(sc))
-    for sector, value in GOVERNANCE_SHIELD.items():
+    shields = ((DISTRICT_RUN, 0.0), (PARTNER_LED, a.shield_partner_led), (PARTNER_RUN, a.shield_partner_run))
+    for sector, value in shields:
         shield[sc.sector == sector] = value
     office = model.office_active * co.office_strength
-    base = MAX_INTERFERENCE * (1.0 - co.buy_in) * (1.0 - office)
+    base = a.max_interference * (1.0 - co.buy_in) * (1.0 - office)
     if model.scenario.autonomy.waivers == "a_la_carte" and not model.office_active:
-        base *= 1.2    # every school's waivers differ: more for a thin central office to get wrong
+        base *= a.a_la_carte_interference   # every school's waivers differ: more for a thin office to get wrong
     return np.clip(base * (1.0 - shield), 0.0, 1.0)
 
 
 def update_effective(model: PortfolioModel) -> None:
-    sc, gov = model.schools, model.scenario.governance
+    sc, gov, a = model.schools, model.scenario.governance, model.scenario.assumptions.autonomy
     eff = sc.granted * (1.0 - sc.rollback) * (1.0 - interference(model))[:, None]
     district_employs = ~((sc.sector == PARTNER_RUN) & gov.operator_employs_staff)
-    cap = CBA_CAP[gov.collective_bargaining]
+    cap = {"district_cba": None, "elect_to_work": a.cba_cap_elect_to_work,
+           "separate_agreement": a.cba_cap_separate_agreement}[gov.collective_bargaining]
     cap = gov.cba_staffing_cap if cap is None else max(cap, gov.cba_staffing_cap)
     eff[:, STAFFING] = np.where(district_employs, np.minimum(eff[:, STAFFING], cap), eff[:, STAFFING])
     if model.scenario.central_office.services == "mandatory":
-        eff[:, OPERATIONS] = np.minimum(eff[:, OPERATIONS], MANDATORY_SERVICES_OPERATIONS_CAP)
+        eff[:, OPERATIONS] = np.minimum(eff[:, OPERATIONS], a.mandatory_services_operations_cap)
     eff[~sc.autonomous] = 0.0
     sc.effective = eff
     sc.capacity_score = capacity(model)
@@ -92,23 +88,27 @@ def update_effective(model: PortfolioModel) -> None:
 def capacity(model: PortfolioModel) -> np.ndarray:
     """0-1 capacity to use autonomy: leader, pipeline training, support office, start-up money, operator."""
     sc, scn = model.schools, model.scenario
+    a = scn.assumptions.autonomy
     op_q = np.where(sc.operator >= 0, model.operators.quality[np.maximum(sc.operator, 0)], 0.0)
-    c = (0.45 + 0.12 * sc.leader_quality + 0.15 * sc.leader_trained
-         + 0.10 * model.office_active * scn.central_office.office_strength
-         + 0.10 * min(1.0, scn.implementation.startup_funding / 1500.0) * (sc.startup_left > 0)
-         + 1.0 * np.where(sc.operator >= 0, op_q, 0.0)
-         + 0.05 * scn.implementation.governance_councils)
+    c = (a.capacity_base + a.capacity_leader * sc.leader_quality + a.capacity_trained * sc.leader_trained
+         + a.capacity_office * model.office_active * scn.central_office.office_strength
+         + a.capacity_startup * min(1.0, scn.implementation.startup_funding / a.startup_full_funding)
+         * (sc.startup_left > 0)
+         + a.capacity_operator * np.where(sc.operator >= 0, op_q, 0.0)
+         + a.capacity_councils * scn.implementation.governance_councils)
     return np.clip(c, 0.0, 1.0)
 
 
 def effect(model: PortfolioModel) -> np.ndarray:
     """Value-added from autonomy this year (SD/yr), with dip and maturation."""
     sc, a, imp = model.schools, model.scenario.autonomy, model.scenario.implementation
+    k = model.scenario.assumptions.autonomy
     usefulness = (sc.need * sc.effective).sum(1) * sc.alignment
     multiplier = 1.0 + a.budget_multiplier * sc.effective[:, BUDGET]
     years = np.where(sc.autonomy_year >= 0, model.year - sc.autonomy_year, 0).astype(float)
     maturity = 1.0 - np.exp(-(years + 1.0) / a.maturation_years)
-    readiness = min(1.0, imp.planning_months / FULL_READINESS_MONTHS)
-    dip = a.dip_depth * (1.0 - 0.7 * readiness) * (1.0 - 0.5 * sc.capacity_score) * np.exp(-years / DIP_DECAY_YEARS)
+    readiness = min(1.0, imp.planning_months / k.full_readiness_months)
+    dip = a.dip_depth * (1.0 - k.readiness_dip_reduction * readiness) \
+        * (1.0 - k.capacity_dip_reduction * sc.capacity_score) * np.exp(-years / k.dip_decay_years)
     gain = a.max_effect * usefulness * multiplier * sc.capacity_score * maturity
     return np.where(sc.autonomous & (sc.autonomy_year >= 0), gain - dip, 0.0)

@@ -48,11 +48,7 @@ if TYPE_CHECKING:
 ENTRY, DISPLACED, SWITCHER = 0, 1, 2
 # Priority classes at a school (higher first); one lottery number per student breaks ties within a class.
 PRIORITY_ZONE, PRIORITY_SIBLING, PRIORITY_DISPLACED, PRIORITY_CONTINUING = 1, 2, 3, 4
-SWITCHING_COST = 0.5       # a move mid-band must beat the current school by this much utility
-INFO_NOISE_AT_ZERO = 1.5   # SD of perception noise (in rating-z units) when information_quality = 0
-OUTSIDE_BASE = -2.2        # outside option utility at appeal 0: ~10% prefer it to their nearby school
-BETTER_SCHOOL_MARGIN = 20  # a displaced student "lands in a better school" if it is rated this many
-                           # percentile points above the closed one (de la Torre & Gwynne 2009)
+# Coefficients: `model.scenario.assumptions.enrollment` (declared in portfolio_sim/assumptions.py).
 
 
 def step(model: PortfolioModel) -> None:
@@ -92,7 +88,8 @@ def who_chooses(model: PortfolioModel) -> tuple[np.ndarray, np.ndarray]:
     outside_mid = active & ~entry & (st.school == OUTSIDE)  # outside students return only at entry grades
     # Dissatisfied students re-enter choice; the weaker their school looks, the likelier.
     # (per school, then looked up per student: the same numbers, 600 exponentials instead of 400,000)
-    p_switch = (model.scenario.choice.switch_rate * 2.0 / (1.0 + np.exp(1.5 * model.perceived_z)))[current]
+    steep = model.scenario.assumptions.enrollment.switch_steepness
+    p_switch = (model.scenario.choice.switch_rate * 2.0 / (1.0 + np.exp(steep * model.perceived_z)))[current]
     switcher = enrolled & ~entry & ~displaced & ~wrong_band & (rng.random(len(st)) < p_switch)
     # Later rules win: outside mid-band, else switcher, else displaced, else entry (or wrong band).
     kinds = np.where(entry | wrong_band, np.int8(ENTRY), np.int8(-1))
@@ -150,7 +147,7 @@ def utilities(model: PortfolioModel, rows: np.ndarray, schools: np.ndarray, rng:
         dist = distances(model, rows, schools, at)
     band = model.band_of_grade[st.grade[rows]]
     d = dist / model.geo.spacing[band][:, None]
-    noise_sd = INFO_NOISE_AT_ZERO * (1.0 - ch.information_quality)
+    noise_sd = model.scenario.assumptions.enrollment.info_noise_at_zero * (1.0 - ch.information_quality)
     u = rng.standard_normal(schools.shape)
     u *= noise_sd
     u += at(model.perceived_z)            # the rating z as this family sees it
@@ -287,6 +284,7 @@ def ranked_lists(model: PortfolioModel, rows: np.ndarray, kinds: np.ndarray, act
                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Each applicant's ranked list (n, max_choices) and zone school (n,)."""
     ch, st, geo = model.scenario.choice, model.students, model.geo
+    e = model.scenario.assumptions.enrollment
     k = ch.max_choices
     lists = np.full((len(rows), k), -1, dtype=np.int32)
     zone_of = np.full(len(rows), -1, dtype=np.int32)
@@ -304,7 +302,7 @@ def ranked_lists(model: PortfolioModel, rows: np.ndarray, kinds: np.ndarray, act
         at = school_values(cand, geo.considered[b], cells)
         dist = distances(model, r, cand, at)
         u = utilities(model, r, cand, rng, dist, at)
-        u_out = OUTSIDE_BASE + ch.outside_option_appeal + rng.gumbel(size=len(sel))
+        u_out = e.outside_base + ch.outside_option_appeal + rng.gumbel(size=len(sel))
         # Row numbers (not masks: taking rows by index is several times faster than by a mask).
         kind, act = kinds[sel], active[sel]
         sw = np.flatnonzero(kind == SWITCHER)
@@ -319,7 +317,7 @@ def ranked_lists(model: PortfolioModel, rows: np.ndarray, kinds: np.ndarray, act
             u_sw = _rows(u, sw)
             order = _best_first(u_sw)
             c_sw, u_sw = np.take_along_axis(_rows(cand, sw), order, 1), np.take_along_axis(u_sw, order, 1)
-            better = (u_sw > (u_cur + SWITCHING_COST)[:, None]) & (c_sw != cur) & (u_sw > u_out[sw][:, None])
+            better = (u_sw > (u_cur + e.switching_cost)[:, None]) & (c_sw != cur) & (u_sw > u_out[sw][:, None])
             if ch.policy == "zones":
                 better &= _is_charter(model, c_sw)
             alt, n_alt = _compact(c_sw, better, k - 1)
@@ -464,7 +462,8 @@ def assign(model: PortfolioModel, rows: np.ndarray, kinds: np.ndarray) -> None:
         y["displaced"] += int(disp.sum())
         new_pct = np.nan_to_num(sc.rating_pct[landed[ok]], nan=50.0)   # new schools: no record yet
         old_pct = np.nan_to_num(sc.rating_pct[prev[disp][ok]], nan=50.0)
-        y["displaced_to_better"] += int((new_pct >= old_pct + BETTER_SCHOOL_MARGIN).sum())
+        margin = model.scenario.assumptions.enrollment.better_school_margin
+        y["displaced_to_better"] += int((new_pct >= old_pct + margin).sum())
 
 
 def place_administratively(model: PortfolioModel, rows: np.ndarray, lottery: np.ndarray, free: np.ndarray

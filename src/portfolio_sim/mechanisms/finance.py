@@ -23,11 +23,7 @@ from portfolio_sim.state import BUDGET, CHARTER, OPERATIONS
 if TYPE_CHECKING:
     from portfolio_sim.model import PortfolioModel
 
-OUTSIDE_SERVICE_DISCOUNT = 0.15   # outside providers' price advantage for schools that opt out
-ENTERPRISE_DISCOUNT = 0.10        # public enterprises, competing for schools, get cheaper
-BUDGET_STRETCH = 0.10             # budget autonomy: up to 10% more instruction from the same dollars
-SHOCK_RECOVERY = 0.3              # share of a budget cut restored each year
-VIABILITY_YEARS = 2
+# Coefficients: `model.scenario.assumptions.finance` (declared in portfolio_sim/assumptions.py).
 
 
 def per_pupil_funding(model: PortfolioModel) -> float:
@@ -36,34 +32,36 @@ def per_pupil_funding(model: PortfolioModel) -> float:
 
 def fund_schools(model: PortfolioModel) -> None:
     sc, d, co = model.schools, model.scenario.district, model.scenario.central_office
+    a = model.scenario.assumptions.finance
     f = per_pupil_funding(model)
     n = np.maximum(sc.enrollment, 1).astype(float)
     # A la carte / enterprise: autonomous schools with operations autonomy may opt out of services.
     if co.services == "mandatory":
         sc.opted_out[:] = False
     else:
-        sc.opted_out = sc.autonomous & (sc.effective[:, OPERATIONS] >= 0.5)
-    price = co.service_cost_share * (1.0 - ENTERPRISE_DISCOUNT * (co.services == "public_enterprise"))
-    service = np.where(sc.opted_out, co.service_cost_share * (1.0 - OUTSIDE_SERVICE_DISCOUNT), price)
+        sc.opted_out = sc.autonomous & (sc.effective[:, OPERATIONS] >= a.opt_out_operations)
+    price = co.service_cost_share * (1.0 - a.enterprise_discount * (co.services == "public_enterprise"))
+    service = np.where(sc.opted_out, co.service_cost_share * (1.0 - a.outside_service_discount), price)
     # Budgets are set at the end of a year for the next: a school in its first start-up year gets its
     # second year's start-up money now (the first year's came at launch, `authorizing.make_autonomous`).
     sc.startup_left = np.maximum(sc.startup_left - 1, 0)
     startup = np.where(sc.startup_left > 0, model.scenario.implementation.startup_funding, 0.0)
     left = f * (1.0 - service) + startup - d.fixed_cost_per_school / n
-    left *= 1.0 + BUDGET_STRETCH * sc.effective[:, BUDGET]
+    left *= 1.0 + a.budget_stretch * sc.effective[:, BUDGET]
     sc.resources = np.where(sc.sector != CHARTER, np.maximum(left, 0.0), f * (1.0 - co.service_cost_share))
 
 
 def step(model: PortfolioModel) -> None:
     """After accountability: next year's budgets from this year's enrollment, then viability."""
-    model.funding_factor += SHOCK_RECOVERY * (1.0 - model.funding_factor)
+    a = model.scenario.assumptions.finance
+    model.funding_factor += a.shock_recovery * (1.0 - model.funding_factor)
     fund_schools(model)
     sc = model.schools
     # New schools and schools in a new status (conversion, restart) get time to build enrollment.
-    settled = (model.year - sc.opened_year >= VIABILITY_YEARS) & (model.year - sc.status_year >= VIABILITY_YEARS)
+    settled = (model.year - sc.opened_year >= a.viability_years) & (model.year - sc.status_year >= a.viability_years)
     district = sc.is_open & (sc.sector != CHARTER) & settled
     small = district & (sc.enrollment < model.scenario.district.min_viable_share * sc.capacity)
     sc.low_enroll_years = np.where(small, sc.low_enroll_years + 1, 0).astype(np.int32)
-    for s in np.flatnonzero(sc.low_enroll_years >= VIABILITY_YEARS):
+    for s in np.flatnonzero(sc.low_enroll_years >= a.viability_years):
         model.close_school(int(s), "closure", f"under-enrolled: {sc.enrollment[s]} of {sc.capacity[s]} seats "
-                           f"for {VIABILITY_YEARS} years")
+                           f"for {a.viability_years} years")

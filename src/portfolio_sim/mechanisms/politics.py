@@ -35,53 +35,50 @@ from portfolio_sim.state import PARTNER_LED, PARTNER_RUN
 if TYPE_CHECKING:
     from portfolio_sim.model import PortfolioModel
 
-PROTECTION = {"state_law": 0.95, "contract": 0.85, "district_policy": 0.35, "mou": 0.25}
-GOVERNANCE_SHIFT_PROTECTION = {PARTNER_LED: 0.05, PARTNER_RUN: 0.15}
-ROLLBACK_DOMAIN_WEIGHT = np.array([1.0, 0.7, 1.0, 0.5])   # staffing, academic, budget, operations
-RESTORE_RATE = 0.3         # share of rolled-back autonomy a pro board restores a year
-ELECTION_STEEPNESS = 8.0
-INCUMBENCY = 0.5           # log-odds advantage of the sitting board's stance
-OFFICE_DISBAND_CHANCE = 0.5
+# Coefficients: `model.scenario.assumptions.politics` (declared in portfolio_sim/assumptions.py).
 
 
 def protection(model: PortfolioModel) -> np.ndarray:
     """0-1 protection of each school's autonomy against a reversal."""
     sc, scn = model.schools, model.scenario
-    p = np.full(len(sc), PROTECTION[scn.governance.legal_basis])
-    for sector, extra in GOVERNANCE_SHIFT_PROTECTION.items():
+    a = scn.assumptions.politics
+    p = np.full(len(sc), getattr(a, f"protection_{scn.governance.legal_basis}"))
+    for sector, extra in ((PARTNER_LED, a.protection_partner_led), (PARTNER_RUN, a.protection_partner_run)):
         p[sc.sector == sector] += extra
-    p += 0.05 * scn.implementation.governance_councils
-    p += 0.10 * model.office_active * scn.central_office.office_strength
-    return np.clip(p, 0.0, 0.98)
+    p += a.protection_councils * scn.implementation.governance_councils
+    p += a.protection_office * model.office_active * scn.central_office.office_strength
+    return np.clip(p, 0.0, a.protection_max)
 
 
 def update_support(model: PortfolioModel, shock: bool) -> None:
     p, board, rng = model.scenario.politics, model.board, model.streams["politics"]
+    a = model.scenario.assumptions.politics
     engagement = model.scenario.implementation.community_engagement
     last = model.last_metrics
     results = 0.0
     if last.get("autonomous_improvement") is not None:
-        results = np.clip(last["autonomous_improvement"] / 20.0, -1.0, 1.0)
+        results = np.clip(last["autonomous_improvement"] / a.results_scale, -1.0, 1.0)
     closures = last.get("closures", 0) / max(last.get("schools_open", 1), 1)
     loss = max(0.0, -last.get("district_enrollment_change", 0.0))
     auto_share = last.get("autonomous_school_share", 0.0)
     # Elect-to-work and separate agreements were negotiated with the union: less opposition.
-    union_deal = 1.0 if model.scenario.governance.collective_bargaining == "district_cba" else 0.5
+    union_deal = 1.0 if model.scenario.governance.collective_bargaining == "district_cba" else a.union_deal_factor
     satisfaction = last.get("family_satisfaction", 0.0) - model.initial_satisfaction
-    change = (0.08 * p.results_sensitivity * results
-              - 1.5 * p.closure_backlash * closures * (1.0 - 0.5 * engagement)
-              - 1.0 * p.enrollment_loss_sensitivity * loss
-              - 0.04 * p.union_strength * auto_share * (1.0 - 0.5 * engagement) * union_deal
-              - 0.10 * shock
-              + 0.10 * np.clip(satisfaction, -1.0, 1.0)
-              + 0.01 * model.scenario.implementation.governance_councils * (auto_share > 0)
-              + 0.10 * (p.initial_support - board.support)
+    change = (a.support_results * p.results_sensitivity * results
+              - a.support_closures * p.closure_backlash * closures * (1.0 - a.engagement_softening * engagement)
+              - a.support_enrollment_loss * p.enrollment_loss_sensitivity * loss
+              - a.support_union * p.union_strength * auto_share * (1.0 - a.engagement_softening * engagement) * union_deal
+              - a.support_shock * shock
+              + a.support_satisfaction * np.clip(satisfaction, -1.0, 1.0)
+              + a.support_councils * model.scenario.implementation.governance_councils * (auto_share > 0)
+              + a.support_pull * (p.initial_support - board.support)
               + p.volatility * rng.standard_normal())
     board.support = float(np.clip(board.support + change, 0.0, 1.0))
 
 
 def step(model: PortfolioModel) -> None:
     p, board, rng, sc = model.scenario.politics, model.board, model.streams["politics"], model.schools
+    a = model.scenario.assumptions.politics
     shock = bool(rng.random() < p.budget_shock_probability)
     if shock:
         model.funding_factor *= 1.0 - p.budget_shock_size
@@ -92,8 +89,8 @@ def step(model: PortfolioModel) -> None:
     forced = p.scheduled_flip_year > 0 and model.year == p.scheduled_flip_year
     election = model.year % p.election_cycle == 0
     if election or forced:
-        incumbent = INCUMBENCY if board.stance == "pro" else -INCUMBENCY
-        p_pro = 1.0 / (1.0 + np.exp(-ELECTION_STEEPNESS * (board.support - 0.5) - incumbent))
+        incumbent = a.incumbency if board.stance == "pro" else -a.incumbency
+        p_pro = 1.0 / (1.0 + np.exp(-a.election_steepness * (board.support - 0.5) - incumbent))
         pro = bool(rng.random() < p_pro) and not forced
         cause = "scheduled board flip" if forced else f"support {board.support:.2f}"
         board.elect("pro" if pro else "skeptical", model.year)
@@ -112,7 +109,7 @@ def step(model: PortfolioModel) -> None:
     elif decided == "reverse" and something_to_reverse and not board.reversed_this_term:
         reverse(model, WORKSHOP)
     elif board.stance == "pro":
-        sc.rollback *= 1.0 - RESTORE_RATE
+        sc.rollback *= 1.0 - a.restore_rate
         if model.scenario.central_office.autonomy_office and not model.office_active:
             model.office_active = True
             model.log("office_restored", None, "pro-autonomy board re-establishes the autonomy office")
@@ -120,15 +117,16 @@ def step(model: PortfolioModel) -> None:
 
 def reverse(model: PortfolioModel, why: str) -> None:
     sc, p, rng = model.schools, model.scenario.politics, model.streams["politics"]
-    board = model.board
+    board, a = model.board, model.scenario.assumptions.politics
     board.reversed_this_term = True
     model.year_stats["reversals"] += 1
     model.log("reversal", None, why)
     hit = sc.is_open & sc.autonomous
-    loss = p.rollback_intensity * (1.0 - protection(model))[:, None] * ROLLBACK_DOMAIN_WEIGHT[None, :]
+    weight = np.array([a.rollback_staffing, a.rollback_academic, a.rollback_budget, a.rollback_operations])
+    loss = p.rollback_intensity * (1.0 - protection(model))[:, None] * weight[None, :]
     sc.rollback = np.where(hit[:, None], np.clip(sc.rollback + loss * (1.0 - sc.rollback), 0.0, 1.0), sc.rollback)
     for s in np.flatnonzero(hit & (loss.max(1) > 0.2)):
         model.log("autonomy_rollback", int(s), f"{100 * loss[s, 0]:.0f}% of staffing autonomy taken back ({why})")
-    if model.office_active and rng.random() < OFFICE_DISBAND_CHANCE:
+    if model.office_active and rng.random() < a.office_disband_chance:
         model.office_active = False
         model.log("office_disbanded", None, "skeptical board disbands the autonomy office")

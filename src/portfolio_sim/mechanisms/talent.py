@@ -28,11 +28,7 @@ from portfolio_sim.state import CHARTER, STAFFING
 if TYPE_CHECKING:
     from portfolio_sim.model import PortfolioModel
 
-PIPELINE_PER_SCHOOL = 0.05       # trained leaders a year per district school at full investment
-PIPELINE_LEADER_BOOST = 0.8      # mean quality of pipeline leaders (general pool: 0, SD 1)
-TEACHER_MOBILITY = 0.3           # share of excellent teachers who re-sort each year
-ATTRACTION = 1.5                 # how strongly excellent teachers follow attractiveness
-REACH_PER_DIFFERENTIATION = 1.0  # full differentiated staffing doubles an excellent teacher's reach
+# Coefficients: `model.scenario.assumptions.talent` (declared in portfolio_sim/assumptions.py).
 
 
 def new_leaders(model: PortfolioModel, rows: np.ndarray, from_pipeline_first: bool = True) -> None:
@@ -45,7 +41,7 @@ def new_leaders(model: PortfolioModel, rows: np.ndarray, from_pipeline_first: bo
     if from_pipeline_first:
         eligible = np.flatnonzero(sc.autonomous[rows])
         take = eligible[: model.pipeline_available]
-        quality[take] += PIPELINE_LEADER_BOOST
+        quality[take] += model.scenario.assumptions.talent.pipeline_leader_boost
         trained[take] = True
         model.pipeline_available -= len(take)
     sc.leader_quality[rows] = quality
@@ -54,13 +50,14 @@ def new_leaders(model: PortfolioModel, rows: np.ndarray, from_pipeline_first: bo
 
 def step(model: PortfolioModel) -> None:
     sc, rng, t = model.schools, model.streams["talent"], model.scenario.talent
+    a = model.scenario.assumptions.talent
     district = sc.is_open & (sc.sector != CHARTER)
     n_district = int(district.sum())
     # Stochastic rounding: the expected number of trained leaders is exactly the pipeline's output.
-    model.pipeline_available = int(np.floor(PIPELINE_PER_SCHOOL * t.leader_pipeline * n_district
+    model.pipeline_available = int(np.floor(a.pipeline_per_school * t.leader_pipeline * n_district
                                             + rng.random()))
     # Turnover is higher right after autonomy was rolled back: leaders who came for it leave.
-    p_leave = t.leader_turnover + 0.15 * (sc.rollback.max(1) > 0.3)
+    p_leave = t.leader_turnover + a.rollback_turnover * (sc.rollback.max(1) > a.rollback_turnover_threshold)
     leaving = np.flatnonzero(district & (rng.random(len(sc)) < p_leave))
     # Autonomous schools first, so the limited pipeline goes to them.
     leaving = leaving[np.argsort(~sc.autonomous[leaving], kind="stable")]
@@ -69,14 +66,14 @@ def step(model: PortfolioModel) -> None:
 
 
 def allocate_teachers(model: PortfolioModel) -> None:
-    sc, t = model.schools, model.scenario.talent
+    sc, t, a = model.schools, model.scenario.talent, model.scenario.assumptions.talent
     district = sc.is_open & (sc.sector != CHARTER)
     if not district.any():
         return
     rz = np.nan_to_num(model.perceived_z, nan=0.0)
     res = sc.resources / max(model.reference_resources, 1.0) - 1.0
-    attract = rz + 2.0 * res + 1.5 * sc.effective[:, STAFFING]
-    weight = np.where(district, np.exp(ATTRACTION * np.clip(attract, -3, 3)) * np.maximum(sc.enrollment, 1), 0.0)
+    attract = rz + a.attract_resources * res + a.attract_staffing * sc.effective[:, STAFFING]
+    weight = np.where(district, np.exp(a.attraction * np.clip(attract, -3, 3)) * np.maximum(sc.enrollment, 1), 0.0)
     pool = t.excellent_teacher_share * np.maximum(sc.enrollment[district], 1).sum()
     target = np.zeros(len(sc))
     target[district] = pool * weight[district] / weight[district].sum() / np.maximum(sc.enrollment[district], 1)
@@ -90,8 +87,8 @@ def allocate_teachers(model: PortfolioModel) -> None:
         if not room.any():
             break
         target[room] += over.sum() * weight[room] / weight[room].sum() / np.maximum(sc.enrollment[room], 1)
-    raw = (1 - TEACHER_MOBILITY) * sc.teacher_share + TEACHER_MOBILITY * target
+    raw = (1 - a.teacher_mobility) * sc.teacher_share + a.teacher_mobility * target
     # Differentiated staffing extends reach; it needs staffing autonomy to redesign roles.
     sc.teacher_share = np.where(district, raw, sc.teacher_share)
-    reach = 1.0 + REACH_PER_DIFFERENTIATION * t.differentiated_staffing * sc.effective[:, STAFFING]
+    reach = 1.0 + a.reach_per_differentiation * t.differentiated_staffing * sc.effective[:, STAFFING]
     model.teacher_exposure = np.minimum(1.0, sc.teacher_share * reach)

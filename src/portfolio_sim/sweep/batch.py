@@ -17,7 +17,8 @@ Parameters:
 - ``scenario``: a preset name or scenario file (default ``baseline``), a ``Scenario``, or a dict.
 - any lever as a keyword: its field name when that name is unique in the schema
   (``closure_percentile=10``), else ``group__field`` (``eligibility__schools="turnaround"``).
-- ``overrides``: a mapping of dotted paths, ``{"accountability.closure_percentile": 10}``.
+- ``overrides``: a mapping of dotted paths, ``{"accountability.closure_percentile": 10}`` (also declared
+  assumptions, ``{"assumptions.politics.incumbency": 0.8}``).
 - ``years``: simulated years (default: the scenario's ``run.years``). The model stops itself; keep
   batch_run's ``max_steps`` at least ``years`` (its default, 1000, is).
 - ``seed`` (or Mesa's ``rng``: an int is used as the seed, a Generator draws one): the run's seed.
@@ -104,6 +105,11 @@ def build_batch_scenario(scenario: str | Path | Scenario | Mapping[str, Any] = "
         changes["run.years"] = int(years)
     for path, value in changes.items():
         parts = path.split(".")
+        if parts[0] == "assumptions":     # assumptions.group.name (see `portfolio-sim assumptions`)
+            if len(parts) != 3 or parts[1] not in data["assumptions"] or parts[2] not in data["assumptions"][parts[1]]:
+                raise ScenarioError(f"{path}: not a declared assumption (assumptions.group.name)")
+            data["assumptions"][parts[1]][parts[2]] = value
+            continue
         if len(parts) != 2 or parts[0] not in GROUPS or parts[1] not in GROUPS[parts[0]].model_fields:
             raise ScenarioError(f"{path}: not a scenario field (group.field)")
         if path in RESERVED and not (path == "run.years" and years is not None and value == int(years)):

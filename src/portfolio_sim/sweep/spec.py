@@ -39,6 +39,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from portfolio_sim.assumptions import ASSUMPTION_GROUPS
 from portfolio_sim.errors import ScenarioError
 from portfolio_sim.scenario import (
     GROUPS,
@@ -251,9 +252,21 @@ def run_seed(point_root: int, replicate: int) -> int:
 # ------------------------------------------------------------------------------------------------
 
 def scenario_field(path: str, where: str) -> Any:
-    """The pydantic FieldInfo of a dotted scenario path (`group.field`), or a SpecError naming `where`."""
+    """The pydantic FieldInfo of a dotted scenario path (`group.field`, or `assumptions.group.name` for a
+    declared assumption), or a SpecError naming `where`."""
     parts = path.split(".")
     groups = ", ".join(GROUPS)
+    if parts[0] == "assumptions":
+        agroups = ", ".join(ASSUMPTION_GROUPS)
+        acls = ASSUMPTION_GROUPS.get(parts[1]) if len(parts) == 3 and all(parts) else None
+        if acls is None:
+            raise SpecError(f"{where}: {path!r} is not an assumption; use assumptions.group.name, e.g. "
+                            f"assumptions.politics.incumbency (groups: {agroups}; see `portfolio-sim assumptions`)")
+        info = acls.model_fields.get(parts[2])
+        if info is None:
+            raise SpecError(f"{where}: {path!r} is not an assumption; known in assumptions.{parts[1]}: "
+                            + ", ".join(acls.model_fields))
+        return info
     if len(parts) != 2 or not all(parts):
         raise SpecError(f"{where}: {path!r} is not a scenario field; use group.field, e.g. "
                         f"accountability.closure_percentile (groups: {groups})")
@@ -302,12 +315,22 @@ def _flatten_paths(table: Any, where: str, is_leaf: Any = None) -> dict[str, Any
     for key, value in table.items():
         if "." in key:
             out[key] = value
+        elif key == "assumptions" and isinstance(value, dict):   # assumptions.group.name: one level deeper
+            for sub, v in _flatten_paths(value, where, is_leaf).items():
+                out[f"{key}.{sub}"] = v
         elif isinstance(value, dict) and not (is_leaf and is_leaf(value)):
             for sub, v in value.items():
                 out[f"{key}.{sub}"] = v
         else:
             out[key] = value   # reported by scenario_field as "not a scenario field"
     return out
+
+
+def _get_path(scn: Any, path: str) -> Any:
+    """The value at a dotted path of a validated scenario."""
+    for part in path.split("."):
+        scn = getattr(scn, part)
+    return scn
 
 
 def _is_factor_table(value: Any) -> bool:
@@ -392,11 +415,14 @@ def format_spec_error(exc: ValidationError, source: str) -> str:
 
 
 def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
-    group, name = path.split(".")
-    node = data.get(group)
-    node = dict(node) if isinstance(node, dict) else {}
+    *groups, name = path.split(".")
+    node = data
+    for group in groups:
+        child = node.get(group)
+        child = dict(child) if isinstance(child, dict) else {}
+        node[group] = child
+        node = child
     node[name] = value
-    data[group] = node
 
 
 def _resolve_path_value(path: str, value: Any, relative_to: Path) -> Any:
@@ -511,8 +537,7 @@ def _resolve(spec: SpecFile, text: str, source: str, base_dir: Path, path: Path 
         except ValidationError as exc:
             detail = format_validation_error(exc, where).split("\n", 1)[-1]
             raise SpecError(f"{where}: value {value!r} is not valid for {fpath}:\n{detail}") from None
-        group, name = fpath.split(".")
-        return getattr(getattr(scn, group), name)
+        return _get_path(scn, fpath)
 
     factors: list[Factor] = []
     if kind == "list":
@@ -584,7 +609,7 @@ def _resolve(spec: SpecFile, text: str, source: str, base_dir: Path, path: Path 
             else:
                 bad.append("")
             continue
-        canonical = {k: getattr(getattr(scn, k.split(".")[0]), k.split(".")[1]) for k in params}
+        canonical = {k: _get_path(scn, k) for k in params}
         points.append(Point(index=i, params=canonical, seed=pseed, scenario=scn.model_dump(mode="json"),
                             row=rows[i] if rows is not None else None))
     if bad:
