@@ -532,3 +532,83 @@ def test_assumptions_are_controls_set_like_levers_and_round_trip_through_export(
     assert up.ok and up.scenario.assumptions.achievement.rho == 0.8
     bad = parse_upload("bad.toml", b'[assumptions.achievement]\nrho = 2\n')
     assert not bad.ok and "assumptions.achievement.rho" in bad.message
+
+
+# ------------------------------------------------------------------------------------------------
+# Worker processes (issue 13 item 10)
+# ------------------------------------------------------------------------------------------------
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_runs_in_worker_processes_give_the_in_process_results_and_queue_positions():
+    import os as _os
+
+    from conftest import result_digest
+    from portfolio_sim.dashboard.simulation import WorkerPool, run_in_workers
+    sc = tiny(**AUTONOMY_POLICY)
+    sc.run.seeds, sc.run.years = 3, 4
+    local = Simulation(sc)
+    local.run()
+    pool = WorkerPool(1)
+    try:
+        remote = Simulation(sc)
+        queue: list[int] = []
+        other = Simulation(sc)
+        # a second job submitted first: ours waits behind it
+        import threading as _th
+        t = _th.Thread(target=run_in_workers, args=(other, pool))
+        t.start()
+        time.sleep(0.2)
+        assert run_in_workers(remote, pool, on_queue=queue.append)
+        t.join(60)
+        assert queue[0] == 1 and queue[-1] == 0               # "1 run ahead of yours", then running
+        a, b = local.snapshot(), remote.snapshot()
+        assert result_digest(a) == result_digest(b)           # identical to the in-process run
+        assert a.neighbourhoods.equals(b.neighbourhoods)
+        pids = {p for p in pool._executor._processes}
+        assert pids and _os.getpid() not in pids               # the seeds ran in other processes
+    finally:
+        pool.shutdown()
+
+
+def test_load_several_sessions_echo_and_memory_release():
+    """A bounded load test: 4 sessions run at once through the worker pool while a 5th moves a lever;
+    the lever change is processed while the runs go on (UI thread free), and after three rounds of
+    sessions opened and shut the server's memory is back near where it started."""
+    import gc
+    import os as _os
+
+    from portfolio_sim.dashboard.state import DashboardState
+    sc = small(**AUTONOMY_POLICY)
+    sc.district.students, sc.run.years, sc.run.seeds = 20_000, 6, 2
+    rss0 = None
+    echoes = []
+    for _ in range(3):
+        sessions = [DashboardState(preset=None) for _ in range(4)]
+        for s in sessions:
+            s._set_scenario(sc.model_copy(deep=True), "load", None, autorun=False)
+            assert s.run()
+        probe = DashboardState(preset=None)
+        busy_during = 0
+        for i in range(5):
+            t0 = time.perf_counter()
+            assert probe.set_lever("autonomy.staffing", 0.1 * (i + 1))
+            echoes.append(time.perf_counter() - t0)
+            busy_during += sum(s.controller.busy for s in sessions)
+            time.sleep(0.05)
+        assert busy_during > 0                       # the lever moved while runs were going
+        for s in sessions:
+            assert s.controller.join(120) and s.result.value.complete
+            s.shutdown()
+        del sessions, probe
+        gc.collect()
+        if rss0 is None:
+            rss0 = _rss_mb(_os.getpid())
+    growth = _rss_mb(_os.getpid()) - rss0
+    assert growth < 100, f"server memory grew {growth:.0f} MB over rounds 2-3"

@@ -23,7 +23,8 @@ from portfolio_sim.dashboard.compare import ComparisonStore
 from portfolio_sim.dashboard.exports import UploadResult, parse_upload
 from portfolio_sim.dashboard.simulation import (ESTIMATE_SECONDS_PER_STUDENT_YEAR, MAX_SEEDS, JobHandle,
                                                 RunController, RunStatus, Simulation, SimulationLimit,
-                                                check_limits, estimate_seconds, max_step_seeds)
+                                                check_limits, estimate_seconds, max_step_seeds, run_in_workers,
+                                                worker_pool)
 from portfolio_sim.decisions import RULES
 from portfolio_sim.errors import ScenarioError
 from portfolio_sim.scenario import Scenario, list_presets, load_scenario
@@ -262,9 +263,16 @@ class DashboardState:
                 return f"Already complete: {len(sim.seeds)} seed(s) x {sim.years} years."
             # Partial results while it runs (a short run shows its result once, at the end): after a
             # seed, or after a year of a slow seed.
-            finished = sim.run(should_stop=h.stopped, on_progress=h.progress,
-                               on_seed_done=lambda: h.publish(lambda: ("main", sim.snapshot(), loaded), interval=1.5),
-                               on_year=lambda: h.publish(lambda: ("main", sim.snapshot(), loaded), interval=2.5))
+            pool = worker_pool()
+            if pool is not None:      # in worker processes: the server's process stays free for the pages
+                finished = run_in_workers(
+                    sim, pool, should_stop=h.stopped, on_progress=h.progress, on_queue=h.queued,
+                    on_seed_done=lambda: h.publish(lambda: ("main", sim.snapshot(), loaded), interval=1.5))
+            else:
+                finished = sim.run(
+                    should_stop=h.stopped, on_progress=h.progress,
+                    on_seed_done=lambda: h.publish(lambda: ("main", sim.snapshot(), loaded), interval=1.5),
+                    on_year=lambda: h.publish(lambda: ("main", sim.snapshot(), loaded), interval=2.5))
             h.publish(lambda: ("main", sim.snapshot(), loaded), force=True)
             if not finished:
                 return "Cancelled."
@@ -456,7 +464,9 @@ class DashboardState:
                 def progress(done: int, _total: int, msg: str, offset=offset, i=i, label=label) -> None:
                     h.progress(offset + done, total, f"{label} ({i} of {len(jobs)}): {msg}")
 
-                finished = sim.run(should_stop=h.stopped, on_progress=progress)
+                pool = worker_pool()
+                finished = (run_in_workers(sim, pool, should_stop=h.stopped, on_progress=progress, on_queue=h.queued)
+                            if pool is not None else sim.run(should_stop=h.stopped, on_progress=progress))
                 if not finished:
                     sim.discard()
                     return "Cancelled."
