@@ -525,3 +525,33 @@ def test_large_preset_shows_no_stale_numbers_and_progress_stays_in_view(browser,
         status.filter(has_text="Cancelled").wait_for(timeout=60_000)
     finally:
         s.close()
+
+
+def _axe(page) -> list[dict]:
+    """Serious and critical violations of an axe-core audit (axe-core from the npm registry, fetched at
+    set-up by dashboards/setup_assets.py)."""
+    from portfolio_sim.dashboard import assets
+    if not page.evaluate("() => !!window.axe"):
+        page.add_script_tag(path=str(assets.axe_script()))
+    found = page.evaluate("""async () => {
+        const r = await axe.run(document, {resultTypes: ['violations']});
+        return r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
+            .map(v => ({id: v.id, impact: v.impact, help: v.help, n: v.nodes.length,
+                        nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}));
+    }""")
+    return found
+
+
+def test_accessibility_axe_clean_on_every_tab(session):
+    s = session
+    s.wait_up_to_date()
+    s.wait_charts(4)
+    problems = {}
+    for label in ("Overview", "Charts", "District map", "Event log", "Compare scenarios", "Export"):
+        s.tab(label)
+        s.page.wait_for_timeout(700)
+        found = _axe(s.page)
+        if found:
+            problems[label] = found
+    (ARTIFACTS / "axe.json").write_text(json.dumps(problems, indent=2))
+    assert not problems, json.dumps(problems, indent=1)[:3000]

@@ -143,6 +143,16 @@ def PlotlyChart(figure: FigureRef, on_click: Callable[[dict], None] | None = Non
     return element
 
 
+def H2(text: str, testid: str = ""):
+    """A section heading (h2: the page's outline for screen readers)."""
+    return rv.Html(tag="h2", class_="pz-h2", children=[text], attributes={"data-testid": testid} if testid else {})
+
+
+def Anchor(name: str):
+    """A skip-link target (focusable by the link, not by Tab)."""
+    return rv.Html(tag="div", attributes={"id": name, "tabindex": "-1"}, class_="pz-anchor")
+
+
 def Txt(text: str, classes: list[str] = [], testid: str = "", style: str = ""):
     """A span of text with an optional data-testid (solara.Text takes no attributes)."""
     return rv.Html(tag="span", children=[text], class_=" ".join(classes), style_=style,
@@ -156,7 +166,7 @@ def Card(title: str = "", step: str = "", children: list = [], classes: list[str
             with solara.Row(classes=["pz-card-title"], gap="6px", style={"align-items": "center"}):
                 if step:
                     solara.Text(step, classes=["pz-step"])
-                solara.Text(title)
+                rv.Html(tag="h2", class_="pz-card-h", children=[title])
         if subtitle:
             solara.Text(subtitle, classes=["pz-help"])
         solara.Column(gap="8px", children=children)
@@ -506,6 +516,7 @@ def RunButtons(state: DashboardState):
     years = state.scenario.value.run.years
     limit = state.step_limit()
     with solara.Column(gap="4px") as main:
+        Anchor("pz-run-controls")
         with solara.Row(gap="8px", style={"flex-wrap": "wrap"}):
             solara.Button(f"Run {years} years", icon_name="mdi-play", color="primary",
                           on_click=lambda: state.run(), disabled=busy, classes=["pz-run"])
@@ -660,7 +671,7 @@ def Overview(state: DashboardState, result: RunSnapshot):
     changed = levers.changed(result.scenario, state.base.value)
     with solara.Column(gap="14px") as main:
         with solara.Column(classes=["pz-card"], gap="6px"):
-            solara.Text(result.scenario.name, classes=["pz-h2"])
+            H2(result.scenario.name)
             if result.scenario.description:
                 solara.Text(result.scenario.description.splitlines()[0], classes=["pz-help"])
             solara.Text(key_levers(result.scenario), classes=["pz-levers-line"])
@@ -758,7 +769,7 @@ def DistrictMap(state: DashboardState, result: RunSnapshot):
                             "low-income households. Click a school for its history.", classes=["pz-help"])
             with solara.Column(classes=["pz-card"], style={"flex": "2 1 380px", "min-width": "0"}, gap="8px"):
                 if selected is None:
-                    solara.Text("School history", classes=["pz-h2"])
+                    H2("School history")
                     solara.Text("Click a school on the map, or find it by name above, to see its ratings, enrollment, "
                                 "autonomy and every event (conversion, restart, closure...) over the years.",
                                 classes=["pz-help"])
@@ -776,7 +787,7 @@ def SchoolPanel(state: DashboardState, result: RunSnapshot, seed: int, school_id
     with solara.Div(classes=["pz-school-panel"], attributes={"data-testid": "school-panel"}) as main:
         with solara.Row(style={"align-items": "center", "justify-content": "space-between"}):
             names = result.schools.loc[result.schools["school_id"] == school_id, "name"]
-            solara.Text(str(names.iloc[-1]) if len(names) else f"School {school_id}", classes=["pz-h2"])
+            H2(str(names.iloc[-1]) if len(names) else f"School {school_id}")
             solara.Button(icon_name="mdi-close", icon=True, text=True,
                           on_click=lambda: state.selected_school.set(None))
         rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v_)}</td></tr>" for k, v_ in facts)
@@ -876,7 +887,7 @@ def CompareView(state: DashboardState):
 
     with solara.Column(gap="12px") as main:
         with solara.Column(classes=["pz-card"], gap="8px"):
-            solara.Text("Compare scenarios on the same seeds", classes=["pz-h2"])
+            H2("Compare scenarios on the same seeds")
             solara.Text("Every scenario here is run with the same years and the same replicate seeds: the same "
                         "district and the same random draws wherever the designs agree, so the differences you see "
                         "come from the levers, not from luck.", classes=["pz-help"])
@@ -1016,7 +1027,7 @@ def ExportView(state: DashboardState, result: RunSnapshot):
                       "FILE` repeats the run with them (without them the scenario follows its rules)."))
     with solara.Column(gap="12px") as main:
         with solara.Column(classes=["pz-card"], gap="10px"):
-            solara.Text(f"Export: {result.label} ({result.progress_note})", classes=["pz-h2"])
+            H2(f"Export: {result.label} ({result.progress_note})")
             if not result.complete:
                 Message("warning", "This run is not finished: the files hold the years and seeds done so far.")
             for title, filename, data, mime, note in items:
@@ -1058,10 +1069,13 @@ def HeaderStatus(state: DashboardState):
 @solara.component
 def Header(state: DashboardState):
     with solara.Column(classes=["pz-header"], gap="4px") as main:
+        with solara.Row(gap="0px"):
+            rv.Html(tag="a", class_="pz-skip", attributes={"href": "#pz-run-controls"}, children=["Skip to Run"])
+            rv.Html(tag="a", class_="pz-skip", attributes={"href": "#pz-results"}, children=["Skip to the results"])
         with solara.Row(style={"align-items": "center", "justify-content": "space-between", "flex-wrap": "wrap"},
                         gap="8px"):
             with solara.Column(gap="0px"):
-                solara.Text("Portfolio district simulator", classes=["pz-title"])
+                rv.Html(tag="h1", class_="pz-title", children=["Portfolio district simulator"])
                 solara.Text("Autonomous district schools: try a policy design on a simulated district before "
                             "adopting it", classes=["pz-subtitle"])
             HeaderStatus(state)
@@ -1085,6 +1099,7 @@ def Results(state: DashboardState):
     tab = state.tab.value
     notice = state.notice.value
     with solara.Column(gap="10px", classes=["pz-main"]) as main:
+        Anchor("pz-results")
         TabBar(state)
         if notice is not None:
             with solara.Row(style={"align-items": "flex-start"}):
@@ -1124,7 +1139,7 @@ def NotRunYet(state: DashboardState):
     quick = s.model_copy(deep=True)
     quick.run.years, quick.run.seeds = years, seeds
     with solara.Div(classes=["pz-card", "pz-col"], attributes={"data-testid": "not-run"}) as main:
-        solara.Text(f"{s.name}: not run yet", classes=["pz-h2"])
+        H2(f"{s.name}: not run yet")
         solara.Text(f"About {_duration(state.estimate())} for {s.run.years} years × {s.run.seeds} seeds of "
                     f"{s.district.students:,} students.", classes=["pz-help"], )
         with solara.Row(gap="8px", style={"flex-wrap": "wrap"}):
