@@ -612,3 +612,22 @@ def test_load_several_sessions_echo_and_memory_release():
             rss0 = _rss_mb(_os.getpid())
     growth = _rss_mb(_os.getpid()) - rss0
     assert growth < 100, f"server memory grew {growth:.0f} MB over rounds 2-3"
+
+
+def test_cancel_stops_a_seed_running_in_a_worker():
+    from portfolio_sim.dashboard.simulation import WorkerPool, run_in_workers, run_seed
+    sc = tiny()
+    sc.run.seeds, sc.run.years = 1, 60
+    pool = WorkerPool(1)
+    try:
+        fut = pool.submit(7, run_seed, sc.model_dump(), 1, {}, 7)
+        assert 7 in pool._running.values()
+        pool.cancel(7)                                  # while it runs in the worker
+        assert fut.result(60) is None                   # it stopped between years, returned nothing
+        done = pool.submit(8, run_seed, sc.model_dump(), 1, {}, 8).result(60)
+        assert done is not None and len(done[0][0]) == 61      # another job's seed runs to the end
+        quick = tiny()
+        quick.run.seeds, quick.run.years = 1, 1
+        assert run_in_workers(Simulation(quick), pool)
+    finally:
+        pool.shutdown()

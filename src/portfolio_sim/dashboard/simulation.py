@@ -526,7 +526,19 @@ WORKERS = _env_int("PORTFOLIO_SIM_DASHBOARD_WORKERS", max(1, (os.cpu_count() or 
 TASKS_PER_WORKER = _env_int("PORTFOLIO_SIM_DASHBOARD_TASKS_PER_WORKER", 25)
 
 
-def run_seed(scenario_data: dict, seed: int, decisions: dict[int, Decisions]):
+_CANCELLED = None     # in a worker: the shared ring of cancelled job tokens (WorkerPool's initializer)
+
+
+def _init_worker(cancelled) -> None:
+    global _CANCELLED
+    _CANCELLED = cancelled
+
+
+def _is_cancelled(token: int) -> bool:
+    return bool(token) and _CANCELLED is not None and token in _CANCELLED[:]
+
+
+def run_seed(scenario_data: dict, seed: int, decisions: dict[int, Decisions], token: int = 0):
     """One seed to the last year, exactly as :meth:`Simulation.run` does in process (same model, same
     decisions by year): (yearly, schools, events, neighbourhoods). Runs in a worker process; the
     scenario comes as its validated data (pydantic's dump), as plain as a pickle can carry."""
@@ -535,6 +547,9 @@ def run_seed(scenario_data: dict, seed: int, decisions: dict[int, Decisions]):
     nb = pd.DataFrame({"seed": seed, "x": model.nb_xy[:, 0], "y": model.nb_xy[:, 1],
                        "low_income_share": np.asarray(model.nb_low_income, float)})
     while model.year < scenario.run.years:
+        if _is_cancelled(token):      # Cancel stops a running seed after the current year, too
+            model.release()
+            return None
         model.decisions = decisions.get(model.year + 1, RULES)
         model.step()
     frames = (model.yearly_frame(), model.schools_frame(), model.events_frame())
@@ -549,19 +564,23 @@ class WorkerPool:
     job's position is known ("2 runs ahead of yours"). Workers are replaced every TASKS_PER_WORKER
     seeds (memory goes back to the OS) and stop with the server (they are the executor's children)."""
 
-    def __init__(self, workers: int = WORKERS):
+    def __init__(self, workers: int = WORKERS):  # noqa: D107
         self.workers = max(1, workers)
         self._executor = None
         self._lock = threading.Lock()
         self._waiting: list[tuple[int, Callable, tuple, Any]] = []    # (token, fn, args, future)
         self._running: dict[Any, int] = {}                            # executor future -> token
+        self._cancelled = None          # shared with the workers: the last 64 cancelled tokens
+        self._next_slot = 0
 
     def _ensure(self):
         if self._executor is None:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                                 max_tasks_per_child=TASKS_PER_WORKER)
+            ctx = multiprocessing.get_context("spawn")
+            self._cancelled = ctx.Array("q", 64, lock=False)
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=ctx, max_tasks_per_child=TASKS_PER_WORKER,
+                                                 initializer=_init_worker, initargs=(self._cancelled,))
         return self._executor
 
     def submit(self, token: int, fn: Callable, *args: Any):
@@ -606,7 +625,11 @@ class WorkerPool:
             return len(set(seen) | running)
 
     def cancel(self, token: int) -> None:
+        """Drop `token`'s waiting seeds and tell its running ones to stop after their current year."""
         with self._lock:
+            if self._cancelled is not None and token in self._running.values():
+                self._cancelled[self._next_slot % len(self._cancelled)] = token
+                self._next_slot += 1
             keep = []
             for item in self._waiting:
                 if item[0] == token:
@@ -646,7 +669,7 @@ def run_in_workers(sim: Simulation, pool: WorkerPool, should_stop: Callable[[], 
     waiting seeds are dropped, seeds running in a worker finish there and are kept."""
     token = next(_tokens)
     fresh = [r for r in sim.runs if not r.started]
-    futures = {r.seed: pool.submit(token, run_seed, sim.scenario.model_dump(), r.seed, dict(sim.decisions)) for r in fresh}
+    futures = {r.seed: pool.submit(token, run_seed, sim.scenario.model_dump(), r.seed, dict(sim.decisions), token) for r in fresh}
     t0 = time.perf_counter()
     try:
         live = [r for r in sim.runs if r.started and r.year < sim.years]
@@ -665,7 +688,10 @@ def run_in_workers(sim: Simulation, pool: WorkerPool, should_stop: Callable[[], 
                 last_queue = ahead
             for seed, fut in list(pending.items()):
                 if fut.done():
-                    (frames, nb) = fut.result()
+                    out = fut.result()
+                    if out is None:       # stopped in the worker
+                        return False
+                    (frames, nb) = out
                     run = next(r for r in sim.runs if r.seed == seed)
                     run.frames, run.year = frames, sim.years
                     sim.neighbourhoods[seed] = nb
