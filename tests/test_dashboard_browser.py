@@ -555,3 +555,22 @@ def test_accessibility_axe_clean_on_every_tab(session):
             problems[label] = found
     (ARTIFACTS / "axe.json").write_text(json.dumps(problems, indent=2))
     assert not problems, json.dumps(problems, indent=1)[:3000]
+
+
+@pytest.mark.parametrize("width,height", [(390, 844), (1024, 768)])
+def test_no_horizontal_overflow(browser, server, width, height):
+    """Item 6: at a phone's and a laptop's width the page is no wider than the screen, on every tab."""
+    s = Session(browser, server, f"layout-{width}", viewport=(width, height))
+    try:
+        s.wait_up_to_date()
+        wide = {}
+        for label in ("Overview", "Event log", "Compare scenarios"):
+            s.tab(label)
+            s.page.wait_for_timeout(800)
+            w = s.page.evaluate("() => document.documentElement.scrollWidth")
+            if w > width + 1:
+                wide[label] = w
+            s.page.screenshot(path=str(ARTIFACTS / f"16-layout-{width}-{label.split()[0].lower()}.png"))
+        assert not wide, f"page wider than {width} px: {wide}"
+    finally:
+        s.close()
