@@ -25,6 +25,14 @@ Figures (see docs/PERFORMANCE.md for what each measures and how):
   sweep_parallel_efficiency_2  throughput with 2 worker processes / (2 x serial throughput), many small runs
   dashboard_year_seconds_denver  one year as the dashboard steps it (denver_innovation): the step plus
                                the snapshot and every chart of the page
+  sweep_write_ms_per_run_sqlite    ms the sweep driver spends storing one baseline-size run (20,000
+                               students, 10 years) with its school panel (440 rows), as it writes them:
+                               batches of 32 runs per transaction; SQLite in WAL mode
+  sweep_write_ms_per_run_postgres  the same into a throw-away local PostgreSQL server (durable commits;
+                               COPY for the data rows); skipped where no server binaries exist
+  export_peak_mb_per_million_rows  peak memory added by `portfolio-sim results DB --table schools --out
+                               F.parquet` over a process that only opens the store, per million exported
+                               rows, on a store of ~1,000,000 school-panel rows
 """
 
 from __future__ import annotations
@@ -66,6 +74,15 @@ TARGETS: dict[str, tuple[float | None, str, str]] = {
     "dashboard_year_seconds_denver": (None, "<=", "s"),
     "dashboard_lever_echo_under_load_seconds": (0.3, "<=", "s"),
     "dashboard_rss_growth_mb_after_3_rounds": (100.0, "<=", "MB"),
+    # Issue 16 measured 8 ms (SQLite) and 26 ms (PostgreSQL) per run written one per transaction. A
+    # baseline-size run takes ~1 s of a core, so one driver keeping up with a 100-core cluster needs
+    # <= 10 ms per run on the shared store (PostgreSQL; COPY, but its foreign-key check per data row is
+    # most of the remaining cost); SQLite, for one machine, at half the issue's figure.
+    "sweep_write_ms_per_run_sqlite": (4.0, "<=", "ms"),
+    "sweep_write_ms_per_run_postgres": (10.0, "<=", "ms"),
+    # The whole-table read took ~7-8x the table (2.19 GB for the 20,000-run panel); streamed in chunks of
+    # 100,000 rows the peak no longer grows with the table: 1,000,000 rows within 250 MB.
+    "export_peak_mb_per_million_rows": (250.0, "<=", "MB"),
 }
 
 
@@ -437,8 +454,162 @@ def worker_sweep(arg: str) -> dict:
             "efficiency": parallel / (2 * serial), "how": how}
 
 
+def _bench_spec(tmp: Path, replicates: int) -> Path:
+    spec = tmp / "bench_write.toml"
+    spec.write_text(f"""name = "bench_write"
+base = "baseline"
+replicates = {replicates}
+seed = 11
+[factors]
+"accountability.closure_percentile" = [5]
+[outputs]
+schools = true
+""", encoding="utf-8")
+    return spec
+
+
+def _baseline_result(spec: Path) -> tuple[object, dict]:
+    from portfolio_sim.sweep.spec import load_spec, run_seed
+    from portfolio_sim.sweep.task import make_task, run_task
+    exp = load_spec(spec)
+    p = exp.points[0]
+    result = run_task(make_task(exp.name, 0, 0, run_seed(p.seed, 0), p.scenario, keep_schools=True))
+    assert result["status"] == "done", result["error"]
+    return exp, result
+
+
+def _temp_postgres():
+    """A throw-away PostgreSQL server (as tests/test_sweep_postgres.py starts one), or None."""
+    import contextlib
+    import glob
+    import pwd
+    import shutil
+    import socket
+    import tempfile
+
+    @contextlib.contextmanager
+    def server():
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        if not found:
+            yield None
+            return
+        bindir = Path(found[-1]).parent
+        as_root = os.geteuid() == 0
+        base = Path(tempfile.mkdtemp(prefix="bench_pg_"))
+        data, sock = base / "data", base / "sock"
+        sock.mkdir()
+        if as_root:
+            pw = pwd.getpwnam("postgres")
+            for d in (base, sock):
+                os.chown(d, pw.pw_uid, pw.pw_gid)
+
+        def run(*cmd: str) -> None:
+            full = ["runuser", "-u", "postgres", "--", *cmd] if as_root else list(cmd)
+            subprocess.run(full, capture_output=True, text=True, timeout=120, check=True)
+
+        with socket.socket() as sk:
+            sk.bind(("127.0.0.1", 0))
+            port = sk.getsockname()[1]
+        try:
+            run(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8")
+            run(str(bindir / "pg_ctl"), "-D", str(data), "-o",
+                f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={sock}",
+                "-l", str(base / "log"), "-w", "start")
+            import psycopg
+            with psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname=postgres", autocommit=True) as c:
+                c.execute("CREATE DATABASE bench")
+            yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/bench"
+        finally:
+            subprocess.run((["runuser", "-u", "postgres", "--"] if as_root else [])
+                           + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+                           capture_output=True, timeout=120)
+            shutil.rmtree(base, ignore_errors=True)
+
+    return server()
+
+
+def worker_sweep_write(backend: str) -> dict:
+    """ms per baseline-size run (school panel kept) written by the store the way the driver writes:
+    `Store.write_results` in batches of 32 (and, for comparison, one run per transaction)."""
+    import tempfile
+
+    from portfolio_sim.sweep.store import Store
+
+    n = 256
+    with tempfile.TemporaryDirectory() as tmp, (_temp_postgres() if backend == "postgres"
+                                                else _nullcontext(None)) as pg_url:
+        if backend == "postgres" and pg_url is None:
+            return {"skipped": "no PostgreSQL server binaries"}
+        url = pg_url or str(Path(tmp) / "bench.db")
+        exp, result = _baseline_result(_bench_spec(Path(tmp), 2 * n))
+        store = Store(url)
+        reg = store.register(exp)
+        pid, params = reg.point_ids[0], exp.points[0].params
+        items = [(pid, params, dict(result, replicate=r)) for r in range(2 * n)]
+        t = time.perf_counter()
+        for i in range(0, n, 32):
+            store.write_results(reg.id, items[i:i + 32])
+        batched = (time.perf_counter() - t) / n * 1e3
+        t = time.perf_counter()
+        for item in items[n:2 * n]:
+            store.write_results(reg.id, [item])
+        single = (time.perf_counter() - t) / n * 1e3
+        store.close()
+    return {"ms_per_run": batched, "ms_per_run_one_per_transaction": single, "runs": n,
+            "panel_rows_per_run": len(result["schools"]["year"]), "backend": backend}
+
+
+def _nullcontext(value):
+    import contextlib
+    return contextlib.nullcontext(value)
+
+
+def worker_export_mem(arg: str) -> dict:
+    """Build a store of ~`arg` school-panel rows, then measure the peak RSS of a fresh `results ... --out
+    F.parquet` process against one that only summarizes the store (imports and connection alike)."""
+    import tempfile
+
+    from portfolio_sim.sweep.store import Store
+
+    target_rows = int(arg)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        spec = _bench_spec(tmp_path, 1)
+        exp, result = _baseline_result(spec)
+        per_run = len(result["schools"]["year"])
+        n = max(1, target_rows // per_run)
+        exp, _ = exp, None
+        spec = _bench_spec(tmp_path, n)
+        from portfolio_sim.sweep.spec import load_spec
+        exp = load_spec(spec)
+        db = tmp_path / "big.db"
+        store = Store(str(db))
+        reg = store.register(exp)
+        pid, params = reg.point_ids[0], exp.points[0].params
+        for i in range(0, n, 64):
+            store.write_results(reg.id, [(pid, params, dict(result, replicate=r)) for r in range(i, min(n, i + 64))])
+        store.close()
+
+        def peak(*args: str) -> float:
+            code = ("import resource, sys; from portfolio_sim.cli import main; rc = main(sys.argv[1:]); "
+                    "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
+            out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT,
+                                 check=True).stdout
+            return int(out.split("PEAK")[-1].split()[0]) / 1024
+
+        t = time.perf_counter()
+        export = peak("results", str(db), "--table", "schools", "--out", str(tmp_path / "schools.parquet"))
+        seconds = time.perf_counter() - t
+        base = peak("results", str(db))
+        rows = n * per_run
+    return {"peak_mb_export": export, "peak_mb_open_only": base, "rows": rows, "export_seconds": seconds,
+            "mb_per_million_rows": (export - base) / rows * 1e6}
+
+
 WORKERS = {"model": worker_model, "da_vs_matching": worker_da_vs_matching, "da_1m": worker_da_1m,
-           "dashboard": worker_dashboard, "dashboard_load": worker_dashboard_load, "sweep": worker_sweep}
+           "dashboard": worker_dashboard, "dashboard_load": worker_dashboard_load, "sweep": worker_sweep,
+           "sweep_write": worker_sweep_write,
+           "export_mem": worker_export_mem}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -478,6 +649,19 @@ def run_all(selected: list[str], args: argparse.Namespace) -> dict[str, dict]:
         runs = [run_worker("sweep", str(args.sweep_tasks)) for _ in range(args.repeats)]
         out["sweep_parallel_efficiency_2"] = {"value": statistics.median(r["efficiency"] for r in runs),
                                               "runs": runs}
+    for backend in ("sqlite", "postgres"):
+        key = f"sweep_write_ms_per_run_{backend}"
+        if key in selected:
+            say(f"sweep store: writing baseline-size runs with school panels into {backend} ...")
+            runs = [run_worker("sweep_write", backend) for _ in range(args.repeats)]
+            if all("skipped" in r for r in runs):
+                say(f"  skipped: {runs[0]['skipped']}")
+                continue
+            out[key] = {"value": statistics.median(r["ms_per_run"] for r in runs), "runs": runs}
+    if "export_peak_mb_per_million_rows" in selected:
+        say("results export: ~1,000,000 school-panel rows to Parquet ...")
+        r = run_worker("export_mem", "1000000")
+        out["export_peak_mb_per_million_rows"] = {"value": r["mb_per_million_rows"], "runs": r}
     if "dashboard_year_seconds_denver" in selected:
         say("dashboard: stepping denver_innovation ...")
         r = run_worker("dashboard", str(max(args.repeats, 5)))
@@ -516,6 +700,12 @@ def table(results: dict) -> str:
                 f"{r['cpu_s'] / (r['students'] * r['years']) * 1e6:.3f}" for r in runs) + ")"
         elif isinstance(runs, list) and runs and isinstance(runs[0], dict) and "efficiency" in runs[0]:
             runs = ", ".join(f"{r['efficiency']:.3f}" for r in runs)
+        elif isinstance(runs, list) and runs and isinstance(runs[0], dict) and "ms_per_run" in runs[0]:
+            runs = (", ".join(f"{r['ms_per_run']:.2f}" for r in runs) + " (one run per transaction: "
+                    + ", ".join(f"{r['ms_per_run_one_per_transaction']:.2f}" for r in runs) + ")")
+        elif isinstance(runs, dict) and "mb_per_million_rows" in runs:
+            runs = (f"{runs['rows']:,} rows; export peak {runs['peak_mb_export']:.0f} MB vs open-only "
+                    f"{runs['peak_mb_open_only']:.0f} MB; {runs['export_seconds']:.1f} s")
         elif isinstance(runs, list):
             runs = ", ".join(f"{x:.0f}" for x in runs)
         elif isinstance(runs, dict) and "hr_seconds" in runs:

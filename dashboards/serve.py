@@ -8,12 +8,18 @@ then needs internet access to load Solara's front end from its CDN).
 
 Environment: HOST/PORT are overridden by --host/--port. SOLARA_ASSETS_PROXY_CACHE_DIR picks another
 asset cache. PORTFOLIO_SIM_DASHBOARD_MAX_STUDENTS / _MAX_SEEDS cap what one session may run.
+
+Workshop rooms (/room/CODE) keep their state in SQLite: `--rooms-db FILE` (or PORTFOLIO_SIM_ROOMS_DB;
+default: the user's data directory, ~/.local/share/portfolio_sim/rooms.sqlite). `--public-url` is the
+address participants' devices use (shown with the room's QR code); by default this machine's address on
+the local network when listening on 0.0.0.0. One server process serves a room (no worker pool).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -43,6 +49,23 @@ def offline_environment(cache: Path) -> dict[str, str]:
     }
 
 
+def lan_address() -> str:
+    """This machine's address on the local network (no packet is sent: a UDP socket only picks a route)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))
+            return s.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"
+
+
+def public_url(host: str, port: int, given: str | None) -> str:
+    if given:
+        return given.rstrip("/")
+    shown = lan_address() if host in ("0.0.0.0", "::", "") else host
+    return f"http://{shown}:{port}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve the portfolio_sim policymaker dashboard.")
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"),
@@ -51,7 +74,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="port (default 8765)")
     parser.add_argument("--no-setup", action="store_true",
                         help="do not try to download missing front-end assets before starting")
+    parser.add_argument("--rooms-db", metavar="FILE", default=os.environ.get("PORTFOLIO_SIM_ROOMS_DB"),
+                        help="SQLite file of the workshop rooms (default: ~/.local/share/portfolio_sim/rooms.sqlite; "
+                             "never inside the repository)")
+    parser.add_argument("--public-url", metavar="URL", default=os.environ.get("PORTFOLIO_SIM_ROOM_URL"),
+                        help="the address participants open (default: http://<this machine's LAN address>:PORT)")
     args = parser.parse_args(argv)
+    if args.rooms_db:
+        os.environ["PORTFOLIO_SIM_ROOMS_DB"] = str(Path(args.rooms_db).expanduser().resolve())
+    os.environ["PORTFOLIO_SIM_ROOM_URL"] = public_url(args.host, args.port, args.public_url)
 
     cache = assets.cache_dir()
     missing = assets.missing_packages(cache)

@@ -119,7 +119,7 @@ def test_run_prints_summary_table_and_paths(tiny: Path, tmp_path: Path,
     out = tmp_path / "o"
     assert main(["run", str(tiny), "--out", str(out), "--years", "2", "--seeds", "3", "--seed", "7"]) == 0
     stdout = capsys.readouterr().out
-    for label in ("Mean achievement", "Achievement gap", "below bar", "Closures", "Political support",
+    for label in ("Mean achievement", "Achievement gap", "below the bar", "Closures", "Political support",
                   "Reversals", "Segregation", "2025 (year 0)", "2027 (year 2)", "report.html"):
         assert label in stdout, label
     assert str(out) in stdout

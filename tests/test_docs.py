@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import portfolio_sim
+from portfolio_sim import mechanisms
 from portfolio_sim.kernel import single_run
 from portfolio_sim.metrics import METRIC_COLUMNS
 from portfolio_sim.model import PortfolioModel
@@ -101,9 +102,10 @@ def literal_event_names() -> set[str]:
     """Event types written as string literals at the places that log events."""
     names: set[str] = set()
     patterns = (
-        r"\.log\(\s*\"(\w+)\"",                                # model.log("kind", ...)
-        r"close_school\([^,()]+,\s*\"(\w+)\"",                 # close_school(s, "kind", why)
-        r"revert_to_traditional\([^,()]+,\s*\"(\w+)\"",        # revert_to_traditional(s, "kind", why)
+        r"\blog\(\s*(?:model,\s*)?\"(\w+)\"",                  # model.log("kind", ...), lifecycle.log(model, ...)
+        r"close_school\((?:model,\s*)?[^,()]+,\s*\"(\w+)\"",      # close_school(model, s, "kind", why)
+        r"revert_to_traditional\((?:model,\s*)?[^,()]+,\s*\"(\w+)\"",  # revert_to_traditional(model, s, "kind", why)
+        r"log\(model,\s*\"(\w+)\"",                               # lifecycle: log(model, "kind", ...)
         r"event(?:: str)?\s*=\s*\"(\w+)\"",                    # replace_operator(..., event="kind")
         r"kind = \"(\w+)\" if .* else \"(\w+)\"",             # make_autonomous: opening / conversion
     )
@@ -149,9 +151,9 @@ def test_lever_table_lists_every_lever(odd_md):
 
 
 def mechanism_order_in_step() -> list[str]:
-    source = inspect.getsource(PortfolioModel.step)
-    calls = re.findall(r"\b(%s)\.\w+\(" % "|".join(MECHANISMS), source)
-    return list(dict.fromkeys(calls))
+    """The order PortfolioModel.step runs the mechanisms in: the declared year (`mechanisms.year()`)."""
+    assert "for mechanism in self.mechanisms" in inspect.getsource(PortfolioModel.step)
+    return [m.name for m in mechanisms.year()]
 
 
 def mechanism_order_in_odd(odd_md: str) -> list[str]:
@@ -159,9 +161,11 @@ def mechanism_order_in_odd(odd_md: str) -> list[str]:
     body = section(odd_md, "Yearly order")
     order = []
     for line in body.splitlines():
-        m = re.match(r"^\d+\.\s+`(?:model\.)?(%s)\.\w+\(" % "|".join(MECHANISMS), line)
+        m = re.match(r"^\d+\.\s+`(?:model\.)?(%s)\.(\w+)\(" % "|".join(MECHANISMS), line)
         if m:
             order.append(m.group(1))
+            declared = next(d for d in mechanisms.year() if d.name == m.group(1))
+            assert declared.step.__name__ == m.group(2), f"ODD calls {m.group(0)}, the declaration {declared.step}"
     return list(dict.fromkeys(order))
 
 

@@ -24,6 +24,7 @@ from portfolio_sim.sweep.runner import run_sweep
 from portfolio_sim.sweep.spec import load_spec, run_seed
 from portfolio_sim.sweep.store import EVENT_COLUMNS, INT_METRICS, PANEL_COLUMNS, Store, StoreError, normalize_url
 from portfolio_sim.sweep.task import make_task, run_task
+from sweep_helpers import done_count
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
@@ -203,16 +204,7 @@ def _sweep_subprocess(spec: Path, db: Path, *extra: str) -> subprocess.Popen[byt
 
 
 def _done_count(db: Path) -> int:
-    if not db.exists():
-        return 0
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-        try:
-            return con.execute("SELECT count(*) FROM runs WHERE status = 'done'").fetchone()[0]
-        finally:
-            con.close()
-    except sqlite3.OperationalError:   # tables not created yet
-        return 0
+    return done_count(db)
 
 
 def _kill_when(proc: subprocess.Popen[bytes], db: Path, at_least: int, timeout: float = 90) -> int:
@@ -255,10 +247,11 @@ def test_kill_9_mid_sweep_then_resume(tmp_path: Path) -> None:
     uninterrupted run."""
     spec = copy_spec(tmp_path, replace={"replicates = 2": "replicates = 8"})   # 32 runs
     db = tmp_path / "killed.db"
-    n1 = _kill_when(_sweep_subprocess(spec, db), db, at_least=3)
+    # two runs per write transaction (the default batches up to 32, nearly all of this tiny sweep at once)
+    n1 = _kill_when(_sweep_subprocess(spec, db, "--write-batch", "2"), db, at_least=3)
     assert 3 <= n1 < 32, f"the sweep should have been killed part-way (stored {n1} of 32)"
     _check_integrity(db, years=3)
-    n2 = _kill_when(_sweep_subprocess(spec, db, "--workers", "2"), db, at_least=n1 + 4)
+    n2 = _kill_when(_sweep_subprocess(spec, db, "--workers", "2", "--write-batch", "3"), db, at_least=n1 + 4)
     assert n1 <= n2 < 32, (n1, n2)
     _check_integrity(db, years=3)
 
@@ -299,10 +292,12 @@ seed = 3
         assert failed["error"].str.contains("later.csv").all() and failed["error"].str.contains("not found").all()
         assert set(res.yearly()["point"]) == {0}             # failed runs have no data rows
 
-    # without --retry-failed, failed runs stay failed
-    assert main(["sweep", str(spec), "--db", str(db), "-q"]) == 0
+    # without --retry-failed, failed runs stay failed: still exit 1, and the message gives the command
+    assert main(["sweep", str(spec), "--db", str(db), "-q"]) == 1
     captured = capsys.readouterr()
-    assert "nothing to run; 2/4" in captured.out and "--retry-failed" in captured.err
+    assert "nothing to run; 2/4" in captured.out and "not done yet" not in captured.out
+    assert "2 runs are stored as failed; a plain rerun does not run them" in captured.err
+    assert f"sweep {spec} --db {db} --retry-failed`" in captured.err
 
     shutil.copy(good, tmp_path / "later.csv")                # fix the cause, then retry
     assert main(["sweep", str(spec), "--db", str(db), "--retry-failed", "-q"]) == 0
@@ -491,6 +486,18 @@ class FakePool:
         self.restarts += 1
 
     def close(self, wait: bool = True) -> None:
+        pass
+
+    def kill(self) -> None:
+        pass
+
+    def current_threads(self) -> int:
+        return self.workers
+
+    def alive(self) -> bool:
+        return True
+
+    def cancel_hung(self, future) -> None:  # noqa: ANN001
         pass
 
 

@@ -18,26 +18,18 @@ from pathlib import Path
 
 import pandas as pd
 
+from portfolio_sim import outputs
 from portfolio_sim.errors import ScenarioError
 
 DEBUG_ENV = "PORTFOLIO_SIM_DEBUG"
 
 OUTPUT_FILES = ("yearly.csv", "summary.csv", "schools.csv", "events.csv", "scenario.toml", "report.html")
 
-# (metric, label, kind, format). kind "level": the value in that year; "cumulative": the per-seed total
-# from year 0 up to that year.
+# (metric, label, kind, format): the output registry's key metrics. kind "level": the value in that year;
+# "cumulative": the per-seed total from year 0 up to that year.
 KEY_METRICS: list[tuple[str, str, str, str]] = [
-    ("mean_achievement", "Mean achievement (SD)", "level", "sd"),
-    ("achievement_gap", "Achievement gap (SD)", "level", "sd"),
-    ("share_below_bar", "Share in schools below bar", "level", "pct"),
-    ("enrollment_autonomous", "Enrollment, autonomous", "level", "count"),
-    ("enrollment_outside", "Enrollment, outside", "level", "count"),
-    ("schools_open", "District schools open", "level", "count"),
-    ("closures", "Closures (cumulative)", "cumulative", "count"),
-    ("political_support", "Political support (0-1)", "level", "frac"),
-    ("reversals", "Reversals (cumulative)", "cumulative", "count"),
-    ("segregation_index", "Segregation index (0-1)", "level", "frac"),
-]
+    (m.name, m.label + (" (cumulative)" if m.cumulative else ""), "cumulative" if m.cumulative else "level", m.format)
+    for m in outputs.KEY_METRICS]
 
 
 class CliError(ScenarioError):
@@ -108,16 +100,7 @@ def _dash() -> str:
     return "\u2013" if enc.startswith("utf") else "-"
 
 
-def _fmt(value: float, kind: str) -> str:
-    if value != value:  # NaN
-        return "n/a"
-    if kind == "pct":
-        return f"{value:.1%}"
-    if kind == "count":
-        return f"{value:,.1f}" if abs(value) < 10 and abs(value - round(value)) > 1e-9 else f"{value:,.0f}"
-    if kind == "sd":
-        return f"{value:+.3f}"
-    return f"{value:.3f}"
+_fmt = outputs.format_value
 
 
 def key_metric_rows(yearly: pd.DataFrame) -> tuple[int, int, list[tuple[str, str, str]]]:
@@ -162,16 +145,6 @@ def prepare_out_dir(out: str | None, scenario_name: str) -> Path:
     return path
 
 
-def _with_seed(frames: list[tuple[int, pd.DataFrame]]) -> pd.DataFrame:
-    out = []
-    for seed, f in frames:
-        f = f.copy()
-        f.insert(0, "seed", seed)
-        out.append(f)
-    nonempty = [f for f in out if not f.empty]
-    if nonempty:
-        return pd.concat(nonempty, ignore_index=True)
-    return out[0] if out else pd.DataFrame()  # no rows, but keep the columns
 
 
 # ------------------------------------------------------------------------------------------------
@@ -187,7 +160,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.text import Text
 
     from portfolio_sim.decisions import decisions_toml, load_decisions
-    from portfolio_sim.kernel import derive_seeds, single_run, summarize, yearly_table
+    from portfolio_sim.kernel import derive_seeds, single_run, stack_seeds, summarize, yearly_table
     from portfolio_sim.report import write_report
     from portfolio_sim.scenario import load_scenario
 
@@ -215,8 +188,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     yearly = yearly_table(results)
     summary = summarize(yearly)
-    schools = _with_seed([(r.seed, r.schools) for r in results])
-    events = _with_seed([(r.seed, r.events) for r in results])
+    schools = stack_seeds((r.seed, r.schools) for r in results)
+    events = stack_seeds((r.seed, r.events) for r in results)
 
     target = out
     try:

@@ -36,21 +36,64 @@ def derive_seeds(root: int, n: int) -> list[int]:
     return [int(child.generate_state(1, dtype=np.uint32)[0]) for child in np.random.SeedSequence(root).spawn(n)]
 
 
+class Run:
+    """One run, stepped a year at a time: the one stepping loop the kernel, the dashboard and sweeps share.
+
+        run = Run(scenario, seed)
+        run.advance()                  # one year by the rules
+        run.advance(decisions)         # one year with the workshop players' decisions
+        result = run.result()          # yearly metrics, school panel, event log so far
+        run.release()                  # (or use `with Run(...) as run:`)
+    """
+
+    def __init__(self, scenario: Scenario, seed: int, model: PortfolioModel | None = None):
+        self.scenario, self.seed = scenario, int(seed)
+        self.model = PortfolioModel(scenario, self.seed) if model is None else model
+
+    @classmethod
+    def of(cls, model: PortfolioModel) -> Run:
+        """The Run that steps an existing model (e.g. one a dashboard session holds)."""
+        return cls(model.scenario, model.seed, model)
+
+    @property
+    def year(self) -> int:
+        return self.model.year
+
+    @property
+    def finished(self) -> bool:
+        return self.model.year >= self.scenario.run.years
+
+    def advance(self, decisions: Decisions = RULES) -> int:
+        """Simulate the next year with `decisions` (the scenario's rules by default); the new year."""
+        self.model.decisions = decisions
+        self.model.step()
+        return self.model.year
+
+    def result(self) -> RunResult:
+        m = self.model
+        return RunResult(self.scenario, self.seed, m.yearly_frame(), m.schools_frame(), m.events_frame())
+
+    def release(self) -> None:
+        self.model.release()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
 def single_run(scenario: Scenario, seed: int, years: int | None = None,
                on_year: Callable[[int], None] | None = None,
                decisions: Mapping[int, Decisions] | None = None) -> RunResult:
     """Run one scenario with one seed for `years` (default `scenario.run.years`). `decisions`: what
     workshop players decided, by year (years not listed follow the scenario's rules)."""
-    model = PortfolioModel(scenario, seed)
-    try:
+    with Run(scenario, seed) as run:
         for year in range(1, 1 + (scenario.run.years if years is None else years)):
-            model.decisions = (decisions or {}).get(year, RULES)
-            model.step()
+            run.advance((decisions or {}).get(year, RULES))
             if on_year is not None:
-                on_year(model.year)
-        return RunResult(scenario, seed, model.yearly_frame(), model.schools_frame(), model.events_frame())
-    finally:
-        model.release()
+                on_year(run.year)
+        return run.result()
 
 
 def run_many(scenario: Scenario, n: int | None = None, root: int | None = None, seeds: Iterable[int] | None = None,
@@ -69,14 +112,22 @@ def compare(scenarios: dict[str, Scenario], n: int = 5, root: int = 1) -> dict[s
     return {name: run_many(s, seeds=seeds) for name, s in scenarios.items()}
 
 
+def stack_seeds(frames: Iterable[tuple[int, pd.DataFrame]]) -> pd.DataFrame:
+    """Several seeds' frames as one, with a leading `seed` column (empty frames keep the columns)."""
+    out = []
+    for seed, frame in frames:
+        f = frame.copy()
+        f.insert(0, "seed", seed)
+        out.append(f)
+    nonempty = [f for f in out if not f.empty]
+    if nonempty:
+        return pd.concat(nonempty, ignore_index=True)
+    return out[0] if out else pd.DataFrame()
+
+
 def yearly_table(results: list[RunResult]) -> pd.DataFrame:
     """All replicates' yearly metrics, one row per seed and year."""
-    frames = []
-    for r in results:
-        f = r.yearly.copy()
-        f.insert(0, "seed", r.seed)
-        frames.append(f)
-    return pd.concat(frames, ignore_index=True)
+    return stack_seeds((r.seed, r.yearly) for r in results)
 
 
 def summarize(yearly: pd.DataFrame) -> pd.DataFrame:

@@ -1,6 +1,7 @@
 """Yearly outputs: model-level metrics (documented in docs/METRICS.md), the per-school panel, events.
 
-`METRIC_COLUMNS` are the model-level columns the DataCollector records every year, in order.
+`METRIC_COLUMNS` are the model-level columns the DataCollector records every year, in order (declared
+with their labels, units and formats in `portfolio_sim.outputs.METRICS`).
 """
 
 from __future__ import annotations
@@ -9,29 +10,20 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from portfolio_sim import lifecycle
+from portfolio_sim.outputs import COMPUTED, METRICS
 from portfolio_sim.scenario import DOMAINS
 from portfolio_sim.state import CHARTER, DISTRICT_RUN, PARTNER_LED, PARTNER_RUN, SECTOR_NAMES, TRADITIONAL
 
 if TYPE_CHECKING:
     from portfolio_sim.model import PortfolioModel
 
-METRIC_COLUMNS = [
-    "year", "calendar_year", "students", "residents", "mean_achievement", "mean_growth", "achievement_gap",
-    "share_below_bar",
-    "enrollment_traditional", "enrollment_autonomous", "enrollment_district_run", "enrollment_partner_led",
-    "enrollment_partner_run", "enrollment_charter", "enrollment_outside", "exits_outside",
-    "schools_open", "autonomous_schools", "openings", "closures", "restarts", "conversions", "renewals",
-    "non_renewals", "operators_active",
-    "autonomy_granted", "autonomy_effective",
-    *[f"granted_{d}" for d in DOMAINS], *[f"effective_{d}" for d in DOMAINS],
-    "political_support", "board_pro", "election", "reversals", "budget_shock", "autonomy_office",
-    "first_choice_rate", "unassigned", "displaced", "displaced_to_better",
-    "segregation_index", "per_pupil_resources",
-]
+METRIC_COLUMNS = [m.name for m in METRICS]   # declared once, in portfolio_sim.outputs
 
+# What enrollment counts during the year (choice and exits); status changes are counted from the
+# event log instead (`lifecycle.year_counts`).
 YEAR_COUNTERS = ("exits_outside", "applicants", "choosers", "first_choice", "unassigned", "displaced",
-                 "displaced_to_better", "openings", "closures", "restarts", "conversions", "renewals",
-                 "non_renewals", "reversals", "budget_shock", "election")
+                 "displaced_to_better")
 
 
 def new_year_stats() -> dict[str, int]:
@@ -72,7 +64,8 @@ def district_enrollment(model: PortfolioModel) -> DistrictEnrollment:
 
 
 def collect(model: PortfolioModel, where: DistrictEnrollment | None = None) -> dict[str, float]:
-    st, sc, y = model.students, model.schools, model.year_stats
+    st, sc = model.students, model.schools
+    y = {**model.year_stats, **lifecycle.year_counts(model)}
     scn = model.scenario
     on, in_district, sch, count, low_count = district_enrollment(model) if where is None else where
     district_school = sc.sector != CHARTER
@@ -130,6 +123,8 @@ def collect(model: PortfolioModel, where: DistrictEnrollment | None = None) -> d
     for i, d in enumerate(DOMAINS):
         m[f"granted_{d}"] = float(granted[i])
         m[f"effective_{d}"] = float(effective[i])
+    for metric in COMPUTED:       # metrics declared with their own computation (outputs.Metric.compute)
+        m[metric.name] = metric.compute(model)
     return m
 
 

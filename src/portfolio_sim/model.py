@@ -1,6 +1,7 @@
 """PortfolioModel: one district, one scenario, one seed, stepped a school year at a time.
 
-The year (see docs/ODD.md, "Process overview and scheduling"):
+The year (see docs/ODD.md, "Process overview and scheduling"): the mechanisms each module of
+`portfolio_sim.mechanisms` declares (`MECHANISM`), in their declared order (`mechanisms.year()`):
 
 1. politics        support, budget shocks, elections, reversals            (mechanisms/politics.py)
 2. authorizing     launches, operators, applications, new schools          (mechanisms/authorizing.py)
@@ -10,7 +11,11 @@ The year (see docs/ODD.md, "Process overview and scheduling"):
 6. finance         budgets from enrollment, viability closures             (mechanisms/finance.py)
 7. data collection model-level metrics, the school panel, the event log    (metrics.py)
 
-Randomness: each mechanism draws from its own stream spawned from the run's seed, so two scenarios run
+Status changes of schools (open, convert, close, restart, replace operator, revert) and the event log
+belong to `portfolio_sim.lifecycle`; every piece of state and its owner is declared in `portfolio_sim.state`.
+
+Randomness: each mechanism draws from its own stream spawned from the run's seed (its declared
+`stream_index`), so two scenarios run
 with the same seed (and the same district levers) share the same district and, where their mechanisms
 agree, the same draws
 (common random numbers): differences between them come from the levers, not from luck.
@@ -18,6 +23,7 @@ agree, the same draws
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import mesa
@@ -25,24 +31,23 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtri
 
+from portfolio_sim import lifecycle, mechanisms
 from portfolio_sim.agents import Board, CentralOffice, Family, Operator, School
 from portfolio_sim.decisions import RULES
 from portfolio_sim.district import GRADES, band_of_grade, build_district, entry_grades
 from portfolio_sim.geography import Geography
-from portfolio_sim.mechanisms import (accountability, achievement, authorizing, autonomy, enrollment, finance,
-                                      politics, talent)
+from portfolio_sim.mechanisms import accountability, achievement, autonomy, enrollment, finance
 from portfolio_sim.metrics import (METRIC_COLUMNS, collect, district_enrollment, new_year_stats, politics_signals,
                                    school_panel)
 from portfolio_sim.scenario import Scenario
 from portfolio_sim.state import (CHARTER, OUTSIDE, TRADITIONAL, Operators, Students, empty_schools)
 
-STREAMS = ("district", "init", "operators", "politics", "authorizing", "enrollment", "talent", "achievement",
-           "accountability")
-
 
 def rng_streams(seed: int) -> dict[str, np.random.Generator]:
-    children = np.random.SeedSequence(seed).spawn(len(STREAMS))
-    return {name: np.random.default_rng(child) for name, child in zip(STREAMS, children)}
+    """One random stream per set-up step and per mechanism (`mechanisms.stream_indexes`): child `i` of
+    the run's SeedSequence, as `SeedSequence(seed).spawn(n)[i]` would give."""
+    return {name: np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(i,)))
+            for name, i in mechanisms.stream_indexes().items()}
 
 
 class PortfolioModel(mesa.Model):
@@ -60,9 +65,12 @@ class PortfolioModel(mesa.Model):
         self.scenario = scenario
         self.seed = seed
         self.streams = rng_streams(seed)
+        self.mechanisms = mechanisms.year()
+        for column in (c for m in self.mechanisms for c in m.state):   # state a mechanism declares itself
+            setattr(self, column.name, copy.deepcopy(column.fill))
         self.year = 0
         self.year_stats = new_year_stats()
-        self.events: list[tuple] = []
+        self.events: list[lifecycle.Event] = []
         self.panel: list[dict] = []
         self.closed_this_year: list[int] = []
         self.pending: list[dict[str, Any]] = []
@@ -71,7 +79,7 @@ class PortfolioModel(mesa.Model):
         self.office_active = bool(scenario.central_office.autonomy_office)
         self.decisions = RULES            # this year's workshop decisions (portfolio_sim.decisions)
         self.pipeline_available = 0
-        self._geo_dirty = False          # a school opened or closed: zones need recomputing
+        self.geo_dirty = False          # a school opened or closed: zones need recomputing
         self.last_metrics: dict[str, Any] = {}
         self._previous: dict[str, float] = {}
 
@@ -194,24 +202,15 @@ class PortfolioModel(mesa.Model):
 
     # -- the year ------------------------------------------------------------------------------------
     def step(self) -> None:
+        """One school year: every declared mechanism in the order of the year (`mechanisms.year()`:
+        politics, authorizing, enrollment, schooling [autonomy, talent, achievement], accountability,
+        finance), then data collection."""
         self.year += 1
         self.year_stats = new_year_stats()
         self.closed_this_year = []
-        politics.step(self)
-        authorizing.step(self)
-        if self._geo_dirty:
-            self.geo.update(self.schools)
-            self._geo_dirty = False
-        enrollment.step(self)
-        self.update_school_counts(enrollment_only=True)   # the rest is counted after achievement
-        autonomy.update_effective(self)
-        talent.step(self)
-        achievement.step(self)
-        self.update_school_counts()
-        accountability.step(self)
-        finance.step(self)
+        for mechanism in self.mechanisms:
+            mechanism.step(self)
         self._collect()
-
 
     def update_school_counts(self, enrollment_only: bool = False) -> None:
         """Enrollment per school and, unless `enrollment_only`, low-income enrollment and mean
@@ -239,97 +238,10 @@ class PortfolioModel(mesa.Model):
             z[s] = z[peers].mean() if peers.any() else 0.0
         self.perceived_z = z
 
-    # -- actions the mechanisms share ---------------------------------------------------------------
+    # -- the event log (portfolio_sim.lifecycle) ---------------------------------------------------
     def log(self, kind: str, school: int | None, cause: str, operator: int | None = None) -> None:
-        if operator is None and school is not None and school >= 0:
-            operator = int(self.schools.operator[school])
-        op = int(operator) if operator is not None and operator >= 0 else -1
-        self.events.append((
-            self.year, kind, -1 if school is None else int(school),
-            self.schools.name[school] if school is not None and school >= 0 else "",
-            op, self.operators.name[op] if op >= 0 else "", cause))
-        if kind in ("renewal", "non_renewal"):
-            self.year_stats[kind + "s"] += 1
-
-    def close_school(self, s: int, kind: str, why: str) -> bool:
-        """Close school `s`; its students choose again next year. Refuses to close the last school of
-        a grade band (the district must serve every grade)."""
-        sc = self.schools
-        same_band = sc.is_open & (sc.band == sc.band[s]) & (sc.sector != CHARTER)
-        if same_band.sum() <= 1:
-            return False
-        sc.is_open[s] = False
-        st = self.students
-        st.displaced[(st.school == s) & (st.grade >= 0)] = True
-        self.pending = [p for p in self.pending if p["school"] != s]
-        self.closed_this_year.append(s)
-        self.year_stats["closures"] += 1
-        self._geo_dirty = True
-        self.log(kind, s, why)
-        return True
-
-    def restart_school(self, s: int, why: str) -> None:
-        """A fresh start: a new principal and a new school model; an autonomous school starts its
-        implementation curve again."""
-        sc, rng = self.schools, self.streams["accountability"]
-        talent.new_leaders(self, np.array([s]))
-        a = self.scenario.assumptions.setup
-        sd = max(self.scenario.district.initial_quality_sd, a.restart_min_sd)
-        sc.base_quality[s] = a.restart_keep * sc.base_quality[s] + (1.0 - a.restart_keep) * sd * rng.standard_normal()
-        sc.years_below[s] = 0
-        sc.status_year[s] = self.year
-        if sc.autonomous[s]:
-            sc.autonomy_year[s] = self.year
-        self.year_stats["restarts"] += 1
-        self.log("restart", s, why)
-
-    def replace_operator(self, s: int, why: str, event: str = "operator_replaced") -> bool:
-        sc = self.schools
-        new = authorizing.pick_operator(self, exclude=int(sc.operator[s]))
-        if new < 0:
-            return False
-        old = int(sc.operator[s])
-        sc.operator[s] = new
-        q = self.operators.quality[new]
-        sc.base_quality[s] += self.scenario.assumptions.authorizing.operator_takeover * (q - sc.base_quality[s])
-        talent.new_leaders(self, np.array([s]))
-        sc.autonomy_year[s] = sc.contract_year[s] = sc.status_year[s] = self.year
-        sc.years_below[s] = 0
-        if event == "non_renewal":
-            self.year_stats["non_renewals"] += 1
-        old_name = self.operators.name[old] if old >= 0 else "none"
-        self.events.append((self.year, event, s, sc.name[s], new, self.operators.name[new],
-                            f"{why}; {old_name} replaced by {self.operators.name[new]}"))
-        return True
-
-    def revert_to_traditional(self, s: int, kind: str, why: str) -> None:
-        sc = self.schools
-        self.log(kind, s, why + "; school returns to traditional district status")
-        sc.sector[s] = TRADITIONAL
-        sc.operator[s] = -1
-        sc.granted[s] = 0.0
-        sc.rollback[s] = 0.0
-        sc.effective[s] = 0.0
-        sc.autonomy_year[s] = sc.contract_year[s] = -1
-        sc.status_year[s] = self.year
-
-    def open_school(self, band: int, xy: np.ndarray, leader_quality: float) -> int:
-        sc, rng = self.schools, self.streams["authorizing"]
-        same = sc.is_open & (sc.band == band) & (sc.sector != CHARTER)
-        a = self.scenario.assumptions.setup
-        cap = int(np.median(sc.capacity[same])) if same.any() else a.new_school_default_seats
-        s = int(sc.append(1, x=xy[0], y=xy[1], band=band, capacity=max(a.new_school_min_seats, int(a.new_school_capacity * cap)), sector=TRADITIONAL,
-                          is_open=True, opened_year=self.year, base_quality=0.0,
-                          leader_quality=leader_quality, teacher_share=self.talent_pool_share,
-                          need=autonomy.draw_needs(rng, 1)[0], resources=self.reference_resources,
-                          status_year=self.year)[0])
-        sc.name[s] = f"New school {s + 1}"
-        self.perceived_z = np.append(self.perceived_z, 0.0)
-        self.teacher_exposure = np.append(self.teacher_exposure, self.talent_pool_share)
-        self.school_agents.append(School(self, s))
-        self.year_stats["openings"] += 1
-        self._geo_dirty = True
-        return s
+        """Record an event (`lifecycle.log`): the mechanisms' handle on the one event log."""
+        lifecycle.log(self, kind, school, cause, operator)
 
     # -- outputs -------------------------------------------------------------------------------------
     def _collect(self) -> None:
@@ -347,8 +259,7 @@ class PortfolioModel(mesa.Model):
         return pd.concat([pd.DataFrame(p) for p in self.panel], ignore_index=True)
 
     def events_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.events, columns=["year", "event", "school_id", "school", "operator_id",
-                                                  "operator", "cause"])
+        return lifecycle.events_frame(self.events)
 
     def release(self) -> None:
         """Drop Mesa 3.3's class-level registry entry for this model (`Agent._ids`), which otherwise

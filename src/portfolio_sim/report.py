@@ -19,49 +19,14 @@ import plotly.graph_objects as go
 
 from portfolio_sim.assumptions import DECLARED
 from portfolio_sim.decisions import Decisions
+from portfolio_sim.outputs import CHARTS, PALETTE, Chart, chart_label, rgba
 from portfolio_sim.scenario import DOMAINS, GROUPS, Scenario
 
-PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
-           "#7f7f7f", "#bcbd22"]
-
-LABELS: dict[str, str] = {
-    "mean_achievement": "Mean achievement (SD)",
-    "achievement_gap": "Income achievement gap (SD)",
-    "share_below_bar": "Students in schools below the bar",
-    "enrollment_traditional": "Traditional",
-    "enrollment_autonomous": "Autonomous (all)",
-    "enrollment_district_run": "District-run autonomous",
-    "enrollment_partner_led": "Partner-led",
-    "enrollment_partner_run": "Partner-run",
-    "enrollment_charter": "Charter",
-    "enrollment_outside": "Outside the district",
-    "exits_outside": "Students leaving for outside options",
-    "schools_open": "District schools open",
-    "autonomous_schools": "Autonomous schools",
-    "openings": "Openings",
-    "closures": "Closures",
-    "restarts": "Restarts",
-    "conversions": "Conversions",
-    "autonomy_granted": "Granted (mean of domains)",
-    "autonomy_effective": "Effective (mean of domains)",
-    **{f"granted_{d}": f"{d} granted" for d in DOMAINS},
-    **{f"effective_{d}": f"{d} effective" for d in DOMAINS},
-    "political_support": "Political support",
-    "first_choice_rate": "Choosers getting their first choice",
-    "unassigned": "Applicants left unassigned",
-    "segregation_index": "Segregation (dissimilarity index)",
-    "per_pupil_resources": "Per-pupil resources at school ($)",
-}
-
-
 def label(metric: str) -> str:
-    return LABELS.get(metric, metric.replace("_", " "))
+    return chart_label(metric)
 
 
-def _rgba(hex_color: str, alpha: float) -> str:
-    h = hex_color.lstrip("#")
-    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
-    return f"rgba({r},{g},{b},{alpha})"
+_rgba = rgba
 
 
 def _x(years: pd.Series, start_year: int | None) -> list[int]:
@@ -204,36 +169,20 @@ def autonomy_domain_figure(summary: pd.DataFrame, start_year: int | None = None)
                        height=440)
 
 
+def chart_figure(chart: Chart, summary: pd.DataFrame, yearly: pd.DataFrame, scenario: Scenario | None,
+                 start_year: int | None = None) -> go.Figure:
+    """One chart of `outputs.CHARTS` (report.html and the dashboard draw the same list)."""
+    s = start_year if start_year is not None else (scenario.run.start_year if scenario is not None else None)
+    if chart.kind == "autonomy_domains":
+        return autonomy_domain_figure(summary, start_year=s)
+    if chart.kind == "politics":
+        return political_figure(summary, yearly, scenario)
+    return band_figure(summary, list(chart.metrics), chart.title, start_year=s, **chart.options)
+
+
 def report_figures(summary: pd.DataFrame, yearly: pd.DataFrame, scenario: Scenario) -> list[go.Figure]:
     """Every chart of the report, in order."""
-    s = scenario.run.start_year
-    return [
-        band_figure(summary, ["mean_achievement", "achievement_gap"], "Achievement and the income gap",
-                    start_year=s, yaxis_title="student SD"),
-        band_figure(summary, ["share_below_bar"], "Students in schools rated below the bar", start_year=s,
-                    percent=True, yaxis_title="share of district students"),
-        band_figure(summary, ["enrollment_traditional", "enrollment_district_run", "enrollment_partner_led",
-                              "enrollment_partner_run", "enrollment_charter", "enrollment_outside"],
-                    "Enrollment by sector and governance", start_year=s, yaxis_title="students",
-                    height=440),
-        band_figure(summary, ["exits_outside"], "Students leaving for outside options (per year)",
-                    start_year=s, yaxis_title="students/year"),
-        band_figure(summary, ["openings", "closures", "restarts", "conversions", "schools_open"],
-                    "Schools open (right axis) and openings, closures, restarts, conversions per year",
-                    start_year=s, yaxis_title="schools/year", secondary=["schools_open"],
-                    secondary_title="schools open", colors={"schools_open": "#333333"}, height=420),
-        band_figure(summary, ["autonomy_granted", "autonomy_effective"],
-                    "Autonomy granted vs effective (mean over open autonomous schools)", start_year=s,
-                    yaxis_title="autonomy (0-1)"),
-        autonomy_domain_figure(summary, start_year=s),
-        political_figure(summary, yearly, scenario),
-        band_figure(summary, ["first_choice_rate", "unassigned"], "School choice outcomes", start_year=s,
-                    percent=True, yaxis_title="share"),
-        band_figure(summary, ["segregation_index"], "Income segregation across schools", start_year=s,
-                    yaxis_title="dissimilarity (0-1)"),
-        band_figure(summary, ["per_pupil_resources"], "Per-pupil resources reaching schools", start_year=s,
-                    yaxis_title="$ per pupil"),
-    ]
+    return [chart_figure(c, summary, yearly, scenario) for c in CHARTS]
 
 
 # ------------------------------------------------------------------------------------------------

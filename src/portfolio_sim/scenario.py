@@ -473,12 +473,20 @@ def _allowed(loc: tuple[Any, ...]) -> str:
     return describe_bounds(field)
 
 
-def describe_bounds(field: Any) -> str:
-    """'allowed: a number from 0.0 to 1.0' / 'an integer from 1 to 20' / "one of 'a', 'b'"."""
+def field_bounds(field: Any) -> tuple[float | None, float | None]:
+    """A schema field's (ge, le) bounds; None where it has none."""
     lo = hi = None
     for meta in field.metadata:
-        lo = getattr(meta, "ge", None) if getattr(meta, "ge", None) is not None else lo
-        hi = getattr(meta, "le", None) if getattr(meta, "le", None) is not None else hi
+        if getattr(meta, "ge", None) is not None:
+            lo = meta.ge
+        if getattr(meta, "le", None) is not None:
+            hi = meta.le
+    return lo, hi
+
+
+def describe_bounds(field: Any) -> str:
+    """'allowed: a number from 0.0 to 1.0' / 'an integer from 1 to 20' / "one of 'a', 'b'"."""
+    lo, hi = field_bounds(field)
     ann = field.annotation
     choices = getattr(ann, "__args__", None) or ()
     if getattr(ann, "__origin__", None) is Literal:
@@ -493,19 +501,25 @@ def describe_bounds(field: Any) -> str:
     return f"allowed: {kind}" if kind else ""
 
 
-def format_validation_error(exc: ValidationError, source: str) -> str:
-    lines = [f"{source}: invalid scenario"]
+def format_errors(exc: ValidationError, heading: str, allowed: Any, unknown: str = "unknown field") -> str:
+    """A validation error as lines naming each field, the value given and what is allowed
+    (`allowed(loc)`: the allowed-values text for a location). Scenarios, sweep specs and batch
+    parameters all report errors this way."""
+    lines = [heading]
     for err in exc.errors():
         loc = tuple(err.get("loc", ()))
         path = ".".join(str(p) for p in loc) or "(top level)"
-        msg = err.get("msg", "invalid")
-        if err.get("type") == "extra_forbidden":
-            msg = "unknown field"
+        kind = err.get("type")
+        msg = unknown if kind == "extra_forbidden" else ("required" if kind == "missing" else err.get("msg", "invalid"))
         value = err.get("input")
-        shown = "" if isinstance(value, dict) else f"; got {value!r}"
-        allowed = _allowed(loc) if loc else ""
-        lines.append(f"  {path}: {msg}{shown}" + (f"; {allowed}" if allowed else ""))
+        shown = "" if isinstance(value, dict) or kind == "missing" else f"; got {value!r}"
+        hint = allowed(loc) if loc else ""
+        lines.append(f"  {path}: {msg}{shown}" + (f"; {hint}" if hint else ""))
     return "\n".join(lines)
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    return format_errors(exc, f"{source}: invalid scenario", _allowed)
 
 
 def build_scenario(data: dict[str, Any], source: str = "scenario") -> Scenario:

@@ -587,6 +587,8 @@ def WorkshopCard(state: DashboardState):
             with solara.Details(f"Decided so far ({len(taken)} year(s))"):
                 for line in taken:
                     solara.Text(line, classes=["pz-help"])
+        from portfolio_sim.dashboard.room_pages import RoomLauncher   # the workshop room (room_pages.py)
+        RoomLauncher(state.scenario.value).key("room-launcher")   # keeps its state across re-renders
     return main
 
 

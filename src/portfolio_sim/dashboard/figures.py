@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,9 @@ from portfolio_sim.dashboard.compare import (ComparisonStore, final_by_seed, pai
 from portfolio_sim.dashboard.palette import CIVIDIS, DASHES, OKABE_ITO, SYMBOLS
 from portfolio_sim.dashboard.simulation import RunSnapshot
 from portfolio_sim.district import BAND_NAMES
-from portfolio_sim.report import (PALETTE, autonomy_domain_figure, band_figure, label, political_figure)
+from portfolio_sim import outputs
+from portfolio_sim.outputs import PALETTE
+from portfolio_sim.report import band_figure, chart_figure, label
 from portfolio_sim.scenario import Scenario
 
 FONT = "Inter, Roboto, 'Segoe UI', system-ui, sans-serif"
@@ -171,12 +173,21 @@ def present(summary: pd.DataFrame, metrics: list[str]) -> list[str]:
     return keep or metrics[:1]
 
 
-def _band(metrics, title, drop_absent: bool = False, from_zero: bool = False,
-          **kw) -> Callable[[RunSnapshot], go.Figure]:
+# Chart titles must fit a half-width card (the card's note says the rest).
+SHORT_TITLES = {"schools": "School openings, closures and schools open",
+                "exits": "Students leaving for outside options",
+                "autonomy": "Autonomy granted vs effective",
+                "autonomy_domains": "Autonomy by domain: granted vs effective"}
+DROP_ABSENT = {"enrollment"}            # categories the scenario does not have are left out
+FROM_ZERO = {"enrollment", "schools"}   # counts start at 0: a drop of 6 schools of 60 is not a collapse
+
+
+def _build(c: outputs.Chart) -> Callable[[RunSnapshot], go.Figure]:
     def build(r: RunSnapshot) -> go.Figure:
-        shown = present(r.summary, metrics) if drop_absent else metrics
-        fig = polish(band_figure(r.summary, shown, title, start_year=r.start_year, **kw))
-        if from_zero:       # counts start at 0: a drop of 6 schools out of 60 must not look like a collapse
+        chart = replace(c, metrics=tuple(present(r.summary, list(c.metrics)))) if c.key in DROP_ABSENT else c
+        title = SHORT_TITLES.get(c.key, c.title if len(c.title) <= 48 else None)
+        fig = polish(chart_figure(chart, r.summary, r.yearly, r.scenario, start_year=r.start_year), title=title)
+        if c.key in FROM_ZERO:
             fig.update_layout(yaxis_rangemode="tozero")
             if "yaxis2" in fig.layout:
                 fig.layout.yaxis2.rangemode = "tozero"
@@ -184,55 +195,9 @@ def _band(metrics, title, drop_absent: bool = False, from_zero: bool = False,
     return build
 
 
-CHARTS: tuple[ChartSpec, ...] = (
-    ChartSpec("achievement", "Achievement", "Achievement and the income gap",
-              "Mean student achievement and the gap between other and low-income students, in student SDs.",
-              _band(["mean_achievement", "achievement_gap"], "Achievement and the income gap",
-                    yaxis_title="student SD")),
-    ChartSpec("below_bar", "Achievement", "Students in schools below the bar",
-              "Share of district students in schools rated below the accountability bar.",
-              _band(["share_below_bar"], "Students in schools rated below the bar", percent=True,
-                    yaxis_title="share of district students")),
-    ChartSpec("enrollment", "Enrollment", "Enrollment by sector and governance",
-              "Where resident students are enrolled: traditional, each autonomous category, charter, outside.",
-              _band(["enrollment_traditional", "enrollment_district_run", "enrollment_partner_led",
-                     "enrollment_partner_run", "enrollment_charter", "enrollment_outside"],
-                    "Enrollment by sector and governance", yaxis_title="students", height=420,
-                    drop_absent=True, from_zero=True)),
-    ChartSpec("exits", "Enrollment", "Students leaving for outside options",
-              "Students who left the district's schools (private schools, moving away) each year.",
-              _band(["exits_outside"], "Students leaving for outside options (per year)",
-                    yaxis_title="students/year")),
-    ChartSpec("schools", "Schools", "School openings, closures and schools open",
-              "Openings, closures, restarts and conversions per year (left axis); schools open on the right "
-              "axis, which starts at 0.",
-              _band(["openings", "closures", "restarts", "conversions", "schools_open"],
-                    "School openings, closures and schools open",
-                    yaxis_title="schools/year", secondary=["schools_open"], secondary_title="schools open",
-                    colors={"schools_open": "#333333"}, height=420, from_zero=True)),
-    ChartSpec("autonomy", "Autonomy", "Autonomy granted vs effective",
-              "Mean over open autonomous schools: what the policy grants and what schools can actually use.",
-              _band(["autonomy_granted", "autonomy_effective"], "Autonomy granted vs effective",
-                    yaxis_title="autonomy (0-1)")),
-    ChartSpec("autonomy_domains", "Autonomy", "Autonomy by domain",
-              "Granted (dashed) vs effective (solid) in staffing, academics, budget and operations.",
-              lambda r: polish(autonomy_domain_figure(r.summary, start_year=r.start_year),
-                               title="Autonomy by domain: granted vs effective")),
-    ChartSpec("politics", "Politics", "Political support, elections and reversals",
-              "Board support for autonomy; dotted lines are elections, red crosses reversals (sized by the "
-              "share of seeds).",
-              lambda r: polish(political_figure(r.summary, r.yearly, r.scenario))),
-    ChartSpec("choice", "Choice", "School choice outcomes",
-              "Share of choosers offered their first choice, and applicants left unassigned.",
-              _band(["first_choice_rate", "unassigned"], "School choice outcomes", percent=True,
-                    yaxis_title="share")),
-    ChartSpec("segregation", "Equity", "Income segregation across schools",
-              "Dissimilarity index of low-income vs other students across district schools.",
-              _band(["segregation_index"], "Income segregation across schools", yaxis_title="dissimilarity (0-1)")),
-    ChartSpec("resources", "Equity", "Per-pupil resources reaching schools",
-              "Mean per-pupil resources at students' schools after district services.",
-              _band(["per_pupil_resources"], "Per-pupil resources reaching schools", yaxis_title="$ per pupil")),
-)
+# The charts of report.html, in its order (declared once, in portfolio_sim.outputs.CHARTS).
+CHARTS: tuple[ChartSpec, ...] = tuple(ChartSpec(c.key, c.section, c.title, c.note, _build(c))
+                                      for c in outputs.CHARTS)
 SECTIONS: tuple[str, ...] = tuple(dict.fromkeys(c.section for c in CHARTS))
 
 
@@ -255,38 +220,17 @@ def build_chart(key: str, result: RunSnapshot) -> go.Figure:
 class KeyMetric:
     metric: str
     label: str
-    kind: str          # sd | pct | count | frac | money
+    kind: str          # a Metric.format: sd | pct | count | frac | money
     cumulative: bool = False
     better: str = ""   # "up" / "down": which way is good, for colouring changes
 
 
-KEY_METRICS: tuple[KeyMetric, ...] = (
-    KeyMetric("mean_achievement", "Mean achievement", "sd", better="up"),
-    KeyMetric("achievement_gap", "Income achievement gap", "sd", better="down"),
-    KeyMetric("share_below_bar", "Students in schools below the bar", "pct", better="down"),
-    KeyMetric("enrollment_autonomous", "Students in autonomous schools", "count"),
-    KeyMetric("autonomous_schools", "Autonomous schools", "count"),
-    KeyMetric("closures", "Closures (all years)", "count", cumulative=True),
-    KeyMetric("enrollment_outside", "Students outside the district", "count", better="down"),
-    KeyMetric("political_support", "Political support", "frac", better="up"),
-    KeyMetric("reversals", "Reversals (all years)", "count", cumulative=True, better="down"),
-    KeyMetric("segregation_index", "Segregation index", "frac", better="down"),
-)
+# The key numbers: the metrics the output registry marks `key` (the CLI's summary table shows the same).
+KEY_METRICS: tuple[KeyMetric, ...] = tuple(
+    KeyMetric(m.name, m.label + (" (all years)" if m.cumulative else ""), m.format, m.cumulative, m.better)
+    for m in outputs.KEY_METRICS)
 
-
-def fmt_value(value: float, kind: str, signed: bool = False) -> str:
-    if value is None or value != value:
-        return "n/a"
-    sign = "+" if signed and value > 0 else ""
-    if kind == "pct":
-        return f"{sign}{value:.1%}" if not signed else f"{sign}{100 * value:.1f} pts"
-    if kind == "count":
-        return f"{sign}{value:,.1f}" if abs(value - round(value)) > 1e-9 and abs(value) < 100 else f"{sign}{value:,.0f}"
-    if kind == "sd":
-        return f"{value:+.3f}"
-    if kind == "money":
-        return f"{sign}${value:,.0f}"
-    return f"{sign}{value:.2f}"
+fmt_value = outputs.format_value
 
 
 def key_numbers(result: RunSnapshot) -> list[dict[str, Any]]:

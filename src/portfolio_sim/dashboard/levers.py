@@ -16,7 +16,7 @@ from typing import Any, Literal, get_args, get_origin
 from pydantic import ValidationError
 
 from portfolio_sim.assumptions import ASSUMPTION_GROUPS, GROUP_DOCS
-from portfolio_sim.scenario import GROUPS, Scenario, describe_bounds
+from portfolio_sim.scenario import GROUPS, Scenario, describe_bounds, field_bounds
 
 Kind = Literal["float", "int", "bool", "choice", "path"]
 Widget = Literal["slider", "number", "select", "switch", "readonly"]
@@ -122,14 +122,7 @@ class GroupSpec:
     levers: tuple[LeverSpec, ...]
 
 
-def _bounds(field: Any) -> tuple[float | None, float | None]:
-    lo = hi = None
-    for meta in field.metadata:
-        if getattr(meta, "ge", None) is not None:
-            lo = meta.ge
-        if getattr(meta, "le", None) is not None:
-            hi = meta.le
-    return lo, hi
+_bounds = field_bounds
 
 
 def nice_step(span: float, max_steps: int = 100) -> float:

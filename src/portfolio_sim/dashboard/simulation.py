@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from portfolio_sim.decisions import RULES, Decisions
-from portfolio_sim.kernel import derive_seeds, summarize
+from portfolio_sim.kernel import Run, derive_seeds, summarize
 from portfolio_sim.model import PortfolioModel
 from portfolio_sim.scenario import Scenario
 
@@ -223,9 +223,7 @@ class Simulation:
 
     def _advance(self, run: SeedRun, model: PortfolioModel) -> None:
         """One year of one seed, with the players' decisions for that year (the rules otherwise)."""
-        model.decisions = self.decisions.get(run.year + 1, RULES)
-        model.step()
-        run.year = model.year
+        run.year = Run.of(model).advance(self.decisions.get(run.year + 1, RULES))
 
     def step_year(self, should_stop: Callable[[], bool] = lambda: False,
                   on_progress: Callable[[int, int, str], None] | None = None,

@@ -18,6 +18,8 @@ from portfolio_sim.decisions import CHOICES, QUESTIONS
 from portfolio_sim.state import CATEGORY_SECTOR
 
 AUTONOMOUS_SECTORS = tuple(CATEGORY_SECTOR)      # the sector names of the school panel's autonomous schools
+RULE_WORDS = {"close": "close them", "restart": "restart them", "replace_operator": "replace their operators",
+              "spare": "another year"}
 
 
 @dataclass(frozen=True)
@@ -75,15 +77,18 @@ def agenda(result: RunSnapshot | None) -> list[tuple[str, str]]:
     if acc.closure_percentile > 0:
         per_seed = _per_seed(at_risk_schools(result), result)
         items.append(("Accountability", f"{_count(per_seed)} school(s) below the {acc.closure_percentile:g}th "
-                      f"percentile now reach the trigger if below again (rule: {acc.intervention})"))
+                      f"percentile now reach the trigger if below again (the scenario's rule: "
+                      f"{RULE_WORDS.get(acc.intervention, acc.intervention)})"))
     per_seed = _per_seed(contracts_ending(result), result)
     if max(per_seed, default=0) > 0:
         items.append(("Contracts", f"{_count(per_seed)} contract(s) or MOU(s) end and are reviewed "
                       f"(renewal bar: term average at the {acc.renewal_percentile:g}th percentile)"))
     el = s.eligibility
     if s.has_autonomy_policy:
-        items.append(("Applications", f"up to {el.conversions_per_year} conversion(s) and "
-                      f"{el.new_schools_per_year} new school(s) a year, taken only under a pro board"))
+        room = [f"{n} {what}{'s' if n != 1 else ''}" for n, what in
+                ((el.conversions_per_year, "conversion"), (el.new_schools_per_year, "new school")) if n > 0]
+        if room:
+            items.append(("Applications", f"up to {' and '.join(room)} a year, taken only under a pro board"))
     return items
 
 

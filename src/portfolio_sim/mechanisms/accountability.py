@@ -26,8 +26,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy.special import ndtr
 
+from portfolio_sim import lifecycle
 from portfolio_sim.decisions import WORKSHOP
 from portfolio_sim.state import CHARTER, PARTNER_LED, PARTNER_RUN
+
+from portfolio_sim.mechanisms import Mechanism
 
 if TYPE_CHECKING:
     from portfolio_sim.model import PortfolioModel
@@ -91,14 +94,14 @@ def intervene(model: PortfolioModel, s: int) -> None:
     if decided not in ("rule", action):
         action, why = decided, f"{why} ({WORKSHOP})"
     if action == "replace_operator" and sc.sector[s] in (PARTNER_LED, PARTNER_RUN):
-        if model.replace_operator(s, why):
+        if lifecycle.replace_operator(model, s, why):
             return
         action = "restart"
     if action == "replace_operator":
         action = "restart"     # district-run or traditional schools have no operator to replace
-    if action == "close" and model.close_school(s, "closure", why):
+    if action == "close" and lifecycle.close_school(model, s, "closure", why):
         return
-    model.restart_school(s, why)
+    lifecycle.restart_school(model, s, why)
 
 
 def renewals(model: PortfolioModel) -> None:
@@ -124,14 +127,25 @@ def renewals(model: PortfolioModel) -> None:
             record = f"{record} ({WORKSHOP})"
         if operator_left:
             why = "operator has left the district"
-            if not model.replace_operator(s, why, event="non_renewal"):
-                model.revert_to_traditional(s, "non_renewal", why)
+            if not lifecycle.replace_operator(model, s, why, event="non_renewal"):
+                lifecycle.revert_to_traditional(model, s, "non_renewal", why)
         elif renew:
-            sc.contract_year[s] = model.year
-            model.log("renewal", s, record)
+            lifecycle.renew(model, s, record)
         else:
             why = (record if renew != by_rule else
                    f"term average at the {score:.0f}th percentile, below {acc.renewal_percentile:g}")
-            if sc.sector[s] in (PARTNER_LED, PARTNER_RUN) and model.replace_operator(s, why, event="non_renewal"):
+            if sc.sector[s] in (PARTNER_LED, PARTNER_RUN) and lifecycle.replace_operator(model, s, why, event="non_renewal"):
                 continue
-            model.revert_to_traditional(s, "non_renewal", why)
+            lifecycle.revert_to_traditional(model, s, "non_renewal", why)
+
+
+MECHANISM = Mechanism(
+    name="accountability", order=5, step=step, phase="accountability", stream="accountability", stream_index=8,
+    reads=("scenario.accountability", "model.last_growth", "model.rating_reference", "model.decisions",
+           "schools.enrollment", "schools.mean_achievement", "schools.opened_year", "schools.contract_year",
+           "schools.sector", "operators.active"),
+    writes=("schools.rating", "schools.rating_pct", "schools.years_below", "model.rating_history",
+            "model.perceived_z"),
+    calls=("lifecycle.log", "lifecycle.close_school", "lifecycle.restart_school", "lifecycle.replace_operator",
+           "lifecycle.revert_to_traditional", "lifecycle.renew"),
+)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from portfolio_sim.mechanisms import autonomy
+from portfolio_sim.mechanisms import Action, Mechanism, autonomy
 from portfolio_sim.state import CHARTER
 
 if TYPE_CHECKING:
@@ -79,3 +79,21 @@ def step(model: PortfolioModel) -> None:
     new = persist + level + v + noise
     model.last_growth = np.where(on, new - persist - level, 0.0)
     np.copyto(st.achievement, new, where=on, casting="same_kind")
+    model.update_school_counts()     # enrollment, low-income enrollment and mean achievement after growth
+
+
+# Entering students (called by enrollment with its stream, and when the model is built).
+ACTIONS = (Action("achievement.new_students", writes=("students.low_income", "students.baseline",
+                                                     "students.achievement")),)
+
+MECHANISM = Mechanism(
+    name="achievement", order=4.3, step=step, phase="schooling", stream="achievement", stream_index=7,
+    reads=("scenario.central_office", "schools.base_quality", "schools.leader_quality", "schools.sector",
+           "schools.resources", "schools.opted_out", "schools.need", "schools.effective", "schools.alignment",
+           "schools.capacity_score", "schools.autonomy_year", "model.teacher_exposure", "students.grade",
+           "students.school", "students.baseline", "students.low_income"),
+    # (update_school_counts also recounts schools.enrollment, to the same numbers: no student moves
+    # between enrollment and here)
+    writes=("schools.value_added", "students.achievement", "model.last_growth",
+            "schools.low_income_enrolled", "schools.mean_achievement"), assumptions="achievement",
+)

@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from portfolio_sim import lifecycle
 from portfolio_sim.decisions import WORKSHOP
-from portfolio_sim.mechanisms import autonomy, talent
+from portfolio_sim.mechanisms import Action, Mechanism, autonomy, talent
 from portfolio_sim.state import CATEGORY_SECTOR, CHARTER, DISTRICT_RUN, TRADITIONAL
 
 if TYPE_CHECKING:
@@ -243,7 +244,7 @@ def launch_due(model: PortfolioModel) -> None:
     model.pending = [p for p in model.pending if p["launch"] > model.year]
     for item in due:
         if item["kind"] == "new":
-            s = model.open_school(item["band"], item["xy"], item["leader"])
+            s = lifecycle.open_school(model, item["band"], item["xy"], item["leader"])
         else:
             s = item["school"]
             if not model.schools.is_open[s]:
@@ -257,8 +258,7 @@ def make_autonomous(model: PortfolioModel, s: int, operator: int) -> None:
     if operator >= 0 and not model.operators.active[operator]:
         operator = pick_operator(model)
     sector = CATEGORY_SECTOR[category] if (operator >= 0 or category == "district_run") else DISTRICT_RUN
-    sc.sector[s] = sector
-    sc.operator[s] = operator
+    lifecycle.convert(model, s, sector, operator)
     if operator >= 0:
         q = model.operators.quality[operator]
         sc.base_quality[s] += scn.assumptions.authorizing.operator_takeover * (q - sc.base_quality[s])
@@ -266,14 +266,22 @@ def make_autonomous(model: PortfolioModel, s: int, operator: int) -> None:
     elif not sc.leader_trained[s] and model.pipeline_available > 0:
         talent.new_leaders(model, np.array([s]))
     autonomy.grant(model, np.array([s]))
-    sc.autonomy_year[s] = model.year
-    sc.pre_autonomy_pct[s] = 50.0 if np.isnan(sc.rating_pct[s]) else sc.rating_pct[s]
-    sc.contract_year[s] = model.year
-    sc.status_year[s] = model.year
-    sc.years_below[s] = 0
     if scn.implementation.startup_funding > 0:
         sc.startup_left[s] = scn.assumptions.authorizing.startup_years
         sc.resources[s] += scn.implementation.startup_funding    # the first year's start-up money
     kind = "opening" if sc.opened_year[s] == model.year and model.year > 0 else "conversion"
-    model.year_stats["conversions"] += kind == "conversion"
     model.log(kind, s, f"became {category.replace('_', '-')} autonomous", operator=operator)
+
+
+ACTIONS = (Action("authorizing.pick_operator", writes=(), streams=("authorizing",)),)
+
+MECHANISM = Mechanism(
+    name="authorizing", order=2, step=step, phase="authorizing", stream="authorizing", stream_index=4,
+    reads=("scenario.eligibility", "scenario.governance", "scenario.accountability", "scenario.implementation",
+           "scenario.district", "scenario.talent", "model.board", "model.decisions", "schools.rating_pct",
+           "schools.leader_trained", "students.grade", "students.school", "students.household"),
+    writes=("model.pending", "operators.rows", "operators.name", "operators.capacity", "operators.active",
+            "operators.hostile_years", "schools.base_quality", "schools.resources", "schools.startup_left"),
+    calls=("lifecycle.log", "lifecycle.open_school", "lifecycle.convert", "authorizing.pick_operator",
+           "talent.new_leaders", "autonomy.grant"), assumptions="authorizing",
+)

@@ -29,6 +29,8 @@ import numpy as np
 
 from portfolio_sim.state import BUDGET, DISTRICT_RUN, OPERATIONS, PARTNER_LED, PARTNER_RUN, STAFFING
 
+from portfolio_sim.mechanisms import Action, Mechanism
+
 if TYPE_CHECKING:
     from portfolio_sim.model import PortfolioModel
 
@@ -112,3 +114,14 @@ def effect(model: PortfolioModel) -> np.ndarray:
         * (1.0 - k.capacity_dip_reduction * sc.capacity_score) * np.exp(-years / k.dip_decay_years)
     gain = a.max_effect * usefulness * multiplier * sc.capacity_score * maturity
     return np.where(sc.autonomous & (sc.autonomy_year >= 0), gain - dip, 0.0)
+
+
+ACTIONS = (Action("autonomy.grant", writes=("schools.granted", "schools.alignment", "schools.rollback")),)
+
+MECHANISM = Mechanism(
+    name="autonomy", order=4.1, step=update_effective, phase="schooling",
+    reads=("scenario.autonomy", "scenario.governance", "scenario.central_office", "scenario.implementation",
+           "schools.granted", "schools.rollback", "schools.sector", "schools.leader_quality", "schools.leader_trained",
+           "schools.startup_left", "schools.operator", "operators.quality", "model.office_active"),
+    writes=("schools.effective", "schools.capacity_score"), assumptions="autonomy",
+)

@@ -39,7 +39,7 @@ import numpy as np
 
 from portfolio_sim.matching import _descending_key as descending_key
 from portfolio_sim.matching import deferred_acceptance
-from portfolio_sim.mechanisms import achievement
+from portfolio_sim.mechanisms import Mechanism, achievement
 from portfolio_sim.state import CHARTER, OUTSIDE
 
 if TYPE_CHECKING:
@@ -52,9 +52,13 @@ PRIORITY_ZONE, PRIORITY_SIBLING, PRIORITY_DISPLACED, PRIORITY_CONTINUING = 1, 2,
 
 
 def step(model: PortfolioModel) -> None:
+    if model.geo_dirty:              # a school opened or closed since the zones were drawn
+        model.geo.update(model.schools)
+        model.geo_dirty = False
     age_and_enter(model)
     rows, kinds = who_chooses(model)
     assign(model, rows, kinds)
+    model.update_school_counts(enrollment_only=True)   # the rest is counted after achievement
 
 
 def age_and_enter(model: PortfolioModel) -> None:
@@ -497,3 +501,14 @@ def place_administratively(model: PortfolioModel, rows: np.ndarray, lottery: np.
             out[take] = seats[: len(take)]
             free -= np.bincount(seats[: len(take)], minlength=len(free))
     return out
+
+
+MECHANISM = Mechanism(
+    name="enrollment", order=3, step=step, phase="enrollment", stream="enrollment", stream_index=5,
+    reads=("scenario.choice", "scenario.district", "model.perceived_z", "model.entry_grade", "model.band_of_grade",
+           "schools.is_open", "schools.sector", "schools.capacity", "schools.band", "schools.x", "schools.y",
+           "schools.rating_pct", "schools.autonomous"),
+    writes=("students.grade", "students.school", "students.displaced", "model.entrants", "model.last_choice", "model.year_stats", "model.geo",
+            "model.geo_dirty", "schools.enrollment"),
+    calls=("achievement.new_students",), assumptions="enrollment",
+)

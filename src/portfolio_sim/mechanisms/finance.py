@@ -18,7 +18,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from portfolio_sim import lifecycle
 from portfolio_sim.state import BUDGET, CHARTER, OPERATIONS
+
+from portfolio_sim.mechanisms import Mechanism
 
 if TYPE_CHECKING:
     from portfolio_sim.model import PortfolioModel
@@ -63,5 +66,15 @@ def step(model: PortfolioModel) -> None:
     small = district & (sc.enrollment < model.scenario.district.min_viable_share * sc.capacity)
     sc.low_enroll_years = np.where(small, sc.low_enroll_years + 1, 0).astype(np.int32)
     for s in np.flatnonzero(sc.low_enroll_years >= a.viability_years):
-        model.close_school(int(s), "closure", f"under-enrolled: {sc.enrollment[s]} of {sc.capacity[s]} seats "
+        lifecycle.close_school(model, int(s), "closure", f"under-enrolled: {sc.enrollment[s]} of {sc.capacity[s]} seats "
                            f"for {a.viability_years} years")
+
+
+MECHANISM = Mechanism(
+    name="finance", order=6, step=step, phase="finance",
+    reads=("scenario.district", "scenario.central_office", "scenario.implementation", "schools.enrollment",
+           "schools.capacity", "schools.sector", "schools.effective", "schools.opened_year", "schools.status_year"),
+    writes=("model.funding_factor", "schools.resources", "schools.startup_left", "schools.opted_out",
+            "schools.low_enroll_years"),
+    calls=("lifecycle.close_school",), assumptions="finance",
+)

@@ -32,6 +32,8 @@ import numpy as np
 from portfolio_sim.decisions import WORKSHOP
 from portfolio_sim.state import PARTNER_LED, PARTNER_RUN
 
+from portfolio_sim.mechanisms import Mechanism
+
 if TYPE_CHECKING:
     from portfolio_sim.model import PortfolioModel
 
@@ -83,7 +85,6 @@ def step(model: PortfolioModel) -> None:
     if shock:
         model.funding_factor *= 1.0 - p.budget_shock_size
         model.log("budget_shock", None, f"per-pupil funding cut {100 * p.budget_shock_size:.0f}%")
-    model.year_stats["budget_shock"] = int(shock)
     update_support(model, shock)
 
     forced = p.scheduled_flip_year > 0 and model.year == p.scheduled_flip_year
@@ -95,7 +96,6 @@ def step(model: PortfolioModel) -> None:
         cause = "scheduled board flip" if forced else f"support {board.support:.2f}"
         board.elect("pro" if pro else "skeptical", model.year)
         model.log("election", None, f"{board.stance} board elected ({cause})")
-        model.year_stats["election"] = 1
 
     something_to_reverse = bool((sc.is_open & sc.autonomous).any())
     decided = model.decisions.board
@@ -119,7 +119,6 @@ def reverse(model: PortfolioModel, why: str) -> None:
     sc, p, rng = model.schools, model.scenario.politics, model.streams["politics"]
     board, a = model.board, model.scenario.assumptions.politics
     board.reversed_this_term = True
-    model.year_stats["reversals"] += 1
     model.log("reversal", None, why)
     hit = sc.is_open & sc.autonomous
     weight = np.array([a.rollback_staffing, a.rollback_academic, a.rollback_budget, a.rollback_operations])
@@ -130,3 +129,12 @@ def reverse(model: PortfolioModel, why: str) -> None:
     if model.office_active and rng.random() < a.office_disband_chance:
         model.office_active = False
         model.log("office_disbanded", None, "skeptical board disbands the autonomy office")
+
+
+MECHANISM = Mechanism(
+    name="politics", order=1, step=step, phase="politics", stream="politics", stream_index=3,
+    reads=("scenario.politics", "scenario.implementation", "scenario.governance", "scenario.central_office",
+           "model.last_metrics", "model.initial_satisfaction", "model.decisions", "schools.sector", "schools.is_open"),
+    writes=("model.board", "model.funding_factor", "model.office_active", "schools.rollback"),
+    calls=("lifecycle.log",), assumptions="politics",
+)

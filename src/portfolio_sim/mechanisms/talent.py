@@ -25,6 +25,8 @@ import numpy as np
 
 from portfolio_sim.state import CHARTER, STAFFING
 
+from portfolio_sim.mechanisms import Action, Mechanism
+
 if TYPE_CHECKING:
     from portfolio_sim.model import PortfolioModel
 
@@ -92,3 +94,15 @@ def allocate_teachers(model: PortfolioModel) -> None:
     sc.teacher_share = np.where(district, raw, sc.teacher_share)
     reach = 1.0 + a.reach_per_differentiation * t.differentiated_staffing * sc.effective[:, STAFFING]
     model.teacher_exposure = np.minimum(1.0, sc.teacher_share * reach)
+
+
+ACTIONS = (Action("talent.new_leaders", writes=("schools.leader_quality", "schools.leader_trained",
+                                                "model.pipeline_available"), streams=("talent",)),)
+
+MECHANISM = Mechanism(
+    name="talent", order=4.2, step=step, phase="schooling", stream="talent", stream_index=6,
+    reads=("scenario.talent", "schools.is_open", "schools.sector", "schools.rollback", "schools.effective",
+           "schools.resources", "schools.enrollment", "model.perceived_z", "model.reference_resources"),
+    writes=("model.pipeline_available", "schools.teacher_share", "model.teacher_exposure"),
+    calls=("talent.new_leaders",), assumptions="talent",
+)

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import MetaData, Table, func, select
+from sqlalchemy import MetaData, Table, func, inspect, select
 from sqlalchemy.exc import DBAPIError, NoSuchTableError
 
 from portfolio_sim.sweep.store import (
@@ -44,6 +45,8 @@ from portfolio_sim.sweep.store import (
 
 ID_COLUMNS = ["run_id", "point", "replicate", "seed"]
 TABLES = ("yearly", "runs", "points", "schools", "events", "sessions")
+REQUIRED_TABLES = ("experiments", "points", "runs", "yearly", "sessions")
+DATA_TABLES = {"yearly": "yearly", "schools": "school_panel", "events": "events"}   # streamed in chunks
 
 
 class Results:
@@ -66,6 +69,14 @@ class Results:
         except (DBAPIError, NoSuchTableError) as exc:
             raise StoreError(f"{friendly_db(self.url)}: not a portfolio_sim results database "
                              f"({str(getattr(exc, 'orig', exc)).strip()})") from None
+        try:
+            have = set(inspect(self.engine).get_table_names())
+        except DBAPIError:
+            have = set()
+        missing = [t for t in REQUIRED_TABLES if t not in have]
+        if missing:
+            raise StoreError(f"{friendly_db(self.url)}: not a complete portfolio_sim results database (missing "
+                             f"table(s): {', '.join(missing)})")
         if experiment is not None and experiment not in names:
             raise StoreError(f"{friendly_db(self.url)}: no experiment {experiment!r}; experiments: "
                              + (", ".join(names) or "none"))
@@ -89,12 +100,7 @@ class Results:
     def _read(self, query: Any, table: Table | None = None) -> pd.DataFrame:
         with self.engine.connect() as conn:
             df = pd.read_sql(query, conn)
-        if table is not None:
-            # A float column that is NULL (NaN) in every row comes back as None objects: make it float.
-            for col in table.columns:
-                if col.name in df.columns and _is_float(col.type) and df[col.name].dtype == object:
-                    df[col.name] = pd.to_numeric(df[col.name], errors="coerce").astype(float)
-        return df
+        return _floats(df, table) if table is not None else df
 
     def experiment_names(self) -> list[str]:
         with self.engine.connect() as conn:
@@ -171,12 +177,16 @@ class Results:
 
     def sessions(self, experiment: str | None = None) -> pd.DataFrame:
         """One row per `sweep` invocation: when, where, which code (version, git commit, dirty tree), which
-        executor, how many runs it planned and stored, whether it was interrupted."""
+        executor, how many runs it planned and stored, whether it was interrupted, how it ended (``outcome``:
+        complete, interrupted, scheduler lost, database unavailable, could not continue), runs left to
+        another driver (``skipped``), runs stopped by --run-timeout, and ``workers_log``: [[seconds since
+        start, worker threads in the cluster], ...] at each change."""
         exp = self._exp(experiment)
-        s = sessions_table
-        q = (select(s.c.id.label("session_id"), s.c.started_at, s.c.finished_at, s.c.host, s.c.executor, s.c.workers,
-                    s.c.package_version, s.c.git_commit, s.c.git_dirty, s.c.retry_failed, s.c.planned,
-                    s.c.stored_done, s.c.stored_failed, s.c.interrupted)
+        s = self._table("sessions")        # reflected: a store from before a column was added reads too
+        names = ("started_at", "finished_at", "host", "executor", "workers", "package_version", "git_commit",
+                 "git_dirty", "retry_failed", "planned", "stored_done", "stored_failed", "interrupted", "outcome",
+                 "skipped", "timed_out", "workers_log")
+        q = (select(s.c.id.label("session_id"), *(s.c[n] for n in names if n in s.c))
              .where(s.c.experiment_id == exp.id).order_by(s.c.id))
         return self._read(q)
 
@@ -194,56 +204,109 @@ class Results:
         return _with_params(df, self._params_frame(exp), after="seed")
 
     def yearly(self, experiment: str | None = None, metrics: list[str] | None = None,
-               years: list[int] | int | None = None) -> pd.DataFrame:
-        """Completed runs' yearly metrics: one row per run x year, factor values as columns."""
-        exp = self._exp(experiment)
-        y = self._table("yearly")
-        metric_cols = [c for c in y.columns if c.name not in ("run_id", "year")]
-        if metrics is not None:
-            unknown = [m for m in metrics if m not in y.c]
-            if unknown:
-                raise StoreError(f"unknown metric(s) {', '.join(unknown)}; metrics: "
-                                 + ", ".join(c.name for c in metric_cols))
-            metric_cols = [y.c[m] for m in metrics if m not in ("run_id", "year")]
-        r = runs_table
-        q = (select(r.c.id.label("run_id"), r.c.point_index.label("point"), r.c.replicate, r.c.seed, y.c.year,
-                    *metric_cols)
-             .select_from(y.join(r, r.c.id == y.c.run_id))
-             .where((r.c.experiment_id == exp.id) & (r.c.status == DONE))
-             .order_by(r.c.point_index, r.c.replicate, y.c.year))
-        if years is not None:
-            q = q.where(y.c.year.in_([years] if isinstance(years, int) else list(years)))
-        df = self._read(q, y)
-        return _with_params(df, self._params_frame(exp), after="seed")
+               years: list[int] | int | None = None, where: dict[str, Any] | None = None) -> pd.DataFrame:
+        """Completed runs' yearly metrics: one row per run x year, factor values as columns. ``metrics``,
+        ``years`` and ``where`` ({factor path: value or list of values}) narrow what is read."""
+        return self._whole("yearly", experiment, metrics, years, where)
 
     def final(self, metrics: list[str] | None = None, experiment: str | None = None) -> pd.DataFrame:
         """Yearly rows of the last simulated year only (one row per completed run)."""
         exp = self._exp(experiment)
         return self.yearly(experiment=exp.name, metrics=metrics, years=int(exp.years))
 
-    def schools(self, experiment: str | None = None, years: list[int] | int | None = None) -> pd.DataFrame:
+    def schools(self, experiment: str | None = None, years: list[int] | int | None = None,
+                columns: list[str] | None = None, where: dict[str, Any] | None = None) -> pd.DataFrame:
         """The per-school yearly panel of completed runs (if the spec kept it)."""
-        return self._data_table("school_panel", experiment, years)
+        return self._whole("schools", experiment, columns, years, where)
 
-    def events(self, experiment: str | None = None, years: list[int] | int | None = None) -> pd.DataFrame:
+    def events(self, experiment: str | None = None, years: list[int] | int | None = None,
+               columns: list[str] | None = None, where: dict[str, Any] | None = None) -> pd.DataFrame:
         """The event log of completed runs (if the spec kept it)."""
-        return self._data_table("events", experiment, years)
+        return self._whole("events", experiment, columns, years, where)
 
-    def _data_table(self, name: str, experiment: str | None, years: Any) -> pd.DataFrame:
+    def _whole(self, name: str, experiment: str | None, columns: list[str] | None, years: Any,
+               where: dict[str, Any] | None) -> pd.DataFrame:
         exp = self._exp(experiment)
-        t = self._table(name)
+        q, t = self._data_query(name, exp, columns, years, where)
+        return _with_params(self._read(q, t), self._params_frame(exp), after="seed")
+
+    def iter_table(self, name: str, experiment: str | None = None, *, chunk_rows: int = 100_000,
+                   columns: list[str] | None = None, years: list[int] | int | None = None,
+                   where: dict[str, Any] | None = None) -> Iterator[pd.DataFrame]:
+        """A table in chunks of at most ``chunk_rows`` rows, in the order of :meth:`table` (so a store
+        larger than memory can be exported or reduced chunk by chunk). ``yearly``, ``schools`` and
+        ``events`` are streamed from the database (a server-side cursor on PostgreSQL) and can be narrowed
+        by ``columns``, ``years`` and ``where`` ({factor path: value or list}); the small tables (runs,
+        points, sessions) come as one chunk."""
+        if name not in TABLES:
+            raise StoreError(f"--table {name!r}: allowed: one of " + ", ".join(TABLES))
+        if chunk_rows < 1:
+            raise StoreError(f"chunk_rows {chunk_rows}: allowed: an integer >= 1")
+        if name not in DATA_TABLES:
+            yield self.table(name, experiment)
+            return
+        exp = self._exp(experiment)
+        q, t = self._data_query(name, exp, columns, years, where)
+        params = self._params_frame(exp)
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=chunk_rows).execute(q)
+            keys = list(result.keys())
+            for rows in result.partitions(chunk_rows):
+                df = pd.DataFrame.from_records(rows, columns=keys)
+                yield _with_params(_floats(df, t), params, after="seed")
+
+    def arrow_schema(self, name: str, experiment: str | None = None, columns: list[str] | None = None) -> Any:
+        """The pyarrow schema of :meth:`iter_table` chunks, from the column types in the database (so
+        chunks whose values happen to be all NULL still write as the right type)."""
+        import pyarrow as pa
+
+        exp = self._exp(experiment)
+        q, _ = self._data_query(name, exp, columns, None, None)
+        params = self._params_frame(exp)
+        fields = []
+        factor_fields = [f for f in pa.Table.from_pandas(params, preserve_index=False).schema if f.name != "point"]
+        for col in q.selected_columns:
+            fields.append(pa.field(col.name, _arrow_type(col.type)))
+            if col.name == "seed":
+                fields.extend(pa.field(f.name, pa.string() if f.type == pa.null() else f.type)
+                              for f in factor_fields)
+        return pa.schema(fields)
+
+    def _data_query(self, name: str, exp: Any, columns: list[str] | None, years: Any,
+                    where: dict[str, Any] | None) -> tuple[Any, Table]:
+        t = self._table(DATA_TABLES[name])
         r = runs_table
         cols = [c for c in t.columns if c.name not in ("run_id", "id", "seq")]
+        if columns is not None:
+            keys = ["year"] + (["school_id"] if name == "schools" else [])
+            unknown = [c for c in columns if c not in t.c or c in ("run_id", "id", "seq")]
+            if unknown:
+                what = "metric" if name == "yearly" else "column"
+                raise StoreError(f"unknown {what}(s) {', '.join(unknown)}; {what}s: "
+                                 + ", ".join(c.name for c in cols if c.name not in keys))
+            cols = [t.c[k] for k in keys] + [t.c[c] for c in columns if c not in keys]
         q = (select(r.c.id.label("run_id"), r.c.point_index.label("point"), r.c.replicate, r.c.seed, *cols)
              .select_from(t.join(r, r.c.id == t.c.run_id))
              .where((r.c.experiment_id == exp.id) & (r.c.status == DONE)))
         order = [r.c.point_index, r.c.replicate, t.c.year]
-        order.append(t.c.school_id if name == "school_panel" else t.c.seq)
+        order.append(t.c.school_id if name == "schools" else t.c.seq if name == "events" else t.c.year)
         q = q.order_by(*order)
         if years is not None:
             q = q.where(t.c.year.in_([years] if isinstance(years, int) else list(years)))
-        df = self._read(q, t)
-        return _with_params(df, self._params_frame(exp), after="seed")
+        if where:
+            q = q.where(r.c.point_index.in_(self._points_where(exp, where)))
+        return q, t
+
+    def _points_where(self, exp: Any, where: dict[str, Any]) -> list[int]:
+        params = self._params_frame(exp)
+        mask = pd.Series(True, index=params.index)
+        for path, value in where.items():
+            if path not in params.columns or path == "point":
+                raise StoreError(f"where: {path!r} is not a factor of experiment {exp.name!r}; factors: "
+                                 + (", ".join(c for c in params.columns if c != "point") or "none"))
+            wanted = value if isinstance(value, (list, tuple, set)) else [value]
+            mask &= params[path].isin(list(wanted))
+        return [int(p) for p in params.loc[mask, "point"]]
 
     def table(self, name: str, experiment: str | None = None) -> pd.DataFrame:
         """Any of the exportable tables by name: yearly, runs, points, schools, events, sessions."""
@@ -329,6 +392,23 @@ class Results:
         out.attrs.update(method={"sobol": "sobol", "morris": "morris", "lhs": "rbd_fast"}[kind], metric=metric,
                          year=int(year if year is not None else exp.years), experiment=exp.name)
         return out
+
+
+def _floats(df: pd.DataFrame, table: Table) -> pd.DataFrame:
+    """A float column that is NULL (NaN) in every row comes back as None objects: make it float."""
+    for col in table.columns:
+        if col.name in df.columns and _is_float(col.type) and df[col.name].dtype == object:
+            df[col.name] = pd.to_numeric(df[col.name], errors="coerce").astype(float)
+    return df
+
+
+def _arrow_type(typ: Any) -> Any:
+    import pyarrow as pa
+    try:
+        py = typ.python_type
+    except NotImplementedError:
+        return pa.string()
+    return {int: pa.int64(), float: pa.float64(), bool: pa.bool_(), str: pa.string()}.get(py, pa.string())
 
 
 def _is_float(typ: Any) -> bool:

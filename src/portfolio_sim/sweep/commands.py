@@ -1,12 +1,16 @@
 """The `sweep` and `results` subcommands (wired into :mod:`portfolio_sim.cli`).
 
     portfolio-sim sweep SPEC [--db URL] [--workers N] [--executor serial|process|dask] [--scheduler ADDRESS]
-                             [--retry-failed] [--limit N] [--dry-run] [--quiet]
+                             [--retry-failed] [--limit N] [--dry-run] [--quiet] [--run-timeout S]
+                             [--reconnect-timeout S] [--db-retry S] [--write-batch N]
     portfolio-sim results DB [--experiment NAME] [--table yearly|runs|points|schools|events|sessions]
                              [--out FILE.parquet|FILE.csv|-] [--scenario POINT]
 
 Errors in the spec, the database URL or the arguments exit 2 with `error: ` and no traceback (they are
-:class:`~portfolio_sim.errors.ScenarioError`); a sweep that stored failed runs exits 1.
+:class:`~portfolio_sim.errors.ScenarioError`). `sweep` exit codes: 0 every planned run done; 1 some runs
+are stored as failed (or timed out; --retry-failed runs them); 2 bad input; 3 the sweep could not continue
+(the Dask scheduler or the database did not come back, workers keep dying; rerun to continue); 130
+interrupted (Ctrl-C, SIGTERM). Stored runs are kept in every case.
 """
 
 from __future__ import annotations
@@ -35,8 +39,10 @@ def add_parsers(sub: Any) -> None:
         "sweep", help="run an experiment spec (a parameter sweep) into a results database",
         description="Run every (point, replicate) of an experiment spec and store each run in a SQL database. "
                     "Running the same command again resumes: completed runs are skipped.",
-        epilog="Specs: docs/SWEEPS.md and experiments/*.toml. Exit codes: 0 ok, 1 some runs failed (stored with "
-               "their errors; --retry-failed runs them again), 2 bad input, 130 interrupted (stored runs kept).")
+        epilog="Specs: docs/SWEEPS.md and experiments/*.toml. Exit codes: 0 every planned run done; 1 some runs "
+               "failed or timed out (stored with their errors; --retry-failed runs them again); 2 bad input; 3 the "
+               "sweep could not continue (scheduler or database lost, workers keep dying: rerun to continue); "
+               "130 interrupted. Stored runs are kept in every case.")
     sw.add_argument("spec", metavar="SPEC", help="an experiment spec (TOML file), or the name of one in experiments/")
     sw.add_argument("--db", metavar="URL",
                     help="SQLite file path or SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db "
@@ -52,6 +58,16 @@ def add_parsers(sub: Any) -> None:
     sw.add_argument("--limit", type=int, metavar="N", help="run at most N runs now (the rest on a later run)")
     sw.add_argument("--dry-run", action="store_true", help="validate the spec and show the design; run nothing")
     sw.add_argument("--quiet", "-q", action="store_true", help="no progress output on stderr (the summary is still printed)")
+    sw.add_argument("--run-timeout", type=float, metavar="SECONDS",
+                    help="stop a run after this long and store it as timed out (default: 10x an estimate of the "
+                         "design's slowest run from students x years, at least 60; 0: no limit)")
+    sw.add_argument("--reconnect-timeout", type=float, metavar="SECONDS", default=120.0,
+                    help="how long to wait for a lost Dask scheduler before stopping with exit 3 (default 120)")
+    sw.add_argument("--db-retry", type=float, metavar="SECONDS", default=300.0,
+                    help="how long to retry a database that refuses writes, keeping finished results in memory, "
+                         "before stopping with exit 3 (default 300)")
+    sw.add_argument("--write-batch", type=int, metavar="N", default=32,
+                    help="runs stored per database transaction at most (default 32; each run stays whole)")
 
     rs = sub.add_parser(
         "results", help="summarize or export a sweep results database",
@@ -161,7 +177,7 @@ def _need_sweep_extra() -> None:
 def cmd_sweep(args: argparse.Namespace) -> int:
     _need_sweep_extra()
     from portfolio_sim.sweep.executors import default_workers
-    from portfolio_sim.sweep.runner import SweepAborted, resolve_db, run_sweep
+    from portfolio_sim.sweep.runner import SweepAborted, SweepOptions, resolve_db, run_sweep
     from portfolio_sim.sweep.spec import load_spec
 
     if args.workers is not None and args.workers < 1:
@@ -173,6 +189,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.scheduler and executor != "dask":
         raise SweepCliError("--scheduler needs --executor dask")
     workers = args.workers or (1 if executor == "serial" else default_workers())
+    for flag, value in (("--run-timeout", args.run_timeout), ("--reconnect-timeout", args.reconnect_timeout),
+                        ("--db-retry", args.db_retry)):
+        if value is not None and not (value >= 0 and value < float("inf")):
+            raise SweepCliError(f"{flag} {value}: allowed: a number of seconds >= 0")
+    if args.write_batch < 1:
+        raise SweepCliError(f"--write-batch {args.write_batch}: allowed: an integer >= 1")
+    options = SweepOptions(run_timeout=args.run_timeout, reconnect_timeout=args.reconnect_timeout,
+                           db_retry=args.db_retry, batch=args.write_batch)
 
     exp = load_spec(args.spec)
     if args.dry_run:
@@ -187,17 +211,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     progress = CliProgress(quiet=args.quiet)
     try:
         report = run_sweep(exp, db=args.db, executor=executor, workers=workers, scheduler=args.scheduler,
-                           retry_failed=args.retry_failed, limit=args.limit, progress=progress)
+                           retry_failed=args.retry_failed, limit=args.limit, progress=progress, options=options)
     except SweepAborted as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        print(f"error: the sweep could not continue: {exc}", file=sys.stderr)
+        print(f"  to continue: {_command(args)}", file=sys.stderr)
+        return exc.exit_code
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
-    stored_done = report.done_before + report.done + report.duplicates
+    stored_done = report.total - report.remaining
     if report.planned:
-        print(f"{exp.name}: {report.done} done, {report.failed} failed in {_fmt_secs(report.elapsed)} "
+        timed = f" ({report.timed_out} timed out)" if report.timed_out else ""
+        print(f"{exp.name}: {report.done} done, {report.failed} failed{timed} in {_fmt_secs(report.elapsed)} "
               f"({report.rate:.2f} runs/s, {report.executor}); {stored_done}/{report.total} runs stored as done")
     else:
         print(f"{exp.name}: nothing to run; {stored_done}/{report.total} runs stored as done")
@@ -206,22 +232,46 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if report.version_mismatch:
         print(f"warning: {report.version_mismatch} results came from workers running another portfolio_sim version",
               file=sys.stderr)
-    if report.failed_before and not args.retry_failed:
-        print(f"note: {report.failed_before} runs failed in an earlier invocation and were not run again; "
-              "--retry-failed runs them", file=sys.stderr)
+    if report.skipped:
+        print(f"note: {report.skipped} planned runs were skipped: another sweep driver had claimed (or stored) "
+              "them; they are not done by this invocation", file=sys.stderr)
     path = _db_arg(report.db_url)
     if report.remaining == 0:
         print(f"complete. Export: portfolio-sim results {path} --out {exp.name}.parquet")
-    elif report.planned and not report.failed:
-        print(f"{report.remaining} runs not done yet; run the same command again to continue")
-    if report.failed:
-        print(f"error: {report.failed} runs failed (errors stored; see `portfolio-sim results {path}`); run again "
-              "with --retry-failed to retry them", file=sys.stderr)
-        first = _first_error(report.db_url, exp.name)
-        if first:
-            print(f"  first error: {first}", file=sys.stderr)
+        return 0
+    # What is left, and the command that runs it.
+    if report.not_started:
+        print(f"{report.not_started} runs not done yet; run the same command again to continue: "
+              f"`{_command(args, retry=False)}`")
+    if report.failed_left:
+        if report.failed:
+            first = _first_error(report.db_url, exp.name)
+            print(f"error: {report.failed} runs failed in this invocation (errors stored; see `portfolio-sim results "
+                  f"{path}`)" + (f"\n  first error: {first}" if first else ""), file=sys.stderr)
+        print(f"{report.failed_left} runs are stored as failed; a plain rerun does not run them: "
+              f"`{_command(args, retry=True)}` does", file=sys.stderr)
         return 1
     return 0
+
+
+def _command(args: argparse.Namespace, retry: bool | None = None) -> str:
+    """The command line that continues this sweep (``retry`` adds or drops --retry-failed)."""
+    import shlex
+
+    parts = ["portfolio-sim", "sweep", args.spec]
+    if args.db:
+        parts += ["--db", args.db]
+    if args.executor:
+        parts += ["--executor", args.executor]
+    if args.workers:
+        parts += ["--workers", str(args.workers)]
+    if args.scheduler:
+        parts += ["--scheduler", args.scheduler]
+    if retry or (retry is None and args.retry_failed):
+        parts.append("--retry-failed")
+    if args.run_timeout is not None:
+        parts += ["--run-timeout", f"{args.run_timeout:g}"]
+    return shlex.join(parts)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
@@ -288,21 +338,33 @@ def _dry_run(exp: Any, db_url: str) -> int:
 
 def cmd_results(args: argparse.Namespace) -> int:
     _need_sweep_extra()
-    from portfolio_sim.sweep.analysis import Results
+    import json
 
-    with Results(args.db, args.experiment) as res:
-        if args.scenario is not None:
-            text = res.scenario(args.scenario, args.experiment).to_toml()
-            if args.out and args.out != "-":
-                _write_text(Path(args.out), text)
-                print(f"wrote {args.out}")
-            else:
-                sys.stdout.write(text)
-            return 0
-        if args.out:
-            df = res.table(args.table, args.experiment)
-            return _export(df, args.out, args.table)
-        return _summary(res, args.experiment)
+    from pandas.errors import DatabaseError as PandasDatabaseError
+    from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
+
+    from portfolio_sim.sweep.analysis import Results
+    from portfolio_sim.sweep.store import friendly_db, normalize_url
+
+    try:
+        with Results(args.db, args.experiment) as res:
+            if args.scenario is not None:
+                text = res.scenario(args.scenario, args.experiment).to_toml()
+                if args.out and args.out != "-":
+                    _write_text(Path(args.out), text)
+                    print(f"wrote {args.out}")
+                else:
+                    sys.stdout.write(text)
+                return 0
+            if args.out:
+                return _export(res, args.out, args.table, args.experiment)
+            return _summary(res, args.experiment)
+    except (NoSuchTableError, SQLAlchemyError, PandasDatabaseError, json.JSONDecodeError, KeyError, TypeError,
+            AttributeError) as exc:
+        # A damaged database or one some other program wrote: say so, no traceback.
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        raise SweepCliError(f"{friendly_db(normalize_url(args.db))}: not a readable portfolio_sim results database "
+                            f"({type(exc).__name__}: {detail[0][:200] if detail else ''})") from None
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -313,28 +375,84 @@ def _write_text(path: Path, text: str) -> None:
         raise SweepCliError(f"--out {path}: cannot write ({exc.strerror or exc})") from None
 
 
-def _export(df: Any, out: str, table: str) -> int:
+EXPORT_CHUNK_ROWS = 50_000     # rows read, converted and written at a time (bounded memory for any store)
+_COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}
+
+
+def _export(res: Any, out: str, table: str, experiment: str | None) -> int:
+    """Stream `table` to Parquet (a pyarrow ParquetWriter, one row group per chunk) or CSV, a chunk at a
+    time: memory stays bounded however large the store is."""
     if out == "-":
-        df.to_csv(sys.stdout, index=False)
+        rows = 0
+        for i, df in enumerate(res.iter_table(table, experiment, chunk_rows=EXPORT_CHUNK_ROWS)):
+            df.to_csv(sys.stdout, index=False, header=i == 0)
+            rows += len(df)
         return 0
     path = Path(out)
     name = path.name.lower()
     if name.endswith(".parquet"):
         kind = "parquet"
-    elif name.endswith((".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zst")):
+    elif name.endswith((".csv", ".csv.gz", ".csv.bz2", ".csv.xz")):
         kind = "csv"
     else:
-        raise SweepCliError(f"--out {out}: allowed: a file ending in .parquet or .csv (or .csv.gz), or '-'")
+        raise SweepCliError(f"--out {out}: allowed: a file ending in .parquet or .csv (or .csv.gz, .csv.bz2, .csv.xz), "
+                            "or '-'")
+    tmp = path.with_name(f".{path.name}.partial")
+    rows = 0
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        chunks = res.iter_table(table, experiment, chunk_rows=EXPORT_CHUNK_ROWS)
         if kind == "parquet":
-            df.to_parquet(path, index=False)
+            rows = _write_parquet(res, table, experiment, chunks, tmp)
         else:
-            df.to_csv(path, index=False)
+            rows = _write_csv(chunks, tmp, name)
+        os.replace(tmp, path)            # a complete file or none: an interrupted export leaves no half file
     except OSError as exc:
         raise SweepCliError(f"--out {out}: cannot write ({exc.strerror or exc})") from None
-    print(f"wrote {len(df)} rows of {table} to {path}")
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    print(f"wrote {rows} rows of {table} to {path}")
     return 0
+
+
+def _write_parquet(res: Any, table: str, experiment: str | None, chunks: Any, path: Path) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from portfolio_sim.sweep.analysis import DATA_TABLES
+
+    schema = res.arrow_schema(table, experiment) if table in DATA_TABLES else None
+    writer = None
+    rows = 0
+    try:
+        for df in chunks:
+            arrow = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(path, arrow.schema)
+            writer.write_table(arrow)
+            rows += len(df)
+        if writer is None:                # no rows at all: an empty file with the columns
+            empty = schema.empty_table() if schema is not None else pa.table({})
+            pq.write_table(empty, path)
+    finally:
+        if writer is not None:
+            writer.close()
+    return rows
+
+
+def _write_csv(chunks: Any, path: Path, name: str) -> int:
+    import bz2
+    import gzip
+    import lzma
+
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(Path(name).suffix, open)
+    rows = 0
+    with opener(path, "wt", encoding="utf-8", newline="") as fh:
+        for i, df in enumerate(chunks):
+            df.to_csv(fh, index=False, header=i == 0)
+            rows += len(df)
+    return rows
 
 
 def _summary(res: Any, experiment: str | None) -> int:

@@ -12,6 +12,12 @@ driver's loop is the same for all three:
   ``scheduler`` (``tcp://host:8786``). Remote workers need portfolio_sim installed (the same version).
 
 Workers only compute; results come back to the driver, which alone writes to the database.
+
+Failure behaviour (docs/SWEEPS.md, "Running on a cluster"): process-pool workers exit when the driver dies
+(``PR_SET_PDEATHSIG`` on Linux plus a watchdog thread polling the parent pid elsewhere) and ignore Ctrl-C
+(the driver ends them); :meth:`SweepExecutor.kill` ends them at once. With Dask, :meth:`SweepExecutor.alive`
+tells the driver when the scheduler connection is lost, :meth:`SweepExecutor.reconnect` waits a bounded
+time for it to come back, and :attr:`SweepExecutor.window` follows the cluster as workers join and leave.
 """
 
 from __future__ import annotations
@@ -20,6 +26,10 @@ import concurrent.futures as cf
 import logging
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -31,8 +41,42 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 CONNECT_TIMEOUT = "20s"   # how long to try reaching a Dask scheduler
 
 
+WATCHDOG_INTERVAL = 1.0   # seconds between a pool worker's checks that its driver is still alive
+MIN_DASK_WINDOW = 4       # tasks queued on a cluster with no worker yet (they start when one joins)
+
+
 class ExecutorError(ScenarioError):
     """An executor cannot be started as asked (e.g. an unreachable scheduler): bad input, exit 2."""
+
+
+class SchedulerLost(RuntimeError):
+    """The Dask scheduler connection is gone and did not come back in time: the sweep cannot continue."""
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Pool worker initializer: end this worker when the driver (``parent``) dies, even by ``kill -9``.
+
+    On Linux the kernel sends SIGKILL when the parent exits (prctl PR_SET_PDEATHSIG); everywhere a daemon
+    thread polls the parent pid (a worker re-parented to init sees another ppid) and exits. Ctrl-C in a
+    terminal reaches the whole process group: workers ignore it and the driver ends them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)          # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:                               # the parent died before prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(WATCHDOG_INTERVAL)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="portfolio-sim-parent-watchdog", daemon=True).start()
 
 
 class SerialExecutor(cf.Executor):
@@ -63,8 +107,9 @@ class SweepExecutor:
 
     Attributes:
         executor: the `concurrent.futures.Executor`.
-        window:   how many tasks to keep in flight (enough to keep every worker busy).
-        workers:  worker count (processes, or Dask worker threads in total).
+        window:   how many tasks to keep in flight (enough to keep every worker busy); for Dask it follows
+                  the cluster's current thread count, so workers that join later are used.
+        workers:  worker count (processes, or Dask worker threads in total) when started.
         description: e.g. "process (2 workers)" or "dask tcp://10.0.0.5:8786 (64 threads)".
     """
 
@@ -83,7 +128,7 @@ class SweepExecutor:
     def _start(self) -> cf.Executor:
         if self.kind == "serial":
             self.workers = 1
-            self.window = 1
+            self._window = 1
             self.description = "serial"
             return SerialExecutor()
         if self.kind == "process":
@@ -91,9 +136,10 @@ class SweepExecutor:
             # on N cores, not N x cores threads fighting. Children inherit the environment at spawn.
             for var in THREAD_VARS:
                 os.environ.setdefault(var, "1")
-            self.window = 4 * self.workers
+            self._window = 2 * self.workers
             self.description = f"process ({self.workers} worker{'s' if self.workers > 1 else ''})"
-            return cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
+            return cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                          initializer=_exit_with_parent, initargs=(os.getpid(),))
         return self._start_dask()
 
     def _start_dask(self) -> cf.Executor:
@@ -105,6 +151,9 @@ class SweepExecutor:
         for name in ("distributed", "distributed.worker", "distributed.scheduler", "distributed.nanny",
                      "distributed.core", "distributed.http.proxy"):
             logging.getLogger(name).setLevel(logging.ERROR)
+        # A lost scheduler is the driver's to report (one clear message and exit 3), not a log traceback.
+        for name in ("distributed.client", "distributed.comm", "distributed.batched"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         if self.scheduler:
             try:
                 self._client = Client(self.scheduler, timeout=CONNECT_TIMEOUT)
@@ -120,8 +169,95 @@ class SweepExecutor:
             self._client = Client(self._cluster)
             mode = "processes" if self.processes else "threads"
             self.description = f"dask LocalCluster ({self.workers} worker {mode})"
-        self.window = max(8, 4 * self.workers)
-        return self._client.get_executor(pure=False)
+        self._window = max(MIN_DASK_WINDOW, 2 * self.workers)
+        return _DaskExecutor(self)
+
+    # -- the cluster as it is now ---------------------------------------------------------------
+    def current_threads(self) -> int:
+        """Worker threads in the cluster now (the scheduler's periodic report to the client, no round
+        trip); the fixed worker count for the local executors."""
+        if self.kind != "dask" or self._client is None:
+            return self.workers
+        try:
+            # The client refreshes this every couple of seconds by itself (cluster totals); a call to
+            # scheduler_info() would block while the scheduler is unreachable.
+            info = self._client._scheduler_identity or {}
+            if "total_threads" in info:
+                return int(info["total_threads"])
+            return sum(int(w.get("nthreads", 1)) for w in info.get("workers", {}).values())
+        except Exception:
+            return 0
+
+    @property
+    def window(self) -> int:
+        if self.kind != "dask":
+            return self._window
+        return max(MIN_DASK_WINDOW, 2 * self.current_threads())
+
+    def alive(self) -> bool:
+        """False when the Dask scheduler connection is lost (the client is reconnecting, or gave up)."""
+        if self.kind != "dask" or self._client is None:
+            return True
+        return self._client.status == "running"
+
+    def reconnect(self, timeout: float, should_stop: Callable[[], bool] = lambda: False) -> float:
+        """Wait up to ``timeout`` seconds for the scheduler to come back (the client reconnects to the same
+        address by itself; a client that gave up is replaced). Returns the seconds it took; raises
+        :class:`SchedulerLost` when it does not come back."""
+        start = time.monotonic()
+        address = self.scheduler or (self._cluster.scheduler_address if self._cluster is not None else None)
+        while time.monotonic() - start < timeout:
+            if should_stop():
+                raise KeyboardInterrupt
+            status = self._client.status if self._client is not None else "closed"
+            if status == "running":
+                return time.monotonic() - start
+            if status in ("closed", "closing", "failed") and address:
+                try:
+                    from distributed import Client
+                    if self._client is not None:
+                        try:
+                            self._client.close(timeout=1)
+                        except Exception:
+                            pass
+                    left = max(1.0, min(5.0, timeout - (time.monotonic() - start)))
+                    self._client = Client(address, timeout=f"{left}s")
+                    continue
+                except Exception:
+                    self._client = None
+            time.sleep(0.2)
+        raise SchedulerLost(f"lost the Dask scheduler {address or ''} and it did not come back within "
+                            f"{timeout:g}s")
+
+    def on_workers(self, futures: list[cf.Future]) -> set[cf.Future]:
+        """Which of these Dask futures a worker is processing now (queued ones are not running yet, so a
+        --run-timeout does not count their wait); all of them for the local executors."""
+        if self.kind != "dask" or not isinstance(self.executor, _DaskExecutor) or self._client is None:
+            return set(futures)
+        if not self.alive():
+            return set()
+        try:
+            processing = self._client.sync(self._client.scheduler.processing, workers=None, callback_timeout=5)
+        except Exception:
+            return set()
+        keys = {k for ks in processing.values() for k in ks}
+        return {f for f in futures if (df := self.executor.dask_futures.get(f)) is not None and df.key in keys}
+
+    def cancel_hung(self, future: cf.Future) -> None:
+        """Stop a run that exceeded its time: Dask restarts the worker running it (its nanny starts a fresh
+        process); a process pool cannot stop one task, so the driver kills and restarts the whole pool."""
+        if self.kind == "dask" and isinstance(self.executor, _DaskExecutor):
+            self.executor.restart_worker_of(future)
+
+    def kill(self) -> None:
+        """End the worker processes now (Ctrl-C, SIGTERM, a hung run in a process pool)."""
+        if self.kind == "process" and isinstance(self.executor, cf.ProcessPoolExecutor):
+            for proc in list((getattr(self.executor, "_processes", None) or {}).values()):
+                try:
+                    proc.kill()
+                except Exception:
+                    pass
+        self.close(wait=False)
 
     @property
     def recoverable_errors(self) -> tuple[type[BaseException], ...]:
@@ -137,6 +273,12 @@ class SweepExecutor:
         return self.executor.submit(fn, *args)
 
     def close(self, wait: bool = True) -> None:
+        if self._client is not None and not wait and self._client.status == "running":
+            # Ending early (Ctrl-C, an abort): forget the queued tasks so the cluster does not run them.
+            try:
+                self._client.cancel(list(getattr(self.executor, "dask_futures", {}).values()), force=True)
+            except Exception:
+                pass
         try:
             self.executor.shutdown(wait=wait, cancel_futures=True)
         except TypeError:  # executors without cancel_futures
@@ -145,7 +287,10 @@ class SweepExecutor:
             pass
         if self._client is not None:
             try:
-                self._client.close()
+                if self._client.status == "running":
+                    self._client.close(timeout=2 if not wait else None)
+                else:   # the scheduler is gone: do not wait for it to say goodbye
+                    self._client.close(timeout=0.5)
             except Exception:
                 pass
             self._client = None
@@ -161,6 +306,64 @@ class SweepExecutor:
 
     def __exit__(self, *exc: Any) -> None:
         self.close(wait=exc[0] is None)
+
+
+class _DaskExecutor(cf.Executor):
+    """``Client.submit`` behind the concurrent.futures interface (as ``Client.get_executor`` does), keeping
+    each task's Dask future so a hung run's worker can be restarted and queued tasks cancelled."""
+
+    def __init__(self, owner: SweepExecutor):
+        self.owner = owner
+        self.dask_futures: dict[cf.Future, Any] = {}
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:
+        client = self.owner._client
+        dask_future = client.submit(fn, *args, pure=False, **kwargs)
+        future: cf.Future = cf.Future()
+        future.set_running_or_notify_cancel()
+        self.dask_futures[future] = dask_future
+
+        async def cascade() -> None:       # on the client's event loop, as Client.get_executor does
+            try:
+                result = await dask_future._result(raiseit=False)
+                status = dask_future.status
+            except BaseException as exc:  # noqa: BLE001 - handed to the driver through the future
+                result, status = exc, "error"
+            self.dask_futures.pop(future, None)
+            if future.done():
+                return
+            if status == "finished":
+                future.set_result(result)
+            elif status == "cancelled":
+                future.set_exception(cf.CancelledError("the Dask scheduler cancelled the task (connection lost?)"))
+            elif isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                try:
+                    _typ, exc, tb = result
+                    future.set_exception(exc.with_traceback(tb))
+                except BaseException as exc:  # noqa: BLE001
+                    future.set_exception(exc)
+
+        client.loop.add_callback(cascade)
+        return future
+
+    def restart_worker_of(self, future: cf.Future) -> None:
+        dask_future = self.dask_futures.pop(future, None)
+        client = self.owner._client
+        if dask_future is None or client is None:
+            return
+        try:
+            processing = client.sync(client.scheduler.processing, workers=None, callback_timeout=5)
+            workers = [w for w, keys in processing.items() if dask_future.key in keys]
+            dask_future.cancel(force=True)
+            if workers:   # the nanny starts a fresh worker process; its other tasks are rescheduled
+                client.restart_workers(workers, timeout=30, raise_for_error=False)
+        except Exception:
+            pass
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self.dask_futures.clear()
 
 
 def open_executor(kind: str = "serial", workers: int = 1, scheduler: str | None = None,

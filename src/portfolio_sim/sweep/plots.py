@@ -23,15 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.colors import qualitative
 
-PALETTE = qualitative.Plotly
-
-
-def _rgba(hex_color: str, alpha: float) -> str:
-    h = hex_color.lstrip("#")
-    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
-    return f"rgba({r},{g},{b},{alpha})"
+from portfolio_sim.outputs import PALETTE
+from portfolio_sim.outputs import rgba as _rgba
 
 
 def _at_year(df: pd.DataFrame, year: int | None) -> tuple[pd.DataFrame, int]:

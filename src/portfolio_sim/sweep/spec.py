@@ -45,6 +45,8 @@ from portfolio_sim.scenario import (
     GROUPS,
     Scenario,
     describe_bounds,
+    field_bounds,
+    format_errors,
     format_validation_error,
     load_raw,
     resolve_scenario_path,
@@ -297,14 +299,7 @@ def _field_kind(info: Any) -> str:
     return "text"
 
 
-def _field_range(info: Any) -> tuple[float | None, float | None]:
-    lo = hi = None
-    for meta in info.metadata:
-        if getattr(meta, "ge", None) is not None:
-            lo = meta.ge
-        if getattr(meta, "le", None) is not None:
-            hi = meta.le
-    return lo, hi
+_field_range = field_bounds
 
 
 def _flatten_paths(table: Any, where: str, is_leaf: Any = None) -> dict[str, Any]:
@@ -400,18 +395,7 @@ def describe_spec_field(info: Any) -> str:
 
 
 def format_spec_error(exc: ValidationError, source: str) -> str:
-    lines = [f"{source}: invalid experiment spec"]
-    for err in exc.errors():
-        loc = tuple(err.get("loc", ()))
-        path = ".".join(str(p) for p in loc) or "(top level)"
-        msg = "unknown key" if err.get("type") == "extra_forbidden" else err.get("msg", "invalid")
-        if err.get("type") == "missing":
-            msg = "required"
-        value = err.get("input")
-        shown = "" if isinstance(value, dict) or err.get("type") == "missing" else f"; got {value!r}"
-        allowed = _allowed_in_spec(loc) if loc else ""
-        lines.append(f"  {path}: {msg}{shown}" + (f"; {allowed}" if allowed else ""))
-    return "\n".join(lines)
+    return format_errors(exc, f"{source}: invalid experiment spec", _allowed_in_spec, unknown="unknown key")
 
 
 def _set_path(data: dict[str, Any], path: str, value: Any) -> None:

@@ -12,17 +12,27 @@ Tables (docs/SWEEPS.md, "Store schema"):
   duration, worker, code version, attempts. Unique on (experiment, point, replicate).
 - ``yearly``       tidy model-level metrics: one row per run and year, one column per metric.
 - ``school_panel`` optional per-school yearly panel; ``events`` optional event log.
+- ``claims``       runs a driver is working on now, with a lease (so concurrent drivers share the work).
 
-Each run is written in one transaction (its ``runs`` row and all its data rows), so a crash at any moment
-leaves either the whole run or nothing. SQLite runs in WAL mode with ``synchronous=NORMAL`` (a committed
-run survives the writer being killed; readers do not block the writer).
+Each run is written whole or not at all: :meth:`Store.write_results` writes a batch of runs (their ``runs``
+rows and all their data rows) in one transaction, so a crash at any moment leaves each run either stored
+whole or absent. SQLite runs in WAL mode with ``synchronous=NORMAL`` (a committed run survives the writer
+being killed; readers do not block the writer); readers open it read-only. On PostgreSQL the schema is
+created under an advisory lock (two drivers starting on a new database do not race) and large data rows go
+in with COPY.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import socket
 import subprocess
+import time
+from contextlib import contextmanager
+from itertools import repeat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,31 +53,38 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     create_engine,
+    delete,
     event,
     func,
     insert,
     inspect,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from portfolio_sim.errors import ScenarioError
+from portfolio_sim import outputs
+from portfolio_sim.lifecycle import EVENT_COLUMNS
 from portfolio_sim.metrics import METRIC_COLUMNS
 
 SCHEMA_VERSION = 1
 DONE, FAILED = "done", "failed"
 
-# Integer-valued model-level metrics (the rest are floats); a test checks this against a real run.
-INT_METRICS = frozenset({
-    "calendar_year", "students", "residents", "enrollment_traditional", "enrollment_autonomous",
-    "enrollment_district_run", "enrollment_partner_led", "enrollment_partner_run", "enrollment_charter",
-    "enrollment_outside", "exits_outside", "schools_open", "autonomous_schools", "openings", "closures",
-    "restarts", "conversions", "renewals", "non_renewals", "operators_active", "board_pro", "election",
-    "reversals", "budget_shock", "autonomy_office", "displaced"})
+# Integer-valued model-level metrics (the rest are floats): from the output registry.
+INT_METRICS = outputs.INT_METRICS
 
 # The per-school panel (portfolio_sim.metrics.school_panel); a test checks it against a real run.
 PANEL_COLUMNS: dict[str, Any] = {
@@ -79,7 +96,20 @@ PANEL_COLUMNS: dict[str, Any] = {
     "leader_quality": Float, "excellent_teacher_share": Float, "per_pupil_resources": Float,
     "years_in_status": Integer, "contract_years": Integer,
 }
-EVENT_COLUMNS = ("year", "event", "school_id", "school", "operator_id", "operator", "cause")
+
+
+ADVISORY_LOCK_KEY = 7_316_482_901       # pg_advisory_lock key for schema creation and registration
+# SQLite waits this long for a lock before "database is locked"; the sweep driver then retries with
+# backoff for --db-retry seconds (so a lock held for minutes by another program is survived too).
+SQLITE_BUSY_TIMEOUT = 10.0
+TRANSIENT_ERRORS = (OperationalError, InterfaceError)   # a lost connection, a restarting server, a lock
+
+
+def is_transient(exc: BaseException) -> bool:
+    """An error that says the database is unavailable now (retry), not that the data is wrong."""
+    if isinstance(exc, TRANSIENT_ERRORS):
+        return True
+    return isinstance(exc, DBAPIError) and bool(getattr(exc, "connection_invalidated", False))
 
 
 class StoreError(ScenarioError):
@@ -161,6 +191,26 @@ class SessionRow(Base):
     stored_done: Mapped[int] = mapped_column(Integer, default=0)
     stored_failed: Mapped[int] = mapped_column(Integer, default=0)
     interrupted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # how the invocation ended: complete, runs failed, limit, interrupted, scheduler lost, database unavailable
+    outcome: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    skipped: Mapped[int | None] = mapped_column(Integer, nullable=True)      # runs left to another driver
+    timed_out: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    workers_log: Mapped[Any] = mapped_column(JSON, nullable=True)           # [[seconds, worker threads], ...]
+
+
+class ClaimRow(Base):
+    """A run a driver is working on: other drivers leave it alone until the lease expires."""
+
+    __tablename__ = "claims"
+
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"),
+                                               primary_key=True)
+    point_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    replicate: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(Integer, index=True)
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    expires: Mapped[float] = mapped_column(Float)           # epoch seconds
 
 
 class RunRow(Base):
@@ -223,6 +273,7 @@ runs_table: Table = RunRow.__table__  # type: ignore[assignment]
 points_table: Table = PointRow.__table__  # type: ignore[assignment]
 experiments_table: Table = ExperimentRow.__table__  # type: ignore[assignment]
 sessions_table: Table = SessionRow.__table__  # type: ignore[assignment]
+claims_table: Table = ClaimRow.__table__  # type: ignore[assignment]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -259,7 +310,10 @@ def friendly_db(url: str) -> str:
 
 
 def sqlite_path(url: str) -> Path | None:
-    u = make_url(url)
+    try:
+        u = make_url(url)
+    except ArgumentError:
+        return None
     if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
         return None
     return Path(u.database)
@@ -275,20 +329,31 @@ def make_engine(url: str, writer: bool = False) -> Engine:
     try:
         if u.get_backend_name() == "sqlite":
             path = sqlite_path(url)
+            if path is not None and path.exists() and not path.is_file():
+                # /dev/null, a FIFO, a directory: SQLite would write a -journal next to it
+                raise StoreError(f"--db {path}: not a regular file; allowed: a SQLite database file (existing "
+                                 "or to be created) or a database URL")
             if path is not None and writer:
                 try:
                     path.parent.mkdir(parents=True, exist_ok=True)
                 except OSError as exc:
                     raise StoreError(f"--db {path}: cannot create the directory ({exc.strerror or exc})") from None
-            engine = create_engine(u, connect_args={"timeout": 60})
+            if path is not None and not writer:
+                # Reading never changes the file: read-only (no journal-mode switch, no -journal file).
+                from urllib.parse import quote
+                engine = create_engine(f"sqlite:///file:{quote(str(path))}?mode=ro&uri=true",
+                                       connect_args={"timeout": SQLITE_BUSY_TIMEOUT})
+            else:
+                engine = create_engine(u, connect_args={"timeout": SQLITE_BUSY_TIMEOUT})
 
             @event.listens_for(engine, "connect")
             def _on_connect(dbapi_conn: Any, _record: Any) -> None:
                 dbapi_conn.isolation_level = None      # transactions are begun explicitly below
                 cur = dbapi_conn.cursor()
-                cur.execute("PRAGMA busy_timeout=60000")
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
+                if writer:
+                    cur.execute("PRAGMA journal_mode=WAL")
+                    cur.execute("PRAGMA synchronous=NORMAL")
                 cur.execute("PRAGMA foreign_keys=ON")
                 cur.close()
 
@@ -354,15 +419,21 @@ class Store:
         self.dialect = self.engine.dialect.name
         try:
             if create:
-                Base.metadata.create_all(self.engine)
-                self._check_schema_version()
-                self._add_missing_columns()
+                with self._schema_lock():
+                    Base.metadata.create_all(self.engine)
+                    self._check_schema_version()
+                    self._add_missing_columns()
+                    self._check_tables()
             else:
                 with self.engine.connect():
                     pass
         except DBAPIError as exc:
+            self.engine.dispose()
             raise StoreError(f"--db {friendly_db(self.url)}: cannot open the database "
                              f"({str(exc.orig).strip() if exc.orig else exc})") from None
+        except (ValueError, TypeError) as exc:     # e.g. a meta table whose schema_version is not a number
+            self.engine.dispose()
+            raise StoreError(f"--db {friendly_db(self.url)}: not a portfolio_sim results database ({exc})") from None
 
     def __enter__(self) -> Store:
         return self
@@ -378,6 +449,37 @@ class Store:
         return friendly_db(self.url)
 
     # -- schema ---------------------------------------------------------------------------------
+    @contextmanager
+    def _schema_lock(self) -> Iterator[None]:
+        """Serialize schema creation and experiment registration between drivers. PostgreSQL: a
+        session-level advisory lock (CREATE TABLE IF NOT EXISTS is not safe against a concurrent creator);
+        SQLite's writer transactions (BEGIN IMMEDIATE) are serialized already."""
+        if self.dialect != "postgresql":
+            yield
+            return
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({ADVISORY_LOCK_KEY})")
+            conn.commit()
+            try:
+                yield
+            finally:
+                try:
+                    conn.exec_driver_sql(f"SELECT pg_advisory_unlock({ADVISORY_LOCK_KEY})")
+                    conn.commit()
+                except Exception:
+                    pass
+
+    def _check_tables(self) -> None:
+        """Every table has the columns this version writes (a database that has an `experiments` table of
+        some other program is refused, not written into)."""
+        insp = inspect(self.engine)
+        for table in Base.metadata.sorted_tables:
+            have = {c["name"] for c in insp.get_columns(table.name)}
+            missing = [c.name for c in table.columns if c.name not in have]
+            if missing:
+                raise StoreError(f"--db {self.display_url}: not a portfolio_sim results database (table "
+                                 f"{table.name!r} lacks column(s) {', '.join(missing[:5])}); use another --db")
+
     def _check_schema_version(self) -> None:
         with self.engine.begin() as conn:
             row = conn.execute(select(meta_table.c.value).where(meta_table.c.key == "schema_version")).first()
@@ -393,7 +495,7 @@ class Store:
     def _add_missing_columns(self) -> None:
         """A database created before the model gained a metric (or panel column) gets the new column."""
         insp = inspect(self.engine)
-        for table in (yearly_table, panel_table):
+        for table in (yearly_table, panel_table, sessions_table):
             have = {c["name"] for c in insp.get_columns(table.name)}
             for col in table.columns:
                 if col.name not in have:
@@ -429,7 +531,7 @@ class Store:
         from portfolio_sim.sweep.spec import Experiment
         assert isinstance(exp, Experiment)
         fingerprint = exp.fingerprint()
-        with self.engine.begin() as conn:
+        with self._schema_lock(), self.engine.begin() as conn:
             row = conn.execute(select(experiments_table).where(experiments_table.c.name == exp.name)).first()
             if row is None:
                 commit, dirty = git_info()
@@ -501,10 +603,78 @@ class Store:
                 retry_failed=retry_failed, planned=planned, stored_done=0, stored_failed=0,
                 interrupted=False)).inserted_primary_key[0])
 
-    def finish_session(self, session_id: int, done: int, failed: int, interrupted: bool) -> None:
+    def finish_session(self, session_id: int, done: int, failed: int, interrupted: bool, *,
+                       outcome: str | None = None, skipped: int | None = None, timed_out: int | None = None,
+                       workers_log: list[list[float]] | None = None) -> None:
         with self.engine.begin() as conn:
             conn.execute(update(sessions_table).where(sessions_table.c.id == session_id).values(
-                finished_at=_utcnow(), stored_done=done, stored_failed=failed, interrupted=interrupted))
+                finished_at=_utcnow(), stored_done=done, stored_failed=failed, interrupted=interrupted,
+                outcome=outcome, skipped=skipped, timed_out=timed_out, workers_log=workers_log))
+
+    # -- claims (leases) --------------------------------------------------------------------------
+    def claim(self, exp_id: int, session_id: int, keys: list[tuple[int, int]], lease: float,
+              retry_failed: bool = False) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """Claim runs for this session for ``lease`` seconds: (claimed, skipped). Skipped are runs another
+        live driver holds (an unexpired lease) or that are stored by now (done; failed unless
+        ``retry_failed``). A lease of a driver on this host whose process is gone is taken over at once."""
+        if not keys:
+            return [], []
+        host, pid = socket.gethostname()[:200], os.getpid()
+        for attempt in range(5):
+            try:
+                return self._claim_once(exp_id, session_id, keys, lease, retry_failed, host, pid)
+            except IntegrityError:       # another driver inserted a claim for one of these keys just now
+                if attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _claim_once(self, exp_id: int, session_id: int, keys: list[tuple[int, int]], lease: float,
+                    retry_failed: bool, host: str, pid: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        now = time.time()
+        c, r = claims_table, runs_table
+        claimed: list[tuple[int, int]] = []
+        skipped: list[tuple[int, int]] = []
+        with self.engine.begin() as conn:
+            states = {(int(a), int(b)): st for a, b, st in conn.execute(
+                select(r.c.point_index, r.c.replicate, r.c.status).where(
+                    (r.c.experiment_id == exp_id) & tuple_(r.c.point_index, r.c.replicate).in_(keys)))}
+            held = {(int(row.point_index), int(row.replicate)): row for row in conn.execute(
+                select(c).where((c.c.experiment_id == exp_id) & tuple_(c.c.point_index, c.c.replicate).in_(keys)))}
+            new = []
+            for key in keys:
+                state = states.get(key)
+                if state == DONE or (state == FAILED and not retry_failed):
+                    skipped.append(key)
+                    continue
+                row = held.get(key)
+                if row is None:
+                    new.append(key)
+                    continue
+                if row.session_id != session_id and row.expires > now and not _gone(row.host, row.pid, host):
+                    skipped.append(key)
+                    continue
+                res = conn.execute(update(c).where(
+                    (c.c.experiment_id == exp_id) & (c.c.point_index == key[0]) & (c.c.replicate == key[1])
+                    & (c.c.session_id == row.session_id) & (c.c.expires == row.expires))
+                    .values(session_id=session_id, host=host, pid=pid, expires=now + lease))
+                (claimed if res.rowcount == 1 else skipped).append(key)
+            if new:
+                conn.execute(insert(c), [{"experiment_id": exp_id, "point_index": k[0], "replicate": k[1],
+                                          "session_id": session_id, "host": host, "pid": pid,
+                                          "expires": now + lease} for k in new])
+                claimed.extend(new)
+        order = {k: i for i, k in enumerate(keys)}
+        return sorted(claimed, key=order.__getitem__), sorted(skipped, key=order.__getitem__)
+
+    def renew_claims(self, session_id: int, lease: float) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(claims_table).where(claims_table.c.session_id == session_id)
+                         .values(expires=time.time() + lease))
+
+    def release_claims(self, session_id: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(claims_table).where(claims_table.c.session_id == session_id))
 
     # -- runs -------------------------------------------------------------------------------------
     def run_states(self, exp_id: int) -> dict[tuple[int, int], str]:
@@ -514,54 +684,152 @@ class Store:
                                 .where(runs_table.c.experiment_id == exp_id)).all()
         return {(int(p), int(r)): s for p, r, s in rows}
 
+    def write_results(self, exp_id: int, items: list[tuple[int, dict[str, Any], dict[str, Any]]],
+                      session_id: int | None = None) -> list[str]:
+        """Store several runs ((point id, params, result) each) in ONE transaction: all of them or none,
+        each whole. Returns what :meth:`write_result` returns for each. If the batch breaks a constraint
+        (another writer stored one of them meanwhile, or one result's rows clash), each run is written on
+        its own so the others are not held back."""
+        if len(items) == 1:
+            return [self._write_one(exp_id, items[0], session_id)]
+        for _, _, result in items:
+            self._ensure_result_columns(result)
+        try:
+            with self.engine.begin() as conn:
+                return self._write_batch(conn, exp_id, items, session_id)
+        except (IntegrityError, DataError):
+            return [self._write_one(exp_id, item, session_id) for item in items]
+
+    def _write_one(self, exp_id: int, item: tuple[int, dict[str, Any], dict[str, Any]],
+                   session_id: int | None) -> Any:
+        """One run; a completed run whose rows break a constraint comes back as the exception (the caller
+        records the run as failed with it)."""
+        try:
+            return self.write_result(exp_id, *item, session_id=session_id)
+        except (IntegrityError, DataError) as exc:
+            if item[2].get("status") != DONE:
+                raise
+            return exc
+
+    def _write_batch(self, conn: Any, exp_id: int, items: list[tuple[int, dict[str, Any], dict[str, Any]]],
+                     session_id: int | None) -> list[str]:
+        r = runs_table
+        keys = [(res["point"], res["replicate"]) for _, _, res in items]
+        existing = {(int(a), int(b)): (i, st) for a, b, i, st in conn.execute(
+            select(r.c.point_index, r.c.replicate, r.c.id, r.c.status).where(
+                (r.c.experiment_id == exp_id) & tuple_(r.c.point_index, r.c.replicate).in_(keys)))}
+        statuses: list[str] = []
+        yearly_rows: list[tuple[int, dict[str, list[Any]]]] = []
+        panel_rows: list[tuple[int, dict[str, list[Any]]]] = []
+        event_rows: list[dict[str, Any]] = []
+        written: set[tuple[int, int]] = set()
+        for (point_id, params, result), key in zip(items, keys, strict=True):
+            if key in written or existing.get(key, (None, None))[1] == DONE:
+                statuses.append("duplicate")
+                continue
+            status = result["status"]
+            values = _run_values(exp_id, point_id, params, result, session_id)
+            if key in existing:
+                run_id = existing[key][0]
+                conn.execute(update(r).where(r.c.id == run_id).values(**values, attempts=r.c.attempts + 1))
+            else:
+                run_id = conn.execute(insert(r).values(**values, attempts=1)).inserted_primary_key[0]
+            written.add(key)
+            statuses.append(status)
+            if status != DONE:
+                continue
+            if result.get("yearly"):
+                yearly_rows.append((run_id, result["yearly"]))
+            if result.get("schools") and _nrows(result["schools"]):
+                panel_rows.append((run_id, result["schools"]))
+            if result.get("events") and _nrows(result["events"]):
+                rows = _rows(result["events"], run_id)
+                for i, row in enumerate(rows):
+                    row["seq"] = i
+                event_rows.extend(rows)
+        self._bulk_insert(conn, yearly_table, yearly_rows)
+        self._bulk_insert(conn, panel_table, panel_rows)
+        if event_rows:
+            conn.execute(insert(events_table), event_rows)
+        self._drop_claims(conn, exp_id, keys)
+        return statuses
+
+    def _bulk_insert(self, conn: Any, table: Table, runs: list[tuple[int, dict[str, list[Any]]]]) -> None:
+        """Data rows of several runs straight through the driver (SQLAlchemy's per-row parameter handling
+        cost more than the database): COPY on PostgreSQL, one executemany of tuples elsewhere."""
+        if not runs:
+            return
+        prep = self.engine.dialect.identifier_preparer
+        by_columns: dict[tuple[str, ...], list[tuple[int, dict[str, list[Any]]]]] = {}
+        for run_id, columns in runs:
+            by_columns.setdefault(tuple(columns), []).append((run_id, columns))
+        raw = conn.connection.driver_connection
+        try:
+            self._bulk_insert_raw(raw, prep, table, by_columns)
+        except self.engine.dialect.loaded_dbapi.Error as exc:
+            # The driver's own exception, raised as SQLAlchemy's (IntegrityError, OperationalError, ...)
+            raise DBAPIError.instance(f"bulk insert into {table.name}", None, exc,
+                                      self.engine.dialect.loaded_dbapi.Error) from exc
+
+    def _bulk_insert_raw(self, raw: Any, prep: Any, table: Table,
+                         by_columns: dict[tuple[str, ...], list[tuple[int, dict[str, list[Any]]]]]) -> None:
+        for names, group in by_columns.items():
+            cols = ", ".join(prep.quote(n) for n in ("run_id", *names))
+            rows = (row for run_id, columns in group
+                    for row in zip(repeat(run_id), *(columns[n] for n in names)))
+            if self.dialect == "postgresql":
+                # COPY ... CSV written by pyarrow's C++ writer (psycopg's write_row costs ~6 µs a row in
+                # Python): every value quoted, NULLs unquoted empty (an empty string stays an empty string);
+                # floats in shortest round-trip form (exact).
+                import pyarrow as pa
+                import pyarrow.csv as pacsv
+
+                arrow = pa.concat_tables([pa.table({"run_id": [run_id] * _nrows(columns),
+                                                    **{n: columns[n] for n in names}})
+                                          for run_id, columns in group], promote_options="permissive")
+                buf = pa.BufferOutputStream()
+                pacsv.write_csv(arrow, buf, pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
+                with raw.cursor() as cur, cur.copy(f"COPY {prep.quote(table.name)} ({cols}) FROM STDIN "
+                                                   "WITH (FORMAT csv)") as copy:
+                    copy.write(buf.getvalue().to_pybytes())
+            else:
+                marks = ", ".join(["?"] * (len(names) + 1)) if self.dialect == "sqlite" else \
+                    ", ".join(["%s"] * (len(names) + 1))
+                cur = raw.cursor()
+                try:
+                    cur.executemany(f"INSERT INTO {prep.quote(table.name)} ({cols}) VALUES ({marks})", list(rows))
+                finally:
+                    cur.close()
+
+    def _ensure_result_columns(self, result: dict[str, Any]) -> None:
+        if result["status"] == DONE:
+            if result.get("yearly"):
+                self._ensure_columns(yearly_table, result["yearly"])
+            if result.get("schools"):
+                self._ensure_columns(panel_table, result["schools"])
+
+    def _drop_claims(self, conn: Any, exp_id: int, keys: list[tuple[int, int]]) -> None:
+        c = claims_table
+        conn.execute(delete(c).where((c.c.experiment_id == exp_id) & tuple_(c.c.point_index, c.c.replicate).in_(keys)))
+
     def write_result(self, exp_id: int, point_id: int, params: dict[str, Any], result: dict[str, Any],
                      session_id: int | None = None) -> str:
         """Store one run's result in ONE transaction. Returns "done" or "failed" (what was stored), or
         "duplicate" when a completed run with this key is already stored (nothing is written)."""
-        status = result["status"]
-        key = ((runs_table.c.experiment_id == exp_id) & (runs_table.c.point_index == result["point"])
-               & (runs_table.c.replicate == result["replicate"]))
-        yearly = result.get("yearly") if status == DONE else None
-        schools = result.get("schools") if status == DONE else None
-        events = result.get("events") if status == DONE else None
-        if yearly:
-            self._ensure_columns(yearly_table, yearly)
-        if schools:
-            self._ensure_columns(panel_table, schools)
-        values = dict(experiment_id=exp_id, point_id=point_id, point_index=result["point"],
-                      replicate=result["replicate"], seed=result["seed"], params=params, status=status,
-                      error=result.get("error"), duration_s=result.get("duration"),
-                      worker=(result.get("worker") or "")[:200], code_version=result.get("version"),
-                      session_id=session_id, finished_at=_utcnow())
+        self._ensure_result_columns(result)
         try:
             with self.engine.begin() as conn:
-                existing = conn.execute(select(runs_table.c.id, runs_table.c.status).where(key)).first()
-                if existing is not None and existing.status == DONE:
-                    return "duplicate"
-                if existing is not None:
-                    run_id = existing.id
-                    conn.execute(update(runs_table).where(runs_table.c.id == run_id)
-                                 .values(**values, attempts=runs_table.c.attempts + 1))
-                else:
-                    run_id = conn.execute(insert(runs_table).values(**values, attempts=1)).inserted_primary_key[0]
-                if yearly:
-                    conn.execute(insert(yearly_table), _rows(yearly, run_id))
-                if schools and _nrows(schools):
-                    conn.execute(insert(panel_table), _rows(schools, run_id))
-                if events and _nrows(events):
-                    rows = _rows(events, run_id)
-                    for i, r in enumerate(rows):
-                        r["seq"] = i
-                    conn.execute(insert(events_table), rows)
+                return self._write_batch(conn, exp_id, [(point_id, params, result)], session_id)[0]
         except IntegrityError:
             # Another writer may have stored this run between our check and insert: then keep theirs.
             # Anything else (the result's own rows clash) is a real error; the transaction was rolled back.
+            key = ((runs_table.c.experiment_id == exp_id) & (runs_table.c.point_index == result["point"])
+                   & (runs_table.c.replicate == result["replicate"]))
             with self.engine.connect() as conn:
                 existing = conn.execute(select(runs_table.c.status).where(key)).first()
             if existing is not None and existing.status == DONE:
                 return "duplicate"
             raise
-        return status
 
     # -- reading helpers (the analysis module has the pandas API) ---------------------------------
     def counts(self, exp_id: int) -> dict[str, int]:
@@ -569,6 +837,28 @@ class Store:
             rows = conn.execute(select(runs_table.c.status, func.count()).where(runs_table.c.experiment_id == exp_id)
                                 .group_by(runs_table.c.status)).all()
         return {s: int(n) for s, n in rows}
+
+
+def _run_values(exp_id: int, point_id: int, params: dict[str, Any], result: dict[str, Any],
+                session_id: int | None) -> dict[str, Any]:
+    return dict(experiment_id=exp_id, point_id=point_id, point_index=result["point"],
+                replicate=result["replicate"], seed=result["seed"], params=params, status=result["status"],
+                error=result.get("error"), duration_s=result.get("duration"),
+                worker=(result.get("worker") or "")[:200], code_version=result.get("version"),
+                session_id=session_id, finished_at=_utcnow())
+
+
+def _gone(claim_host: str, claim_pid: int, host: str) -> bool:
+    """A claim made on this host by a process that no longer exists (a driver killed before it expired)."""
+    if claim_host != host or claim_pid == os.getpid():
+        return False
+    try:
+        os.kill(int(claim_pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OSError, ValueError):
+        return False
+    return False
 
 
 def _nrows(columns: dict[str, list[Any]]) -> int:
@@ -587,4 +877,5 @@ def dumps_json(value: Any) -> str:
 
 __all__ = ["Store", "StoreError", "Base", "ExperimentRow", "PointRow", "RunRow", "SessionRow", "yearly_table",
            "panel_table", "events_table", "runs_table", "points_table", "experiments_table", "sessions_table",
+           "claims_table", "is_transient", "ClaimRow",
            "normalize_url", "display_url", "default_db_path", "make_engine", "git_info", "text"]

@@ -1,0 +1,159 @@
+"""Reading a results store: chunked reads and streamed exports (bounded memory), reads that never change
+the file, and damaged or foreign databases refused with exit 2 (issue 15 items 7 and 11)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from portfolio_sim.cli import main
+from portfolio_sim.sweep.analysis import Results
+from portfolio_sim.sweep.runner import run_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "experiments" / "tiny.toml"
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("io") / "tiny.db"
+    assert run_sweep(TINY, db=path).done == 8
+    return path
+
+
+def copy_db(db: Path, tmp: Path, name: str = "copy.db") -> Path:
+    """A self-contained copy (checkpointed, rollback journal: no -wal file needed)."""
+    out = tmp / name
+    src = sqlite3.connect(db)
+    dst = sqlite3.connect(out)
+    src.backup(dst)
+    src.close()
+    dst.execute("PRAGMA journal_mode=DELETE")
+    dst.close()
+    return out
+
+
+# -- 8. chunked reads and streamed exports -------------------------------------------------------------
+
+def test_iter_table_chunks_add_up_to_the_table(db: Path) -> None:
+    with Results(db) as res:
+        whole = res.schools()
+        chunks = list(res.iter_table("schools", chunk_rows=7))
+        assert len(chunks) == -(-len(whole) // 7) and max(len(c) for c in chunks) == 7
+        pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), whole, check_exact=True)
+        # by filter: a factor value, years, columns
+        sub = pd.concat(res.iter_table("schools", chunk_rows=5, years=[2, 3], columns=["enrollment"],
+                                       where={"governance.category": "partner_run"}), ignore_index=True)
+        expect = whole[whole["year"].isin([2, 3]) & (whole["governance.category"] == "partner_run")]
+        assert list(sub.columns) == ["run_id", "point", "replicate", "seed", "accountability.closure_percentile",
+                                     "governance.category", "year", "school_id", "enrollment"]
+        pd.testing.assert_frame_equal(sub, expect[list(sub.columns)].reset_index(drop=True), check_exact=True)
+        yearly = res.yearly(where={"accountability.closure_percentile": [20]}, metrics=["mean_achievement"])
+        assert set(yearly["accountability.closure_percentile"]) == {20} and len(yearly) == 4 * 4
+        with pytest.raises(Exception, match="not a factor"):
+            res.yearly(where={"district.students": 1})
+
+
+def test_export_streams_in_chunks_to_parquet_and_csv(db: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import portfolio_sim.sweep.commands as commands
+    monkeypatch.setattr(commands, "EXPORT_CHUNK_ROWS", 10)
+    with Results(db) as res:
+        schools, events = res.schools(), res.events()
+    out = tmp_path / "schools.parquet"
+    assert main(["results", str(db), "--table", "schools", "--out", str(out)]) == 0
+    assert pq.ParquetFile(out).num_row_groups == -(-len(schools) // 10)      # written a chunk at a time
+    pd.testing.assert_frame_equal(pd.read_parquet(out), schools, check_exact=True, check_dtype=False)
+    gz = tmp_path / "events.csv.gz"
+    assert main(["results", str(db), "--table", "events", "--out", str(gz)]) == 0
+    back = pd.read_csv(gz, keep_default_na=False, na_values=[""])
+    assert len(back) == len(events) and list(back.columns) == list(events.columns)
+    assert not list(tmp_path.glob(".*partial"))
+
+
+# -- issue 15, items 7 and 11 ----------------------------------------------------------------------------
+
+def test_bad_database_urls_and_paths_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["results", "://"]) == 2
+    assert "error: --db '://': not a database URL" in capsys.readouterr().err
+    assert main(["sweep", str(TINY), "--db", "/dev/null", "-q"]) == 2
+    assert "not a regular file" in capsys.readouterr().err
+    assert not Path("/dev/null-journal").exists()
+    assert main(["sweep", str(TINY), "--db", str(tmp_path), "-q"]) == 2       # a directory
+    assert "not a regular file" in capsys.readouterr().err
+
+
+def test_a_foreign_experiments_table_is_refused_and_left_alone(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    other = tmp_path / "other.db"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE experiments (id INTEGER PRIMARY KEY, title TEXT)")
+    con.execute("INSERT INTO experiments (title) VALUES ('lab notebook')")
+    con.commit()
+    con.close()
+    before = hashlib.sha256(other.read_bytes()).hexdigest()
+    assert main(["sweep", str(TINY), "--db", str(other), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "not a portfolio_sim results database" in err and "experiments" in err and "Traceback" not in err
+    assert main(["results", str(other)]) == 2
+    assert "not a" in capsys.readouterr().err
+    con = sqlite3.connect(other)
+    assert con.execute("SELECT title FROM experiments").fetchall() == [("lab notebook",)]
+    con.close()
+
+
+@pytest.mark.parametrize("damage", ["bad_json", "missing_table", "missing_runs"])
+def test_a_damaged_results_database_exits_2(db: Path, tmp_path: Path, damage: str,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    bad = copy_db(db, tmp_path)
+    con = sqlite3.connect(bad)
+    if damage == "bad_json":
+        con.execute("UPDATE points SET params = '{not json'")
+        con.execute("UPDATE experiments SET factors = '[{'")
+    elif damage == "missing_table":
+        con.execute("DROP TABLE school_panel")
+    else:
+        con.execute("DROP TABLE yearly")
+        con.execute("DROP TABLE runs")
+    con.commit()
+    con.close()
+    summary = ["results", str(bad)]
+    yearly = ["results", str(bad), "--out", str(tmp_path / "x.parquet")]
+    schools = ["results", str(bad), "--table", "schools", "--out", str(tmp_path / "s.csv")]
+    must_fail = {"bad_json": [yearly, schools], "missing_table": [schools],
+                 "missing_runs": [summary, yearly, schools]}[damage]
+    for args in (summary, yearly, schools):
+        code = main(args)
+        err = capsys.readouterr().err
+        assert code == (2 if args in must_fail else 0), (args, code, err)
+        if code == 2:
+            assert err.startswith("error: ") and "Traceback" not in err, err
+
+
+def test_reading_never_changes_the_database(db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ro = copy_db(db, tmp_path, "readonly.db")
+    digest = hashlib.sha256(ro.read_bytes()).hexdigest()
+    mtime = ro.stat().st_mtime_ns
+    assert main(["results", str(ro)]) == 0
+    assert main(["results", str(ro), "--table", "schools", "--out", str(tmp_path / "s.parquet")]) == 0
+    with Results(ro) as res:
+        assert len(res.yearly()) == 32
+    capsys.readouterr()
+    assert hashlib.sha256(ro.read_bytes()).hexdigest() == digest and ro.stat().st_mtime_ns == mtime
+    con = sqlite3.connect(f"file:{ro}?mode=ro", uri=True)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "delete"      # not switched to WAL
+    con.close()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("readonly")) == ["readonly.db"]
+    # a read-only file (a shared, archived store) reads too
+    ro.chmod(0o444)
+    try:
+        assert main(["results", str(ro)]) == 0
+    finally:
+        ro.chmod(0o644)
+    shutil.rmtree(tmp_path / "nothing", ignore_errors=True)
