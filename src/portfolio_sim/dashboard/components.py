@@ -248,7 +248,8 @@ def LeverControl(state: DashboardState, spec: levers.LeverSpec, value: Any, base
             solara.Switch(color="primary", label="yes" if value else "no", value=bool(value), on_value=set_)
         else:
             solara.Text(str(value) if value else "(none: a synthetic district)", classes=["pz-help"])
-        solara.Text(f"{spec.description} Allowed: {spec.allowed}{' (' + spec.unit + ')' if spec.unit else ''}.",
+        allowed = (f"an integer from 1 to {MAX_SEEDS} on this server" if path == "run.seeds" else spec.allowed)
+        solara.Text(f"{spec.description} Allowed: {allowed}{' (' + spec.unit + ')' if spec.unit else ''}.",
                     classes=["pz-help"])
         if error:
             solara.Text(error, classes=["pz-error"])
@@ -647,8 +648,9 @@ def _kpi_html(rows: list[dict]) -> str:
     for r in rows:
         kind = r["kind"]
         value = figures.fmt_value(r["median"], kind)
-        band = (f'{figures.fmt_value(r["p10"], kind)} to {figures.fmt_value(r["p90"], kind)}'
-                if r["n_seeds"] > 1 else "one seed")
+        band_kind = "whole" if kind == "count" else kind      # counts of schools and students: whole numbers
+        band = (f'8 in 10 futures: {figures.fmt_value(r["p10"], band_kind)} to {figures.fmt_value(r["p90"], band_kind)}'
+                if r["n_seeds"] > 1 else "one future (one seed)")
         if r["cumulative"]:
             change = f'total {r["first_year"]}-{r["last_year"]}'
             cls = ""
@@ -657,7 +659,7 @@ def _kpi_html(rows: list[dict]) -> str:
             cls = "" if r["good"] is None else (" pz-good" if r["good"] else " pz-bad")
         tiles.append(f'<div class="pz-kpi"><div class="pz-kpi-label">{esc(r["label"])}</div>'
                      f'<div class="pz-kpi-value">{esc(value)}</div>'
-                     f'<div class="pz-kpi-band">p10-p90: {esc(band)}</div>'
+                     f'<div class="pz-kpi-band">{esc(band)}</div>'
                      f'<div class="pz-kpi-change{cls}">{esc(change)}</div></div>')
     return f'<div class="pz-kpis">{"".join(tiles)}</div>'
 
@@ -1122,6 +1124,9 @@ def Results(state: DashboardState):
             else:
                 NotRunYet(state)
             return main
+        if not busy and not state.results_stale and not result.complete:
+            Message("warning", f"Partial results: {result.progress_note} (the run was cancelled or is being "
+                               "stepped). Press Run to finish it.", testid="results-label")
         if busy or state.results_stale:
             why = ("Updating: these are the previous results, shown until the new run's first seed is in."
                    if busy else "Out of date: these results are for the levers before your change. "

@@ -226,11 +226,34 @@ class KeyMetric:
 
 
 # The key numbers: the metrics the output registry marks `key` (the CLI's summary table shows the same).
+def _unit(m: outputs.Metric) -> str:
+    """The unit a key number needs to be read ('' where the label or the format says it)."""
+    if m.format == "sd":
+        return " (student SD)"
+    if m.unit in ("0-1",):
+        return " (0-1 scale)"
+    return ""
+
+
 KEY_METRICS: tuple[KeyMetric, ...] = tuple(
-    KeyMetric(m.name, m.label + (" (all years)" if m.cumulative else ""), m.format, m.cumulative, m.better)
+    KeyMetric(m.name, m.label + _unit(m) + (" (all years)" if m.cumulative else ""), m.format, m.cumulative,
+              m.better)
     for m in outputs.KEY_METRICS)
 
-fmt_value = outputs.format_value
+
+def fmt_value(value: float | None, kind: str, signed: bool = False) -> str:
+    """`outputs.format_value`, and kind "whole": counts of students or schools as whole numbers (a band
+    of '28.6 to 44.2 schools' reads as nonsense)."""
+    if kind == "whole":
+        return outputs.format_value(None if value is None else float(round(value)), "count", signed)
+    return outputs.format_value(value, kind, signed)
+
+
+def ordinal(value: float) -> str:
+    """53 -> '53rd', 11 -> '11th', 1 -> '1st'."""
+    n = int(round(float(value)))
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def key_numbers(result: RunSnapshot) -> list[dict[str, Any]]:
@@ -253,7 +276,8 @@ def key_numbers(result: RunSnapshot) -> list[dict[str, Any]]:
         s = float(start.median())
         change = q[1] - s
         good = None
-        if km.better and abs(change) > 1e-12:
+        shown = fmt_value(change, km.kind, signed=True).lstrip("+-")
+        if km.better and shown.strip("0.,$ pts") != "":      # a change that shows as 0 is not coloured
             good = (change > 0) == (km.better == "up")
         rows.append({"metric": km.metric, "label": km.label, "kind": km.kind, "start": s, "median": q[1],
                      "p10": q[0], "p90": q[2], "change": change, "good": good, "cumulative": km.cumulative,
@@ -466,7 +490,7 @@ def _neighbourhood_trace(nb: pd.DataFrame) -> dict | None:
 def _school_hover(df: pd.DataFrame, bands: list[str]) -> tuple[np.ndarray, str]:
     band = [bands[int(b)] if 0 <= int(b) < len(bands) else str(b) for b in df["band"]]
     sector = [SECTOR_LABELS.get(s, s) for s in df["sector"]]
-    rating = ["not yet rated" if pd.isna(r) else f"{r:.0f}th percentile" for r in df["rating_percentile"]]
+    rating = ["not yet rated" if pd.isna(r) else f"{ordinal(r)} percentile" for r in df["rating_percentile"]]
     custom = np.column_stack([df["school_id"].to_numpy(), df["name"].to_numpy(), sector, band,
                               df["operator"].replace("", "-").to_numpy(), df["enrollment"].to_numpy(),
                               df["capacity"].to_numpy(), rating, df["autonomy_effective"].round(2).to_numpy(),
@@ -604,7 +628,7 @@ def school_facts(result: RunSnapshot, seed: int, school_id: int, year: int | Non
     bands = band_names(result.scenario)
     b = int(row["band"])
     first = h.iloc[0]
-    rating = "not yet rated" if pd.isna(row["rating_percentile"]) else f"{row['rating_percentile']:.0f}th percentile"
+    rating = "not yet rated" if pd.isna(row["rating_percentile"]) else f"{ordinal(row['rating_percentile'])} percentile"
     return [
         ("Year", str(int(row["year"]) + result.start_year)),
         ("Status", ("open" if bool(row["open"]) else "closed this year")),
