@@ -521,8 +521,9 @@ def test_large_preset_shows_no_stale_numbers_and_progress_stays_in_view(browser,
         s.page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
         assert _in_viewport(s.page, status), "the progress line scrolled away"
         s.shot("15-progress-in-view")
-        s.page.locator(".pz-cancel").click()              # the LA district is slow to set up: enough seen
-        status.filter(has_text="Cancelled").wait_for(timeout=60_000)
+        if s.page.locator(".pz-cancel").is_enabled():    # enough seen: stop it (or it has just finished)
+            s.page.locator(".pz-cancel").click()
+        status.filter(has_text=re.compile("Cancelled|Finished")).wait_for(timeout=60_000)
     finally:
         s.close()
 
@@ -564,9 +565,10 @@ def test_no_horizontal_overflow(browser, server, width, height):
     try:
         s.wait_up_to_date()
         wide = {}
+        s.wait_charts(4)
         for label in ("Overview", "Event log", "Compare scenarios"):
             s.tab(label)
-            s.page.wait_for_timeout(800)
+            s.page.wait_for_timeout(1500)
             w = s.page.evaluate("() => document.documentElement.scrollWidth")
             if w > width + 1:
                 wide[label] = w
