@@ -47,7 +47,8 @@ dashboard: $(VENV)/.installed-dashboard $(VENV)/.assets
 	$(BIN)/python dashboards/serve.py --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.installed-test $(VENV)/.assets
-	$(BIN)/python -m pytest -q
+	@bash .ci/system-deps
+	@$(BIN)/python -m pytest -q; status=$$?; bash .ci/system-deps --report; exit $$status
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/run.py

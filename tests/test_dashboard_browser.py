@@ -85,12 +85,13 @@ def server():
 class Session:
     """One browser context (one person) on the dashboard, offline."""
 
-    def __init__(self, browser, url: str, name: str):
+    def __init__(self, browser, url: str, name: str, viewport: tuple[int, int] = (1500, 1300)):
         self.name = name
         self.blocked: list[str] = []
         self.errors: list[str] = []
         self.requests: list[str] = []
-        self.context = browser.new_context(viewport={"width": 1500, "height": 1300}, accept_downloads=True)
+        self.context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]},
+                                           accept_downloads=True)
         self.context.route("**/*", self._route)
         self.page = self.context.new_page()
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
@@ -182,6 +183,13 @@ def test_opens_offline_with_the_baseline_results(session, tmp_path):
                                                   "central office", "accountability", "school choice", "talent",
                                                   "implementation", "politics"]
     s.shot("01-first-load")
+    # item 3: chart lines in the Okabe-Ito palette, told apart by dash/marker as well as colour
+    colors = s.page.evaluate("() => [...document.querySelectorAll('.pz-plotly-inner')].flatMap(gd => "
+                             "gd._fullData.filter(t => t.mode && t.mode.includes('lines') && t.showlegend)"
+                             ".map(t => [t.line.color.toLowerCase(), t.line.dash, t.marker.symbol]))")
+    assert colors and not {c for c, _, _ in colors} & {"#d62728", "#2ca02c"}      # no red-green pair
+    assert all(c in {"#0072b2", "#e69f00", "#009e73", "#cc79a7", "#d55e00", "#56b4e9", "#f0e442", "#000000",
+                     "#333333"} for c, _, _ in colors), colors
     # a chart as PNG (drawn by plotly.js in the browser) and as self-contained HTML
     card = s.page.locator(".pz-chart").first
     with s.page.expect_download() as dl:
@@ -267,6 +275,13 @@ def test_compare_two_designs_through_the_same_board_flip(session):
     table.wait_for(timeout=90_000)
     text = table.inner_text()
     assert "MOU-based district-run" in text and "partner-run under contract" in text and "Δ" in text
+    # item 4: every difference says whether it is clear of seed noise; clear ones lead
+    verdicts = re.findall(r"(clear of seed noise|within seed noise|no difference)", text)
+    assert len(verdicts) >= 10
+    rows = [r for r in text.splitlines() if "seed noise" in r or "no difference" in r]
+    flags = ["✔" in r for r in rows]
+    assert flags == sorted(flags, reverse=True)
+    s.page.get_by_test_id("clear-differences").wait_for()
     s.wait_charts(7)                                       # 6 metrics + the paired difference chart
     legend = s.page.locator(".pz-plotly-inner").first.locator(".legendtext").all_text_contents()
     assert {"MOU-based district-run", "partner-run under contract"} <= set(legend)
@@ -463,3 +478,101 @@ def test_workshop_players_reverse_autonomy_while_stepping(session):
     s.page.get_by_role("option", name="another year", exact=True).click()
     s.page.get_by_test_id("decided-next").filter(has_text="another year").wait_for()
     s.page.locator(".pz-workshop").screenshot(path=str(ARTIFACTS / "13-workshop-school-by-school.png"))
+
+
+def _in_viewport(page, locator) -> bool:
+    box = locator.bounding_box()
+    vp = page.viewport_size
+    return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= vp["height"] and box["width"] > 0
+
+
+def test_large_preset_shows_no_stale_numbers_and_progress_stays_in_view(browser, server):
+    """Item 1: a preset too large to run by itself shows "not run yet" (no numbers of the previous
+    scenario), Step says why it cannot; item 2: one progress indicator in view, counts going up."""
+    s = Session(browser, server, "large-preset", viewport=(1440, 900))
+    try:
+        s.wait_up_to_date()
+        s.page.get_by_test_id("kpis").wait_for()
+        s.pick(".pz-preset", "la pilot schools")
+        s.page.get_by_test_id("scenario-name").filter(has_text="la_pilot_schools").wait_for()
+        note = s.page.get_by_test_id("not-run")
+        note.filter(has_text="not run yet").wait_for()
+        assert s.page.get_by_test_id("kpis").count() == 0
+        assert s.page.get_by_test_id("run-state").inner_text() == "Not run yet"
+        assert re.search(r"About \d+ (s|min)", note.inner_text())
+        assert "at most 2 seed(s)" in s.page.get_by_test_id("step-limit").inner_text()
+        assert s.page.locator(".pz-stepbtn").is_disabled()
+        s.shot("14-large-preset-not-run")
+        s.page.locator(".pz-quick-look").click()
+        status = s.page.get_by_test_id("run-status")
+        status.filter(has_text="seed-years").wait_for()
+        seen = []
+        for _ in range(30):
+            text = status.inner_text()
+            m = re.search(r"(\d+)/(\d+) seed-years", text)
+            if m:
+                seen.append(int(m.group(1)))
+                assert _in_viewport(s.page, status), "the progress line is not in view at 1440x900"
+                assert _in_viewport(s.page, s.page.locator(".pz-progress .v-progress-linear"))
+            if "left" in text and len(set(seen)) >= 2:
+                break
+            s.page.wait_for_timeout(500)
+        assert seen == sorted(seen) and len(set(seen)) >= 2, seen      # counts go up, never back
+        s.page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+        assert _in_viewport(s.page, status), "the progress line scrolled away"
+        s.shot("15-progress-in-view")
+        if s.page.locator(".pz-cancel").is_enabled():    # enough seen: stop it (or it has just finished)
+            s.page.locator(".pz-cancel").click()
+        status.filter(has_text=re.compile("Cancelled|Finished")).wait_for(timeout=60_000)
+    finally:
+        s.close()
+
+
+def _axe(page) -> list[dict]:
+    """Serious and critical violations of an axe-core audit (axe-core from the npm registry, fetched at
+    set-up by dashboards/setup_assets.py)."""
+    from portfolio_sim.dashboard import assets
+    if not page.evaluate("() => !!window.axe"):
+        page.add_script_tag(path=str(assets.axe_script()))
+    found = page.evaluate("""async () => {
+        const r = await axe.run(document, {resultTypes: ['violations']});
+        return r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
+            .map(v => ({id: v.id, impact: v.impact, help: v.help, n: v.nodes.length,
+                        nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}));
+    }""")
+    return found
+
+
+def test_accessibility_axe_clean_on_every_tab(session):
+    s = session
+    s.wait_up_to_date()
+    s.wait_charts(4)
+    problems = {}
+    for label in ("Overview", "Charts", "District map", "Event log", "Compare scenarios", "Export"):
+        s.tab(label)
+        s.page.wait_for_timeout(700)
+        found = _axe(s.page)
+        if found:
+            problems[label] = found
+    (ARTIFACTS / "axe.json").write_text(json.dumps(problems, indent=2))
+    assert not problems, json.dumps(problems, indent=1)[:3000]
+
+
+@pytest.mark.parametrize("width,height", [(390, 844), (1024, 768)])
+def test_no_horizontal_overflow(browser, server, width, height):
+    """Item 6: at a phone's and a laptop's width the page is no wider than the screen, on every tab."""
+    s = Session(browser, server, f"layout-{width}", viewport=(width, height))
+    try:
+        s.wait_up_to_date()
+        wide = {}
+        s.wait_charts(4)
+        for label in ("Overview", "Event log", "Compare scenarios"):
+            s.tab(label)
+            s.page.wait_for_timeout(1500)
+            w = s.page.evaluate("() => document.documentElement.scrollWidth")
+            if w > width + 1:
+                wide[label] = w
+            s.page.screenshot(path=str(ARTIFACTS / f"16-layout-{width}-{label.split()[0].lower()}.png"))
+        assert not wide, f"page wider than {width} px: {wide}"
+    finally:
+        s.close()

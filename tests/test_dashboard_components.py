@@ -45,6 +45,14 @@ def text_of(w) -> str:
     return getattr(w, "unsafe_innerHTML", None) or " ".join(c for c in w.children if isinstance(c, str))
 
 
+def deep_text(w) -> str:
+    """Every string inside widget `w`, depth first."""
+    out = []
+    for c in getattr(w, "children", None) or []:
+        out.append(c if isinstance(c, str) else deep_text(c))
+    return " ".join(out)
+
+
 def charts(rc) -> list:
     """The visible charts (the page also holds a hidden one that preloads plotly.js)."""
     return [w for w in rc.find(C.PlotlyView).widgets if w.height > 0]
@@ -184,7 +192,7 @@ def test_step_then_run_and_stale_marker(state):
 def test_cancel_stops_a_long_run(state):
     state.set_lever("run.years", 60)
     state.set_lever("run.seeds", 10)
-    box, rc = solara.render(C.RunCard(state), handle_error=False)
+    box, rc = solara.render(C.Header(state), handle_error=False)     # the one progress indicator
     assert state.run()
     import time
     time.sleep(0.3)
@@ -297,6 +305,47 @@ def test_with_several_seeds_school_by_school_is_offered_only_with_one(state):
     assert "With one seed" in texts(rc)
     by_class(rc, "pz-school-decisions").assert_empty()
 
+
+def test_another_scenarios_results_never_show_under_this_name(state):
+    """Issue 13 item 1: after loading a scenario that does not run by itself, the old numbers are hidden;
+    the page says what a run takes and offers a quick look; Step says why it cannot step."""
+    run_and_wait(state)
+    assert state.result.value is not None
+    box, rc = solara.render(C.Dashboard(state), handle_error=False)
+    assert by_testid(rc, "kpis").widgets
+    assert state.load_preset("la_pilot_schools")           # 600,000 students: too large to run by itself
+    assert not state.controller.busy
+    assert state.results_of_other_scenario
+    assert not by_testid(rc, "kpis").widgets                  # no numbers of the previous scenario
+    note = deep_text(by_testid(rc, "not-run").widget)
+    assert "la_pilot_schools: not run yet" in note and "About " in note and "10 years × 5 seeds" in note
+    assert "Quick look: 5 years × 2 seed(s)" in note
+    assert text_of(by_testid(rc, "run-state").widget) == "Not run yet"
+    assert "at most 2 seed(s)" in text_of(by_testid(rc, "step-limit").widget)
+    assert state.estimate() > 10
+    years, seeds = state.quick_look()
+    assert years <= 5 and seeds <= 2
+
+
+def test_rerun_dims_and_labels_the_previous_results(state):
+    run_and_wait(state)
+    box, rc = solara.render(C.Results(state), handle_error=False)
+    assert not by_testid(rc, "results-label").widgets
+    state.set_lever("autonomy.staffing", 0.9)
+    assert "Out of date" in text_of(by_testid(rc, "results-label").widget)
+    assert by_class(rc, "pz-results--stale").widgets
+
+
+def test_progress_line_has_counts_and_time_left():
+    from portfolio_sim.dashboard.simulation import RunStatus
+    st = RunStatus(state="running", kind="run", done=45, total=50, message="seed 5 of 5", started=1.0)
+    import time as _t
+    st = RunStatus(**{**st.__dict__, "started": _t.time() - 9.0})
+    text = C.progress_text(st)
+    assert "45/50 seed-years" in text and "so far" in text and "about 1 s left" in text
+    queued = RunStatus(state="running", kind="run", total=50, started=_t.time(), queued=3)
+    assert "3 run(s) ahead" in C.progress_text(queued)
+    assert C.progress_props(st)["value"] == pytest.approx(90.0)
 
 def test_assumptions_section_is_collapsed_and_editable(state):
     box, rc = solara.render(C.LeverPanel(state), handle_error=False)

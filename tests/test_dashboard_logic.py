@@ -233,6 +233,14 @@ def test_store_results_and_paired_differences():
     table = figures.comparison_table(store)
     assert list(table.columns) == ["metric", "A", "A again", "B"]
     assert "Δ" in table.loc[0, "B"]
+    assert all("no difference" in c for c in table["A again"])            # identical design: exactly 0
+    # clear differences lead the table, and every flagged one is a real paired interval excluding 0
+    verdicts = ["clear of seed noise" in c and "within" not in c for c in table["B"]]
+    assert verdicts == sorted(verdicts, reverse=True)
+    for r in figures.comparison_rows(store):
+        d = r["cells"]["B"][1]
+        assert d is not None and d.n == 2
+        assert d.clear == (d.low > 0 or d.high < 0)
     # changing the shared settings makes every result stale
     assert len(store.with_settings(years=4).pending()) == 3
     fig = figures.comparison_figure(store, "political_support")
@@ -450,6 +458,53 @@ def test_workshop_agenda_reads_the_latest_year():
     assert workshop.next_year(sim.snapshot()) == 1 and "starts again" in workshop.agenda(sim.snapshot())[0][1]
 
 
+def test_paired_difference_flags_only_what_is_clear_of_seed_noise():
+    from portfolio_sim.dashboard.compare import paired_difference
+    seeds = pd.Index([1, 2, 3, 4, 5])
+    ref = pd.Series([0.10, 0.30, -0.20, 0.05, 0.15], index=seeds)
+    noisy = ref + pd.Series([0.02, -0.03, 0.01, -0.01, 0.012], index=seeds)     # +0.003 mean, inside noise
+    clear = ref + pd.Series([0.11, 0.09, 0.12, 0.10, 0.08], index=seeds)
+    n = paired_difference(noisy, ref)
+    c = paired_difference(clear, ref)
+    assert not n.clear and n.low < 0 < n.high and n.verdict == "within seed noise"
+    assert c.clear and c.low > 0 and c.verdict == "clear of seed noise"
+    assert abs(c.mean - 0.10) < 1e-9
+    # paired by seed, not by position
+    assert paired_difference(clear.iloc[::-1], ref).mean == pytest.approx(c.mean)
+    assert paired_difference(clear.iloc[:1], ref.iloc[:1]).verdict == "one seed: cannot tell"
+
+
+def test_charts_are_colour_blind_safe_with_dash_and_marker_cues(snapshot):
+    from portfolio_sim.dashboard.palette import OKABE_ITO
+    from portfolio_sim.report import PALETTE
+    for spec in figures.CHARTS:
+        fig = spec.build(snapshot)
+        lines = [t for t in fig.data if t.showlegend is not False and t.mode and "lines" in t.mode]
+        colors = {t.line.color for t in fig.data if getattr(t, "line", None) is not None and t.line.color}
+        assert not colors & {c for c in PALETTE if c not in OKABE_ITO}, spec.key     # no red/green pair
+        if len(lines) > 1:
+            cues = {(t.line.dash, t.marker.symbol) for t in lines}
+            assert len(cues) == len(lines), f"{spec.key}: lines told apart by colour only"
+        # bands are drawn before (under) every line
+        kinds = ["band" if (getattr(t, "fill", None) or (t.line.width == 0 and t.showlegend is False)) else "line"
+                 for t in fig.data if t.type == "scatter"]
+        assert kinds == sorted(kinds), spec.key
+        assert len(fig.layout.title.text) <= 48, f"{spec.key}: title too long to fit: {fig.layout.title.text}"
+    m = figures.map_figure(snapshot, snapshot.seeds[0], snapshot.year, "rating")
+    scale = next(t.marker.colorscale for t in m.data if t.type == "scatter" and t.marker.cmax == 100)
+    assert [list(s) for s in scale] == figures.CIVIDIS
+
+
+def test_charts_leave_out_categories_the_scenario_does_not_have(snapshot):
+    fig = figures.build_chart("enrollment", snapshot)
+    names = {t.name for t in fig.data if t.showlegend is not False}
+    y = snapshot.yearly
+    for m, name in (("enrollment_partner_run", "Partner-run"), ("enrollment_charter", "Charter")):
+        if (y[m] == 0).all():
+            assert name not in names
+    sch = figures.build_chart("schools", snapshot)
+    assert sch.layout.yaxis2.rangemode == "tozero" and sch.layout.yaxis.rangemode == "tozero"
+
 # ------------------------------------------------------------------------------------------------
 # Assumptions: controls from the declarations, editable like levers, through export and upload
 # ------------------------------------------------------------------------------------------------
@@ -477,3 +532,102 @@ def test_assumptions_are_controls_set_like_levers_and_round_trip_through_export(
     assert up.ok and up.scenario.assumptions.achievement.rho == 0.8
     bad = parse_upload("bad.toml", b'[assumptions.achievement]\nrho = 2\n')
     assert not bad.ok and "assumptions.achievement.rho" in bad.message
+
+
+# ------------------------------------------------------------------------------------------------
+# Worker processes (issue 13 item 10)
+# ------------------------------------------------------------------------------------------------
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_runs_in_worker_processes_give_the_in_process_results_and_queue_positions():
+    import os as _os
+
+    from conftest import result_digest
+    from portfolio_sim.dashboard.simulation import WorkerPool, run_in_workers
+    sc = tiny(**AUTONOMY_POLICY)
+    sc.run.seeds, sc.run.years = 3, 4
+    local = Simulation(sc)
+    local.run()
+    pool = WorkerPool(1)
+    try:
+        remote = Simulation(sc)
+        queue: list[int] = []
+        other = Simulation(sc)
+        # a second job submitted first: ours waits behind it
+        import threading as _th
+        t = _th.Thread(target=run_in_workers, args=(other, pool))
+        t.start()
+        time.sleep(0.2)
+        assert run_in_workers(remote, pool, on_queue=queue.append)
+        t.join(60)
+        assert queue[0] == 1 and queue[-1] == 0               # "1 run ahead of yours", then running
+        a, b = local.snapshot(), remote.snapshot()
+        assert result_digest(a) == result_digest(b)           # identical to the in-process run
+        assert a.neighbourhoods.equals(b.neighbourhoods)
+        pids = {p for p in pool._executor._processes}
+        assert pids and _os.getpid() not in pids               # the seeds ran in other processes
+    finally:
+        pool.shutdown()
+
+
+def test_load_several_sessions_echo_and_memory_release():
+    """A bounded load test: 4 sessions run at once through the worker pool while a 5th moves a lever;
+    the lever change is processed while the runs go on (UI thread free), and after three rounds of
+    sessions opened and shut the server's memory is back near where it started."""
+    import gc
+    import os as _os
+
+    from portfolio_sim.dashboard.state import DashboardState
+    sc = small(**AUTONOMY_POLICY)
+    sc.district.students, sc.run.years, sc.run.seeds = 20_000, 6, 2
+    rss0 = None
+    echoes = []
+    for _ in range(3):
+        sessions = [DashboardState(preset=None) for _ in range(4)]
+        for s in sessions:
+            s._set_scenario(sc.model_copy(deep=True), "load", None, autorun=False)
+            assert s.run()
+        probe = DashboardState(preset=None)
+        busy_during = 0
+        for i in range(5):
+            t0 = time.perf_counter()
+            assert probe.set_lever("autonomy.staffing", 0.1 * (i + 1))
+            echoes.append(time.perf_counter() - t0)
+            busy_during += sum(s.controller.busy for s in sessions)
+            time.sleep(0.05)
+        assert busy_during > 0                       # the lever moved while runs were going
+        for s in sessions:
+            assert s.controller.join(120) and s.result.value.complete
+            s.shutdown()
+        del sessions, probe
+        gc.collect()
+        if rss0 is None:
+            rss0 = _rss_mb(_os.getpid())
+    growth = _rss_mb(_os.getpid()) - rss0
+    assert growth < 100, f"server memory grew {growth:.0f} MB over rounds 2-3"
+
+
+def test_cancel_stops_a_seed_running_in_a_worker():
+    from portfolio_sim.dashboard.simulation import WorkerPool, run_in_workers, run_seed
+    sc = tiny()
+    sc.run.seeds, sc.run.years = 1, 60
+    pool = WorkerPool(1)
+    try:
+        fut = pool.submit(7, run_seed, sc.model_dump(), 1, {}, 7)
+        assert 7 in pool._running.values()
+        pool.cancel(7)                                  # while it runs in the worker
+        assert fut.result(60) is None                   # it stopped between years, returned nothing
+        done = pool.submit(8, run_seed, sc.model_dump(), 1, {}, 8).result(60)
+        assert done is not None and len(done[0][0]) == 61      # another job's seed runs to the end
+        quick = tiny()
+        quick.run.seeds, quick.run.years = 1, 1
+        assert run_in_workers(Simulation(quick), pool)
+    finally:
+        pool.shutdown()

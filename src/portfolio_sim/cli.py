@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "written to the output as decisions.toml")
     run.add_argument("--out", metavar="DIR", help="output directory (default: runs/<scenario name>)")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary table")
+    run.add_argument("--force", action="store_true",
+                     help="write into a non-empty --out folder that is not an earlier run, and run even when "
+                          "the estimated memory or time is above the limits (docs/PERFORMANCE.md, Limits)")
     add_world_args(run)
 
     val = sub.add_parser("validate", help="check a scenario file without running it")
@@ -169,14 +172,16 @@ def key_metric_rows(yearly: pd.DataFrame) -> tuple[int, int, list[tuple[str, str
 
 
 def _safe_dirname(name: str) -> str:
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:100]
     return cleaned or "unnamed"
 
 
-def prepare_out_dir(out: str | None, scenario_name: str) -> Path:
+def prepare_out_dir(out: str | None, scenario_name: str, force: bool = False) -> Path:
+    """The run's output folder, created; refused (exit 2) where a run may not write (portfolio_sim.outputs)."""
+    from portfolio_sim.outdir import check_out_dir
+
     path = Path(out) if out else Path("runs") / _safe_dirname(scenario_name)
-    if path.exists() and not path.is_dir():
-        raise CliError(f"--out {path}: exists and is not a directory")
+    check_out_dir(path, force)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -200,7 +205,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.table import Table
     from rich.text import Text
 
-    from portfolio_sim.decisions import decisions_toml, load_decisions
+    from portfolio_sim.decisions import decisions_toml, load_decisions, per_school
     from portfolio_sim.kernel import derive_seeds, single_run, stack_seeds, summarize, yearly_table
     from portfolio_sim.report import write_report
     from portfolio_sim.scenario import load_scenario
@@ -212,12 +217,21 @@ def cmd_run(args: argparse.Namespace) -> int:
             overrides.append(f"{key}={value}")
     scenario = load_scenario(args.scenario, overrides)
     decided = load_decisions(args.decisions, scenario.run.years) if args.decisions else {}
+    chosen = per_school(decided)
+    if chosen and scenario.run.seeds > 1:
+        year, school = chosen[0]
+        raise CliError(f"{args.decisions}: year.{year}.schools.{school}: decisions about one school need one "
+                       f"seed (every seed draws its own district); got {scenario.run.seeds} seeds; allowed: "
+                       "--seeds 1, or decisions for every school (docs/WORKSHOP.md)")
+    if not scenario.district.schools_csv:       # with CSVs the size is known only once they are read
+        from portfolio_sim.budget import check_budget
+        check_budget(scenario, args.force)
     if args.worlds is not None or args.vary is not None:
         if args.decisions:
             raise CliError("--worlds with --decisions: not supported; allowed: one or the other")
         from portfolio_sim.uncertainty.commands import run_worlds
-        return run_worlds(args, scenario, prepare_out_dir)
-    out = prepare_out_dir(args.out, scenario.name)
+        return run_worlds(args, scenario, lambda out, name: prepare_out_dir(out, name, args.force))
+    out = prepare_out_dir(args.out, scenario.name, args.force)
 
     seeds = derive_seeds(scenario.run.seed, scenario.run.seeds)
     years = scenario.run.years
@@ -237,23 +251,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     schools = stack_seeds((r.seed, r.schools) for r in results)
     events = stack_seeds((r.seed, r.events) for r in results)
 
+    from portfolio_sim.outdir import atomic_write
+
+    writers = [("yearly.csv", lambda p: yearly.to_csv(p, index=False)),
+               ("summary.csv", lambda p: summary.to_csv(p, index=False)),
+               ("schools.csv", lambda p: schools.to_csv(p, index=False)),
+               ("events.csv", lambda p: events.to_csv(p, index=False)),
+               ("scenario.toml", lambda p: p.write_text(scenario.to_toml(), encoding="utf-8")),
+               ("report.html", lambda p: write_report(p, yearly, summary, events, scenario, decided))]
+    if decided:
+        writers.append(("decisions.toml", lambda p: p.write_text(decisions_toml(decided), encoding="utf-8")))
     target = out
     try:
-        target = out / "yearly.csv"
-        yearly.to_csv(target, index=False)
-        target = out / "summary.csv"
-        summary.to_csv(target, index=False)
-        target = out / "schools.csv"
-        schools.to_csv(target, index=False)
-        target = out / "events.csv"
-        events.to_csv(target, index=False)
-        target = out / "scenario.toml"
-        target.write_text(scenario.to_toml(), encoding="utf-8")
-        target = out / "report.html"
-        write_report(target, yearly, summary, events, scenario, decided)
-        if decided:
-            target = out / "decisions.toml"
-            target.write_text(decisions_toml(decided), encoding="utf-8")
+        for name, write in writers:
+            target = out / name
+            atomic_write(target, write)      # temp file + rename: never half a file, never via a symlink
     except OSError as exc:
         raise CliError(f"cannot write {target}: {exc.strerror or exc}") from None
 
@@ -304,6 +316,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     path = resolve_scenario_path(args.scenario)
     scenario = load_scenario(args.scenario, list(args.overrides))
+    if scenario.district.schools_csv:
+        from portfolio_sim.district_csv import check_district_csv
+        check_district_csv(scenario.district, scenario.run.years)   # the files, read as a run reads them
     print(f"OK: {scenario.name} ({path})")
     print(f"  {key_levers(scenario)}")
     return 0
@@ -374,7 +389,22 @@ COMMANDS = {"discover": cmd_discover, "robustness": cmd_robustness, "run": cmd_r
 # Entry point
 # ------------------------------------------------------------------------------------------------
 
+def _robust_streams() -> bool:
+    """Make printing never fail on text the terminal cannot encode (a non-ASCII scenario name under
+    PYTHONIOENCODING=ascii, a non-UTF-8 path): such characters are escaped. False when stdout is closed."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            pass
+    return sys.stdout is not None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if not _robust_streams():        # `portfolio-sim ... >&-`: nowhere to print results
+        if sys.stderr is not None:
+            print("error: standard output is closed; redirect it instead (e.g. >/dev/null)", file=sys.stderr)
+        return 2
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -29,13 +29,13 @@ them by year, and the same scenario, seed and decisions give the same results.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 from portfolio_sim.errors import ScenarioError
+from portfolio_sim.inputs import parse_toml, read_text, short
 
 WORKSHOP = "workshop decision"
 
@@ -163,8 +163,8 @@ def decisions_from(data: Any, where: str = "decisions") -> Decisions:
     if not isinstance(table, dict):
         raise ScenarioError(f"{where}.schools: expected [..schools.<school id>] tables")
     for key, choices in table.items():
-        if not str(key).isdigit():
-            raise ScenarioError(f"{where}.schools.{key}: not a school id; allowed: a whole number from 0")
+        if not _whole_number(str(key)):
+            raise ScenarioError(f"{where}.schools.{short(str(key))}: not a school id; allowed: a whole number from 0")
         if not isinstance(choices, dict):
             raise ScenarioError(f"{where}.schools.{key}: expected a table such as intervention = \"spare\"")
         for point, choice in choices.items():
@@ -201,10 +201,7 @@ def decisions_toml(by_year: Mapping[int, Decisions]) -> str:
 def loads_decisions(text: str, source: str = "decisions", years: int | None = None) -> dict[int, Decisions]:
     """Decisions by year from TOML text (see `decisions_toml`); every problem is a ScenarioError that
     names the place and what is allowed."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{source}: not valid TOML: {exc}") from None
+    data = parse_toml(text, source)
     extra = sorted(set(data) - {"year"})
     if extra:
         raise ScenarioError(f"{source}: unknown table(s) {', '.join(extra)}; allowed: [year.N] tables, "
@@ -214,19 +211,32 @@ def loads_decisions(text: str, source: str = "decisions", years: int | None = No
         raise ScenarioError(f"{source}: 'year' must hold [year.N] tables")
     out: dict[int, Decisions] = {}
     for key, value in table.items():
-        if not key.isdigit() or int(key) < 1 or (years is not None and int(key) > years):
+        if not _whole_number(key) or int(key) < 1 or (years is not None and int(key) > years):
             allowed = f"1 to {years}" if years is not None else "a whole number from 1"
-            raise ScenarioError(f"{source}: [year.{key}] is not a simulated year; allowed: {allowed}")
+            raise ScenarioError(f"{source}: [year.{short(key)}] is not a simulated year; allowed: {allowed}")
         out[int(key)] = decisions_from(value, where=f"{source}: year.{key}")
     return out
 
 
 def load_decisions(path: str | Path, years: int | None = None) -> dict[int, Decisions]:
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError(f"{p}: no such decisions file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError(f"{p}: cannot read the decisions file: {exc}") from None
-    return loads_decisions(text, str(p), years)
+    """Decisions by year from a file (a regular file of at most 1 MB, see portfolio_sim.inputs)."""
+    return loads_decisions(read_text(path, "decisions file"), str(path), years)
+
+
+def _whole_number(text: str) -> bool:
+    """ASCII digits only, and not absurdly long: `str.isdigit` also accepts '²' and other digits."""
+    return 0 < len(text) <= 9 and text.isascii() and text.isdigit()
+
+
+def per_school(by_year: Mapping[int, Decisions]) -> list[tuple[int, int]]:
+    """(year, school id) of every per-school decision."""
+    return [(year, s) for year, d in sorted(by_year.items()) for s, _, c in d.schools if c != "rule"]
+
+
+def check_schools_exist(decisions: Decisions, year: int, n_schools: int) -> None:
+    """Refuse a decision about a school the run does not have (yet): a typo would otherwise do nothing."""
+    missing = sorted({s for s, _, c in decisions.schools if c != "rule" and s >= n_schools})
+    if missing:
+        raise ScenarioError(f"decisions: year.{year}.schools.{missing[0]}: no such school in year {year} of "
+                            f"this run; allowed: a school id from 0 to {n_schools - 1} (schools.csv of a run "
+                            "lists them)")

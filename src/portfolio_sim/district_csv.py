@@ -61,6 +61,7 @@ from portfolio_sim.district import (
     slot_headroom,
 )
 from portfolio_sim.errors import ScenarioError
+from portfolio_sim.inputs import read_user_file
 from portfolio_sim.scenario import District
 
 __all__ = ["load_district_csv", "SCHOOL_COLUMNS", "SCHOOL_OPTIONAL_COLUMNS", "NEIGHBOURHOOD_COLUMNS"]
@@ -258,19 +259,16 @@ class _Table:
 
 
 def _read_text(path: Path, what: str) -> str:
-    if not path.exists():
-        raise ScenarioError(f"{path}: {what} not found (a relative path in a scenario file is resolved "
-                            "against the scenario file's folder)")
-    if not path.is_file():
-        raise ScenarioError(f"{path}: {what} is not a file")
+    """The file as text: a regular file (no FIFO or device) of at most MAX_FILE_BYTES, UTF-8."""
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise ScenarioError(f"{path}: {what} is too large ({size / 2**20:.0f} MB); "
-                                f"at most {MAX_FILE_BYTES // 2**20} MB")
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ScenarioError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
+        data = read_user_file(path, what, MAX_FILE_BYTES)
+    except ScenarioError as exc:
+        if "no such" in str(exc):
+            raise ScenarioError(f"{path}: {what} not found (a relative path in a scenario file is resolved "
+                                "against the scenario file's folder)") from None
+        raise
+    if b"\x00" in data:     # binary, or a /proc file such as environ: never quote its content
+        raise ScenarioError(f"{path}: the {what} is not a CSV text file (it contains NUL bytes)")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -325,13 +323,20 @@ def _read_table(path: Path, required: tuple[str, ...], optional: tuple[str, ...]
             seen.setdefault(n, i)
         missing = [c for c in required if c not in seen]
         if missing:
-            found = ", ".join(h.strip() for h in header if h.strip()) or "(nothing)"
             hint = ""
             if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
                 hint = " The header looks like it uses another separator: save the file comma-separated."
+            if any(n in known for n in names):
+                # a header of this format, with columns missing or misspelt: quote it (shortened)
+                cells = [h.strip()[:40] for h in header if h.strip()][:30]
+                found = f" The header has: {', '.join(cells) or '(nothing)'}."
+            else:
+                # nothing on the first line is one of our columns: maybe not a CSV at all (/etc/passwd,
+                # /proc/self/environ); never echo what such a file holds
+                found = " No column of the first line is one of these: is this the right file?"
             raise ScenarioError(
                 f"{path} line {header_line}: missing required column{'s' if len(missing) > 1 else ''} "
-                f"{', '.join(missing)}. Required columns: {required_text}. The header has: {found}.{hint}")
+                f"{', '.join(missing)}. Required columns: {required_text}.{found}{hint}")
 
         index = {c: seen[c] for c in (*required, *optional) if c in seen}
         last_required = max(index[c] for c in required)
@@ -721,3 +726,9 @@ def load_district_csv(spec: District, rng: np.random.Generator, years: int) -> D
     )
     data.validate()
     return data
+
+
+def check_district_csv(spec: District, years: int) -> None:
+    """Read and fully validate the scenario's CSVs, as a run would (for `validate`, `sweep --dry-run`)."""
+    if spec.schools_csv:
+        load_district_csv(spec, np.random.default_rng(0), years)

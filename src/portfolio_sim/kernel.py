@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from portfolio_sim.decisions import RULES, Decisions
+from portfolio_sim.decisions import RULES, Decisions, check_schools_exist
 from portfolio_sim.model import PortfolioModel
 from portfolio_sim.scenario import Scenario
 
@@ -64,7 +64,10 @@ class Run:
         return self.model.year >= self.scenario.run.years
 
     def advance(self, decisions: Decisions = RULES) -> int:
-        """Simulate the next year with `decisions` (the scenario's rules by default); the new year."""
+        """Simulate the next year with `decisions` (the scenario's rules by default); the new year.
+        Decisions for schools the district does not have (yet) are refused before anything changes."""
+        if decisions.schools:
+            check_schools_exist(decisions, self.model.year + 1, len(self.model.schools))
         self.model.decisions = decisions
         self.model.step()
         return self.model.year

@@ -86,10 +86,14 @@ def _validate(choices, scores, capacity) -> tuple[np.ndarray, np.ndarray, np.nda
         if choices.size:
             raise ValueError(f"choices must hold integer school indices, got dtype {choices.dtype}")
         choices = choices.astype(np.int64)
+    raw = np.asarray(scores)
+    if raw.dtype.kind not in "iufbO":     # complex (the imaginary part would be dropped), text, dates
+        raise ValueError(f"scores must be real numbers, got dtype {raw.dtype}")
     try:
-        scores = np.asarray(scores, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"scores must be numeric: {exc}") from None
+        with np.errstate(all="raise"):
+            scores = raw.astype(np.float64)
+    except (TypeError, ValueError, FloatingPointError, np.exceptions.ComplexWarning) as exc:
+        raise ValueError(f"scores must be real numbers: {exc}") from None
     if scores.shape != choices.shape:
         raise ValueError(f"scores must have the same shape as choices {choices.shape}, got {scores.shape}")
     capacity = np.asarray(capacity)
@@ -101,7 +105,9 @@ def _validate(choices, scores, capacity) -> tuple[np.ndarray, np.ndarray, np.nda
     if capacity.size and capacity.min() < 0:
         s = int(np.argmin(capacity))
         raise ValueError(f"capacity must be >= 0, school {s} has capacity {capacity[s]}")
-    capacity = capacity.astype(np.int64)
+    # No school can take more than every student: cap there before the cast, so a uint64 capacity of
+    # 2**63 or more cannot wrap negative.
+    capacity = np.minimum(capacity, choices.shape[0]).astype(np.int64) if capacity.size else capacity.astype(np.int64)
     n_schools = capacity.size
 
     if choices.size:

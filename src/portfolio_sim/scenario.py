@@ -12,7 +12,6 @@ TOML is parsed by :mod:`tomllib`, and ``--set PATH=VALUE`` values are parsed as 
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -21,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from portfolio_sim.assumptions import Assumptions
 from portfolio_sim.errors import ScenarioError
+from portfolio_sim.inputs import load_toml_file, parse_toml, shown
 
 DOMAINS = ("staffing", "academic", "budget", "operations")
 
@@ -378,23 +378,34 @@ def resolve_scenario_path(name_or_path: str | Path, relative_to: Path | None = N
         candidates.append(relative_to / p)
     candidates.append(p)
     stem = raw[:-5] if raw.endswith(".toml") else raw
-    candidates.append(presets_dir() / f"{Path(stem).name}.toml")
+    if stem and "\x00" not in stem:
+        candidates.append(presets_dir() / f"{Path(stem).name}.toml")
     for c in candidates:
-        if c.is_file():
+        try:
+            regular, special = c.is_file(), c.exists() and not c.is_dir()
+        except (OSError, ValueError):   # a name too long for the file system, a NUL byte
+            continue
+        if regular:
             return c
+        if special:
+            raise ScenarioError(f"{shown_path(c)}: not a regular file (a device, pipe or socket); "
+                                "allowed: a scenario file (TOML) or a preset name")
     names = ", ".join(sorted(x.stem for x in presets_dir().glob("*.toml")))
-    raise ScenarioError(f"{raw}: no such scenario file or preset. Presets: {names}")
+    raise ScenarioError(f"{shown_path(raw)}: no such scenario file or preset. Presets: {names}")
+
+
+def shown_path(path: str | Path) -> str:
+    """A user-given path for a message: cut when very long (a 300-character name would fill the screen)."""
+    text = str(path)
+    return text if len(text) <= 200 else text[:120] + f"...({len(text):,} characters)"
+
+
+MAX_EXTENDS = 32              # files in one `extends` chain (the presets use at most 2)
+PATH_LEVERS = (("district", "schools_csv"), ("district", "neighbourhoods_csv"))   # relative to their file
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError(f"{path}: cannot read the file ({exc})") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
+    return load_toml_file(path, "scenario file")
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -407,43 +418,103 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_raw(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Read a scenario file and everything it extends, merged (no validation yet)."""
+def _note_origins(data: dict[str, Any], label: str, origins: dict[tuple[str, ...], str]) -> None:
+    """Record which file (or --set) set each field, so an error names the place to fix."""
+    for key, value in data.items():
+        if isinstance(value, dict):
+            origins[(key,)] = origins.get((key,), label)
+            for sub in value:
+                origins[(key, str(sub))] = label
+        else:
+            origins[(key,)] = label
+
+
+def load_raw(path: Path, _seen: tuple[Path, ...] = (),
+             origins: dict[tuple[str, ...], str] | None = None) -> dict[str, Any]:
+    """Read a scenario file and everything it extends, merged (no validation yet). Relative CSV paths
+    are resolved against the folder of the file that gives them. `origins`, when given, is filled with
+    (group, field) -> the file that set it."""
     path = path.resolve()
     if path in _seen:
         chain = " -> ".join(str(p) for p in (*_seen, path))
         raise ScenarioError(f"{path}: `extends` forms a cycle: {chain}")
+    if len(_seen) >= MAX_EXTENDS:
+        raise ScenarioError(f"{_seen[0]}: the `extends` chain is longer than {MAX_EXTENDS} files "
+                            f"(reached {path}); allowed: at most {MAX_EXTENDS}")
     data = _read_toml(path)
+    group = data.get("district")
+    if isinstance(group, dict):
+        for _, name in PATH_LEVERS:
+            value = group.get(name)
+            if isinstance(value, str) and value and "\x00" not in value and not Path(value).is_absolute():
+                group[name] = str((path.parent / value).resolve())
     parent = data.pop("extends", None)
     if parent is None:
+        if origins is not None:
+            _note_origins(data, str(path), origins)
         return data
     if not isinstance(parent, str):
-        raise ScenarioError(f"{path}: extends: must be a file name or preset name, got {parent!r}")
-    parent_path = resolve_scenario_path(parent, relative_to=path.parent)
-    return _deep_merge(load_raw(parent_path, (*_seen, path)), data)
+        raise ScenarioError(f"{path}: extends: must be a file name or preset name, got {shown(parent)}")
+    try:
+        parent_path = resolve_scenario_path(parent, relative_to=path.parent)
+    except ScenarioError as exc:
+        raise ScenarioError(f"{path}: extends = {shown(parent)}: {exc}") from None
+    merged = _deep_merge(load_raw(parent_path, (*_seen, path), origins), data)
+    if origins is not None:
+        _note_origins(data, str(path), origins)
+    return merged
+
+
+def _text_field(keys: list[str]) -> bool:
+    """True for a text field (name, description, a CSV path): a --set value there is taken as written."""
+    model: Any = Scenario
+    for k in keys[:-1]:
+        field = model.model_fields.get(k)
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return False
+        model = field.annotation
+    field = model.model_fields.get(keys[-1])
+    return field is not None and field.annotation in (str, str | None)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """`accountability.closure_percentile=10` -> (["accountability", "closure_percentile"], 10).
 
     The value is read as a TOML literal (numbers, booleans, quoted strings, arrays); a bare word that is
-    not valid TOML is taken as a string, so `choice.policy=unified` works without quotes.
+    not valid TOML is taken as a string, so `choice.policy=unified` works without quotes. A text field
+    (name, description, a CSV path) takes the value as written unless it is quoted. One line only: a
+    newline would silently hide what follows it.
     """
-    if "=" not in text:
-        raise ScenarioError(f"--set {text!r}: expected PATH=VALUE, e.g. accountability.closure_percentile=10")
-    path, _, raw = text.partition("=")
-    keys = [k.strip() for k in path.strip().split(".") if k.strip()]
-    if not keys:
-        raise ScenarioError(f"--set {text!r}: empty field path")
-    raw = raw.strip()
+    where = f"--set {shown(text)}"
     try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ScenarioError(f"{where}: not valid UTF-8 text (check the terminal's encoding)") from None
+    if "\n" in text or "\r" in text or "\x00" in text:
+        raise ScenarioError(f"{where}: a value must be one line; give each field its own --set")
+    if "=" not in text:
+        raise ScenarioError(f"{where}: expected PATH=VALUE, e.g. accountability.closure_percentile=10")
+    path, _, raw = text.partition("=")
+    keys = [k.strip() for k in path.strip().split(".")]
+    if not any(keys):
+        raise ScenarioError(f"{where}: empty field path")
+    if not all(keys):
+        raise ScenarioError(f"{where}: {shown(path)} is not a field path; use group.field, "
+                            "e.g. accountability.closure_percentile")
+    raw = raw.strip()
+    if _text_field(keys) and not raw.startswith(('"', "'")):
+        return keys, raw
+    try:
+        value = parse_toml(f"v = {raw}", where)["v"]
+    except ScenarioError as exc:
+        if "nested too deeply" in str(exc):
+            raise
         value = raw
     return keys, value
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+def apply_overrides(data: dict[str, Any], overrides: list[str],
+                    origins: dict[tuple[str, ...], str] | None = None) -> dict[str, Any]:
     data = dict(data)
     for text in overrides:
         keys, value = parse_override(text)
@@ -454,6 +525,13 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node[k] = child
             node = child
         node[keys[-1]] = value
+        if origins is not None:
+            label = f"--set {shown(text)}"
+            origins[tuple(keys[:2])] = label
+            origins[tuple(keys[:1])] = origins.get(tuple(keys[:1]), label)
+            if len(keys) == 2 and keys[0] == "district" and keys[1] in dict(PATH_LEVERS).values() \
+                    and isinstance(value, str) and value and "\x00" not in value:
+                node[keys[-1]] = str(Path(value).resolve())     # relative to where the command runs
     return data
 
 
@@ -501,59 +579,87 @@ def describe_bounds(field: Any) -> str:
     return f"allowed: {kind}" if kind else ""
 
 
+def _error_line(err: dict[str, Any], allowed: Any, unknown: str = "unknown field") -> str:
+    """One problem: the field, what is wrong, the value (shortened) and what is allowed."""
+    loc = tuple(err.get("loc", ()))
+    path = ".".join(str(p) for p in loc) or "(top level)"
+    kind = err.get("type")
+    msg = err.get("msg", "invalid")
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        msg = unknown
+    elif kind == "missing":
+        msg = "required"
+    elif isinstance(value, float) and value != value:
+        msg = "not a number"
+    elif kind == "value_error":
+        msg = msg.removeprefix("Value error, ")
+    got = "" if isinstance(value, dict) or kind == "missing" or not loc else f"; got {shown(value)}"
+    hint = allowed(loc) if loc else ""
+    return f"  {path}: {msg}{got}" + (f"; {hint}" if hint else "")
+
+
 def format_errors(exc: ValidationError, heading: str, allowed: Any, unknown: str = "unknown field") -> str:
     """A validation error as lines naming each field, the value given and what is allowed
     (`allowed(loc)`: the allowed-values text for a location). Scenarios, sweep specs and batch
     parameters all report errors this way."""
-    lines = [heading]
+    return "\n".join([heading] + [_error_line(err, allowed, unknown) for err in exc.errors()])
+
+
+def format_validation_error(exc: ValidationError, source: str,
+                            origins: dict[tuple[str, ...], str] | None = None) -> str:
+    """One line per problem (as `format_errors`). With `origins` ((group, field) -> file or --set),
+    problems are listed under the place that set them."""
+    by_origin: dict[str, list[str]] = {}
     for err in exc.errors():
-        loc = tuple(err.get("loc", ()))
-        path = ".".join(str(p) for p in loc) or "(top level)"
-        kind = err.get("type")
-        msg = unknown if kind == "extra_forbidden" else ("required" if kind == "missing" else err.get("msg", "invalid"))
-        value = err.get("input")
-        shown = "" if isinstance(value, dict) or kind == "missing" else f"; got {value!r}"
-        hint = allowed(loc) if loc else ""
-        lines.append(f"  {path}: {msg}{shown}" + (f"; {hint}" if hint else ""))
+        origin = source
+        if origins:
+            key = tuple(str(p) for p in tuple(err.get("loc", ()))[:2])
+            origin = origins.get(key) or origins.get(key[:1]) or source
+        by_origin.setdefault(origin, []).append(_error_line(err, _allowed))
+    lines: list[str] = []
+    for origin, items in by_origin.items():
+        lines.append(f"{origin}: invalid scenario" if not origin.startswith("--set") else f"{origin}: invalid value")
+        lines += items
     return "\n".join(lines)
 
 
-def format_validation_error(exc: ValidationError, source: str) -> str:
-    return format_errors(exc, f"{source}: invalid scenario", _allowed)
+def validate_scenario(data: dict[str, Any]) -> Scenario:
+    """A Scenario from user data with strict types: no "5" for 5, no true for 1, no "no" for false."""
+    return Scenario.model_validate(data, strict=True)
 
 
-def build_scenario(data: dict[str, Any], source: str = "scenario") -> Scenario:
+def build_scenario(data: dict[str, Any], source: str = "scenario",
+                   origins: dict[tuple[str, ...], str] | None = None) -> Scenario:
     try:
-        return Scenario.model_validate(data)
+        return validate_scenario(data)
     except ValidationError as exc:
-        raise ScenarioError(format_validation_error(exc, source)) from None
+        raise ScenarioError(format_validation_error(exc, source, origins)) from None
+    except RecursionError:
+        raise ScenarioError(f"{source}: nested too deeply") from None
 
 
 def load_scenario(name_or_path: str | Path, overrides: list[str] | None = None) -> Scenario:
-    """Load, merge (`extends`), override and validate a scenario. Raises ScenarioError on bad input."""
+    """Load, merge (`extends`), override and validate a scenario. Raises ScenarioError on bad input.
+    CSV paths in a scenario file are relative to that file; in --set, to the current folder."""
     path = resolve_scenario_path(name_or_path)
-    data = apply_overrides(load_raw(path), overrides or [])
-    scenario = build_scenario(data, source=str(path))
-    # CSV paths in a scenario file are relative to that file.
-    for attr in ("schools_csv", "neighbourhoods_csv"):
-        value = getattr(scenario.district, attr)
-        if value and not Path(value).is_absolute():
-            setattr(scenario.district, attr, str((path.parent / value).resolve()))
-    return scenario
+    origins: dict[tuple[str, ...], str] = {}
+    data = apply_overrides(load_raw(path, origins=origins), overrides or [], origins)
+    return build_scenario(data, source=str(path), origins=origins)
 
 
 def loads_scenario(text: str, source: str = "uploaded scenario") -> Scenario:
     """Validate a scenario from TOML text (e.g. an upload). `extends` may name a preset only."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{source}: not valid TOML: {exc}") from None
+    data = parse_toml(text, source)
     parent = data.pop("extends", None)
+    origins: dict[tuple[str, ...], str] = {}
     if parent is not None:
         if not isinstance(parent, str) or "/" in parent or "\\" in parent:
-            raise ScenarioError(f"{source}: extends: must name a preset, got {parent!r}")
-        data = _deep_merge(load_raw(resolve_scenario_path(parent)), data)
-    return build_scenario(data, source=source)
+            raise ScenarioError(f"{source}: extends: must name a preset, got {shown(parent)}")
+        own = data
+        data = _deep_merge(load_raw(resolve_scenario_path(parent), origins=origins), own)
+        _note_origins(own, source, origins)
+    return build_scenario(data, source=source, origins=origins or None)
 
 
 def list_presets() -> list[tuple[str, str]]:

@@ -80,8 +80,21 @@ def _major(dist: str, default: int) -> int:
         return default
 
 
+# Not for the page: the accessibility engine the browser tests inject (tests/test_dashboard_browser.py),
+# fetched at set-up with the rest so the tests need no network.
+AXE_CORE = Package("axe-core", "4.10.2", ("axe.min.js",))
+
+
+def axe_script(cache: Path | None = None) -> Path:
+    return package_dir(cache or cache_dir(), AXE_CORE) / "axe.min.js"
+
+
 def required_packages() -> list[Package]:
-    """The npm packages (exact versions) the installed Solara asks its CDN proxy for."""
+    """The npm packages (exact versions) the installed Solara asks its CDN proxy for, and axe-core."""
+    return _solara_packages() + [AXE_CORE]
+
+
+def _solara_packages() -> list[Package]:
     root = _solara_dir()
     found: dict[tuple[str, str], set[str]] = {}
     vue3 = _major("ipyvue", 1) >= 3

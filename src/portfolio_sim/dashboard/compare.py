@@ -17,7 +17,7 @@ import pandas as pd
 
 from portfolio_sim.dashboard.simulation import RunSnapshot
 from portfolio_sim.kernel import QUANTILES, summarize
-from portfolio_sim.report import PALETTE
+from portfolio_sim.dashboard.palette import OKABE_ITO as PALETTE
 from portfolio_sim.scenario import Scenario
 
 MAX_ENTRIES = 6
@@ -190,6 +190,56 @@ def paired_differences(store: ComparisonStore, metric: str) -> dict[str, pd.Data
         out[e.label] = pd.DataFrame({name: g.quantile(q) for name, q in QUANTILES.items()}).reset_index()
         out[e.label]["n"] = g.size().to_numpy()
     return out
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """A scenario minus the reference on the same seeds: the median and mean of the per-seed differences
+    and a 95% t-interval of their mean. `clear` when that interval excludes 0 (the difference is larger
+    than what seed noise alone makes); with one seed nothing can be said."""
+
+    median: float
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    @property
+    def clear(self) -> bool:
+        return self.n >= 2 and (self.low > 0 or self.high < 0)
+
+    @property
+    def verdict(self) -> str:
+        if self.n < 2:
+            return "one seed: cannot tell"
+        if self.low == self.high == 0:
+            return "no difference"
+        return "clear of seed noise" if self.clear else "within seed noise"
+
+
+def paired_difference(values: pd.Series, reference: pd.Series) -> PairedDifference | None:
+    """`values` and `reference` per seed (index = seed): the paired difference on the seeds both have."""
+    d = (values - reference).dropna().to_numpy(dtype=float)
+    if d.size == 0:
+        return None
+    mean = float(d.mean())
+    if d.size < 2:
+        return PairedDifference(float(np.median(d)), mean, mean, mean, int(d.size))
+    from scipy import stats
+    sd = float(d.std(ddof=1))
+    half = float(stats.t.ppf(0.975, d.size - 1)) * sd / np.sqrt(d.size) if sd > 0 else 0.0
+    return PairedDifference(float(np.median(d)), mean, mean - half, mean + half, int(d.size))
+
+
+def final_by_seed(result: RunSnapshot, metric: str, cumulative: bool = False) -> pd.Series:
+    """The metric in the last year (or its total over all years), indexed by seed."""
+    y = result.yearly
+    if metric not in y:
+        return pd.Series(dtype=float)
+    if cumulative:
+        return y.groupby("seed")[metric].sum().astype(float)
+    last = y["year"].max()
+    return y.loc[y["year"] == last].set_index("seed")[metric].astype(float)
 
 
 def final_values(result: RunSnapshot, metric: str, cumulative: bool = False) -> np.ndarray:

@@ -143,6 +143,16 @@ def PlotlyChart(figure: FigureRef, on_click: Callable[[dict], None] | None = Non
     return element
 
 
+def H2(text: str, testid: str = ""):
+    """A section heading (h2: the page's outline for screen readers)."""
+    return rv.Html(tag="h2", class_="pz-h2", children=[text], attributes={"data-testid": testid} if testid else {})
+
+
+def Anchor(name: str):
+    """A skip-link target (focusable by the link, not by Tab)."""
+    return rv.Html(tag="div", attributes={"id": name, "tabindex": "-1"}, class_="pz-anchor")
+
+
 def Txt(text: str, classes: list[str] = [], testid: str = "", style: str = ""):
     """A span of text with an optional data-testid (solara.Text takes no attributes)."""
     return rv.Html(tag="span", children=[text], class_=" ".join(classes), style_=style,
@@ -156,7 +166,7 @@ def Card(title: str = "", step: str = "", children: list = [], classes: list[str
             with solara.Row(classes=["pz-card-title"], gap="6px", style={"align-items": "center"}):
                 if step:
                     solara.Text(step, classes=["pz-step"])
-                solara.Text(title)
+                rv.Html(tag="h2", class_="pz-card-h", children=[title])
         if subtitle:
             solara.Text(subtitle, classes=["pz-help"])
         solara.Column(gap="8px", children=children)
@@ -238,7 +248,8 @@ def LeverControl(state: DashboardState, spec: levers.LeverSpec, value: Any, base
             solara.Switch(color="primary", label="yes" if value else "no", value=bool(value), on_value=set_)
         else:
             solara.Text(str(value) if value else "(none: a synthetic district)", classes=["pz-help"])
-        solara.Text(f"{spec.description} Allowed: {spec.allowed}{' (' + spec.unit + ')' if spec.unit else ''}.",
+        allowed = (f"an integer from 1 to {MAX_SEEDS} on this server" if path == "run.seeds" else spec.allowed)
+        solara.Text(f"{spec.description} Allowed: {allowed}{' (' + spec.unit + ')' if spec.unit else ''}.",
                     classes=["pz-help"])
         if error:
             solara.Text(error, classes=["pz-error"])
@@ -421,39 +432,70 @@ class ProgressView(v.VuetifyTemplate):
     state = traitlets.Unicode("idle").tag(sync=True)
 
 
-def progress_props(status: RunStatus, kinds: tuple[str, ...]) -> dict[str, Any]:
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{seconds // 60:.0f} min {seconds % 60:02.0f} s"
+
+
+def progress_text(status: RunStatus) -> str:
+    """The one status line: what runs, counts, time so far and time left (or the queue position)."""
+    if not status.busy:
+        return status.message
+    what = {"run": "Running", "step": "Stepping", "compare": "Comparing"}.get(status.kind, "Running")
+    if status.queued:
+        return f"{what}: waiting for a free worker ({status.queued} run(s) ahead of yours)"
+    parts = [status.message]
+    if status.total:
+        parts.append(f"{status.done}/{status.total} seed-years")
+    parts.append(f"{_duration(status.seconds)} so far")
+    left = status.seconds_left
+    if left is not None:
+        parts.append(f"about {_duration(left)} left")
+    return " · ".join(p for p in parts if p)
+
+
+def progress_props(status: RunStatus, kinds: tuple[str, ...] = ("run", "step", "compare")) -> dict[str, Any]:
     if status.kind and status.kind not in kinds:
         return {"active": False, "value": 0.0, "text": "", "state": "idle"}
-    text = status.message
-    if status.busy and status.total:
-        text = f"{status.message} ({status.done}/{status.total} seed-years, {status.seconds:.0f} s)"
     return {"active": status.busy, "value": max(2.0, 100 * status.fraction) if status.busy else 0.0,
-            "text": text, "state": status.state}
+            "text": progress_text(status), "state": status.state}
 
 
 @solara.component
 def RunProgress(state: DashboardState, kinds: tuple[str, ...] = ("run", "step", "compare")):
-    """Progress of the current job. Re-renders only when a job starts, ends or fails; the progress in
-    between goes straight to the ProgressView widget."""
-    status = state.status.value           # subscribe to job transitions
-    live = state.live_status
-    with solara.Column(gap="4px") as main:
-        element = ProgressView.element(**progress_props(live, kinds))
-        if status.state == "error" and status.error and (status.kind in kinds or not status.kind):
-            Message("error", status.error, testid="run-error")
-
-    def attach():
-        widget = cast(ProgressView, solara.get_widget(element))
+    """The page's one progress indicator (in the sticky header). One ProgressView widget per session,
+    created once and only ever changed by progress reports (never by a re-render, which could put an
+    older status back). Reports going backwards within a job are dropped: the line never jumps back."""
+    def make() -> ProgressView:
+        widget = ProgressView(**progress_props(state.live_status, kinds))
+        last: dict[str, Any] = {"started": 0.0, "done": -1}
 
         def sink(st: RunStatus) -> None:
+            if st.busy and st.started == last["started"] and st.done < last["done"]:
+                return
+            last["started"], last["done"] = st.started, st.done
             props = progress_props(st, kinds)
             with widget.hold_sync():
                 for key, value in props.items():
-                    setattr(widget, key, value)
+                    if getattr(widget, key) != value:
+                        setattr(widget, key, value)
 
-        return state.add_progress_sink(sink)
+        widget.remove_sink = state.add_progress_sink(sink)
+        return widget
 
-    solara.use_effect(attach, [kinds])
+    widget = solara.use_memo(make, [])
+    solara.use_effect(lambda: widget.remove_sink, [])
+    return solara.Div(children=[widget], classes=["pz-progress-box"])
+
+
+@solara.component
+def RunError(state: DashboardState, kinds: tuple[str, ...]):
+    status = state.status.value
+    with solara.Column(gap="4px") as main:
+        if status.state == "error" and status.error and (status.kind in kinds or not status.kind):
+            Message("error", status.error, testid="run-error")
     return main
 
 
@@ -473,13 +515,18 @@ def ResultLine(state: DashboardState):
 def RunButtons(state: DashboardState):
     busy = state.status.value.busy
     years = state.scenario.value.run.years
-    with solara.Row(gap="8px", style={"flex-wrap": "wrap"}) as main:
-        solara.Button(f"Run {years} years", icon_name="mdi-play", color="primary",
-                      on_click=lambda: state.run(), disabled=busy, classes=["pz-run"])
-        solara.Button("Step 1 year", icon_name="mdi-step-forward", outlined=True, on_click=lambda: state.step(),
-                      disabled=busy, classes=["pz-stepbtn"])
-        solara.Button("Cancel", icon_name="mdi-stop", outlined=True, color="error", on_click=state.cancel,
-                      disabled=not busy, classes=["pz-cancel"])
+    limit = state.step_limit()
+    with solara.Column(gap="4px") as main:
+        Anchor("pz-run-controls")
+        with solara.Row(gap="8px", style={"flex-wrap": "wrap"}):
+            solara.Button(f"Run {years} years", icon_name="mdi-play", color="primary",
+                          on_click=lambda: state.run(), disabled=busy, classes=["pz-run"])
+            solara.Button("Step 1 year", icon_name="mdi-step-forward", outlined=True, on_click=lambda: state.step(),
+                          disabled=busy or bool(limit), classes=["pz-stepbtn"])
+            solara.Button("Cancel", icon_name="mdi-stop", outlined=True, color="error", on_click=state.cancel,
+                          disabled=not busy, classes=["pz-cancel"])
+        if limit:
+            Txt(limit, classes=["pz-help"], testid="step-limit")
     return main
 
 
@@ -500,7 +547,7 @@ def RunCard(state: DashboardState):
                 LeverControl(state, s, levers.get_value(scenario, s.path),
                              levers.get_value(state.base.value, s.path), errors.get(s.path))
         RunButtons(state)
-        RunProgress(state, ("run", "step"))
+        RunError(state, ("run", "step"))
         ResultLine(state)
     return main
 
@@ -601,8 +648,9 @@ def _kpi_html(rows: list[dict]) -> str:
     for r in rows:
         kind = r["kind"]
         value = figures.fmt_value(r["median"], kind)
-        band = (f'{figures.fmt_value(r["p10"], kind)} to {figures.fmt_value(r["p90"], kind)}'
-                if r["n_seeds"] > 1 else "one seed")
+        band_kind = "whole" if kind == "count" else kind      # counts of schools and students: whole numbers
+        band = (f'8 in 10 futures: {figures.fmt_value(r["p10"], band_kind)} to {figures.fmt_value(r["p90"], band_kind)}'
+                if r["n_seeds"] > 1 else "one future (one seed)")
         if r["cumulative"]:
             change = f'total {r["first_year"]}-{r["last_year"]}'
             cls = ""
@@ -611,7 +659,7 @@ def _kpi_html(rows: list[dict]) -> str:
             cls = "" if r["good"] is None else (" pz-good" if r["good"] else " pz-bad")
         tiles.append(f'<div class="pz-kpi"><div class="pz-kpi-label">{esc(r["label"])}</div>'
                      f'<div class="pz-kpi-value">{esc(value)}</div>'
-                     f'<div class="pz-kpi-band">p10-p90: {esc(band)}</div>'
+                     f'<div class="pz-kpi-band">{esc(band)}</div>'
                      f'<div class="pz-kpi-change{cls}">{esc(change)}</div></div>')
     return f'<div class="pz-kpis">{"".join(tiles)}</div>'
 
@@ -627,7 +675,7 @@ def Overview(state: DashboardState, result: RunSnapshot):
     changed = levers.changed(result.scenario, state.base.value)
     with solara.Column(gap="14px") as main:
         with solara.Column(classes=["pz-card"], gap="6px"):
-            solara.Text(result.scenario.name, classes=["pz-h2"])
+            H2(result.scenario.name)
             if result.scenario.description:
                 solara.Text(result.scenario.description.splitlines()[0], classes=["pz-help"])
             solara.Text(key_levers(result.scenario), classes=["pz-levers-line"])
@@ -725,7 +773,7 @@ def DistrictMap(state: DashboardState, result: RunSnapshot):
                             "low-income households. Click a school for its history.", classes=["pz-help"])
             with solara.Column(classes=["pz-card"], style={"flex": "2 1 380px", "min-width": "0"}, gap="8px"):
                 if selected is None:
-                    solara.Text("School history", classes=["pz-h2"])
+                    H2("School history")
                     solara.Text("Click a school on the map, or find it by name above, to see its ratings, enrollment, "
                                 "autonomy and every event (conversion, restart, closure...) over the years.",
                                 classes=["pz-help"])
@@ -743,7 +791,7 @@ def SchoolPanel(state: DashboardState, result: RunSnapshot, seed: int, school_id
     with solara.Div(classes=["pz-school-panel"], attributes={"data-testid": "school-panel"}) as main:
         with solara.Row(style={"align-items": "center", "justify-content": "space-between"}):
             names = result.schools.loc[result.schools["school_id"] == school_id, "name"]
-            solara.Text(str(names.iloc[-1]) if len(names) else f"School {school_id}", classes=["pz-h2"])
+            H2(str(names.iloc[-1]) if len(names) else f"School {school_id}")
             solara.Button(icon_name="mdi-close", icon=True, text=True,
                           on_click=lambda: state.selected_school.set(None))
         rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v_)}</td></tr>" for k, v_ in facts)
@@ -843,7 +891,7 @@ def CompareView(state: DashboardState):
 
     with solara.Column(gap="12px") as main:
         with solara.Column(classes=["pz-card"], gap="8px"):
-            solara.Text("Compare scenarios on the same seeds", classes=["pz-h2"])
+            H2("Compare scenarios on the same seeds")
             solara.Text("Every scenario here is run with the same years and the same replicate seeds: the same "
                         "district and the same random draws wherever the designs agree, so the differences you see "
                         "come from the levers, not from luck.", classes=["pz-help"])
@@ -904,11 +952,24 @@ def CompareView(state: DashboardState):
                     solara.Button("Cancel", icon_name="mdi-stop", outlined=True, color="error",
                                   disabled=not busy, on_click=state.cancel)
                     solara.Button("Clear", icon_name="mdi-close", text=True, on_click=state.compare_clear)
-                RunProgress(state, ("compare",))
+                RunError(state, ("compare",))
         if ready:
             with solara.Column(classes=["pz-card"], gap="6px"):
-                solara.Text(f"Key numbers in the last year (median [p10 to p90] across {st.seeds} seeds; Δ = median "
-                            "paired difference from the reference ★)", classes=["pz-lever-label"])
+                clear = figures.clear_differences(store) if len(ready) >= 2 else []
+                ref_entry = store.reference_entry()
+                if len(ready) >= 2:
+                    solara.Text("Differences clear of seed noise" if clear else
+                                "No difference is clear of seed noise", classes=["pz-h2"])
+                    items = "".join(f"<li>{esc(c)}</li>" for c in clear)
+                    solara.HTML(tag="div", attributes={"data-testid": "clear-differences"}, unsafe_innerHTML=(
+                        f"<ul class='pz-clear'>{items}</ul>" if clear else
+                        f"<p class='pz-help'>On these {st.seeds} seeds every key number of the other designs "
+                        f"differs from {esc(ref_entry.label if ref_entry else 'the reference')} by less than seed "
+                        "noise: add seeds, or treat the designs as alike on these numbers.</p>"))
+                solara.Text(f"Key numbers in the last year: median [10th to 90th percentile] across {st.seeds} "
+                            "seeds. Δ = median difference from the reference ★ on the same seeds; ✔ clear of seed "
+                            "noise = the 95% interval of the per-seed differences excludes 0. Clear differences "
+                            "first.", classes=["pz-help"])
                 solara.HTML(tag="div", unsafe_innerHTML=html_table(table), style="overflow-x: auto",
                             attributes={"data-testid": "compare-table"})
                 with solara.Row(gap="8px"):
@@ -970,7 +1031,7 @@ def ExportView(state: DashboardState, result: RunSnapshot):
                       "FILE` repeats the run with them (without them the scenario follows its rules)."))
     with solara.Column(gap="12px") as main:
         with solara.Column(classes=["pz-card"], gap="10px"):
-            solara.Text(f"Export: {result.label} ({result.progress_note})", classes=["pz-h2"])
+            H2(f"Export: {result.label} ({result.progress_note})")
             if not result.complete:
                 Message("warning", "This run is not finished: the files hold the years and seeds done so far.")
             for title, filename, data, mime, note in items:
@@ -991,7 +1052,9 @@ def ExportView(state: DashboardState, result: RunSnapshot):
 def HeaderStatus(state: DashboardState):
     status = state.status.value
     if status.busy:
-        chip, cls = f"Running {100 * status.fraction:.0f}%", "pz-pill--run"
+        chip, cls = {"step": "Stepping", "compare": "Comparing"}.get(status.kind, "Running"), "pz-pill--run"
+    elif state.results_of_other_scenario or state.result.value is None:
+        chip, cls = "Not run yet", "pz-pill--stale"
     elif state.results_stale:
         chip, cls = "Levers changed: results out of date", "pz-pill--stale"
     elif state.result.value is not None and not state.result.value.complete:
@@ -1009,12 +1072,18 @@ def HeaderStatus(state: DashboardState):
 
 @solara.component
 def Header(state: DashboardState):
-    with solara.Row(classes=["pz-header"], style={"align-items": "center", "justify-content": "space-between"}) as main:
-        with solara.Column(gap="0px"):
-            solara.Text("Portfolio district simulator", classes=["pz-title"])
-            solara.Text("Autonomous district schools: try a policy design on a simulated district before adopting it",
-                        classes=["pz-subtitle"])
-        HeaderStatus(state)
+    with solara.Column(classes=["pz-header"], gap="4px") as main:
+        with solara.Row(gap="0px"):
+            rv.Html(tag="a", class_="pz-skip", attributes={"href": "#pz-run-controls"}, children=["Skip to Run"])
+            rv.Html(tag="a", class_="pz-skip", attributes={"href": "#pz-results"}, children=["Skip to the results"])
+        with solara.Row(style={"align-items": "center", "justify-content": "space-between", "flex-wrap": "wrap"},
+                        gap="8px"):
+            with solara.Column(gap="0px"):
+                rv.Html(tag="h1", class_="pz-title", children=["Portfolio district simulator"])
+                solara.Text("Autonomous district schools: try a policy design on a simulated district before "
+                            "adopting it", classes=["pz-subtitle"])
+            HeaderStatus(state)
+        RunProgress(state)
     return main
 
 
@@ -1034,6 +1103,7 @@ def Results(state: DashboardState):
     tab = state.tab.value
     notice = state.notice.value
     with solara.Column(gap="10px", classes=["pz-main"]) as main:
+        Anchor("pz-results")
         TabBar(state)
         if notice is not None:
             with solara.Row(style={"align-items": "flex-start"}):
@@ -1042,14 +1112,57 @@ def Results(state: DashboardState):
                 solara.Button(icon_name="mdi-close", icon=True, text=True, on_click=lambda: state.notice.set(None))
         if tab == "compare":
             CompareView(state)
-        elif result is None:
-            with solara.Column(classes=["pz-card"]):
-                busy = state.status.value.busy
-                solara.Text("Running the scenario: the first results appear in a moment..." if busy
-                            else "Press Run to simulate the current levers.", classes=["pz-help"])
-                if busy:
-                    solara.ProgressLinear(True)
-        elif tab == "overview":
+            return main
+        busy = state.status.value.busy
+        if result is not None and state.results_of_other_scenario:
+            result = None                 # never another scenario's numbers under this one's name
+        if result is None:
+            if busy:
+                with solara.Div(classes=["pz-card"], attributes={"data-testid": "not-run"}):
+                    solara.Text(f"Running {state.scenario.value.name}: the first results appear after the first "
+                                "seed (progress at the top).", classes=["pz-help"])
+            else:
+                NotRunYet(state)
+            return main
+        if not busy and not state.results_stale and not result.complete:
+            Message("warning", f"Partial results: {result.progress_note} (the run was cancelled or is being "
+                               "stepped). Press Run to finish it.", testid="results-label")
+        if busy or state.results_stale:
+            why = ("Updating: these are the previous results, shown until the new run's first seed is in."
+                   if busy else "Out of date: these results are for the levers before your change. "
+                                "Press Run to update them.")
+            Message("warning", why, testid="results-label")
+        classes = ["pz-results", *(["pz-results--stale"] if (busy or state.results_stale) else [])]
+        with solara.Column(gap="10px", classes=classes):
+            ResultsTab(state, result, tab)
+    return main
+
+
+@solara.component
+def NotRunYet(state: DashboardState):
+    """A scenario with no results yet: what a run takes, one click to run it or a quick look."""
+    s = state.scenario.value
+    years, seeds = state.quick_look()
+    quick = s.model_copy(deep=True)
+    quick.run.years, quick.run.seeds = years, seeds
+    with solara.Div(classes=["pz-card", "pz-col"], attributes={"data-testid": "not-run"}) as main:
+        H2(f"{s.name}: not run yet")
+        solara.Text(f"About {_duration(state.estimate())} for {s.run.years} years × {s.run.seeds} seeds of "
+                    f"{s.district.students:,} students.", classes=["pz-help"], )
+        with solara.Row(gap="8px", style={"flex-wrap": "wrap"}):
+            solara.Button(f"Run {s.run.years} years × {s.run.seeds} seeds", icon_name="mdi-play", color="primary",
+                          on_click=lambda: state.run(), classes=["pz-run-now"])
+            if (years, seeds) != (s.run.years, s.run.seeds):
+                solara.Button(f"Quick look: {years} years × {seeds} seed(s), about "
+                              f"{_duration(state.estimate(quick))}", icon_name="mdi-flash", outlined=True,
+                              on_click=state.run_quick_look, classes=["pz-quick-look"])
+    return main
+
+
+@solara.component
+def ResultsTab(state: DashboardState, result: RunSnapshot, tab: str):
+    with solara.Column(gap="10px") as main:
+        if tab == "overview":
             Overview(state, result)
         elif tab == "charts":
             Charts(state, result)

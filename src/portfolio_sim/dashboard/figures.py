@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from portfolio_sim.dashboard.compare import ComparisonStore, final_values, paired_differences, summary_for
+from portfolio_sim.dashboard.compare import (ComparisonStore, final_by_seed, paired_difference, paired_differences,
+                                             summary_for)
+from portfolio_sim.dashboard.palette import CIVIDIS, DASHES, OKABE_ITO, SYMBOLS
 from portfolio_sim.dashboard.simulation import RunSnapshot
 from portfolio_sim.district import BAND_NAMES
 from portfolio_sim import outputs
@@ -33,19 +35,80 @@ FONT = "Inter, Roboto, 'Segoe UI', system-ui, sans-serif"
 
 SECTOR_LABELS = {"traditional": "Traditional", "district_run": "District-run autonomous",
                  "partner_led": "Partner-led", "partner_run": "Partner-run", "charter": "Charter"}
-SECTOR_COLORS = {"traditional": "#3d4b5c", "district_run": "#2ca02c", "partner_led": "#ff7f0e",
-                 "partner_run": "#d62728", "charter": "#9467bd"}
-RATING_SCALE = [[0.0, "#a50026"], [0.1, "#d73027"], [0.2, "#f46d43"], [0.3, "#fdae61"], [0.4, "#fee08b"],
-                [0.5, "#ffffbf"], [0.6, "#d9ef8b"], [0.7, "#a6d96a"], [0.8, "#66bd63"], [0.9, "#1a9850"],
-                [1.0, "#006837"]]   # ColorBrewer RdYlGn: red = low rating, green = high
+# Okabe-Ito (colour-blind safe, see palette.py); the map also tells sectors apart by marker outline
+SECTOR_COLORS = {"traditional": "#6b6b6b", "district_run": OKABE_ITO[0], "partner_led": OKABE_ITO[1],
+                 "partner_run": OKABE_ITO[3], "charter": OKABE_ITO[2]}
+RATING_SCALE = CIVIDIS   # dark blue = low rating, yellow = high; monotone in lightness
 BAND_SYMBOLS = {"elementary": "circle", "k8": "circle", "middle": "diamond", "high": "square"}
 
 
-def polish(fig: go.Figure, height: int | None = None) -> go.Figure:
-    """The dashboard's look: one font, compact margins, a readable title."""
+def _hex(color: Any) -> str:
+    """'#rrggbb' of a '#rrggbb' or 'rgba(r,g,b,a)' colour ('' otherwise)."""
+    if not isinstance(color, str):
+        return ""
+    c = color.strip().lower()
+    if c.startswith("#") and len(c) == 7:
+        return c
+    if c.startswith("rgb"):
+        try:
+            r, g, b = (int(float(v)) for v in c[c.index("(") + 1:c.index(")")].split(",")[:3])
+        except ValueError:
+            return ""
+        return f"#{r:02x}{g:02x}{b:02x}"
+    return ""
+
+
+_SAFE = {old.lower(): OKABE_ITO[i % len(OKABE_ITO)] for i, old in enumerate(PALETTE)}
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    return f"rgba({int(h[0:2], 16)},{int(h[2:4], 16)},{int(h[4:6], 16)},{alpha})"
+
+
+def accessible(fig: go.Figure) -> go.Figure:
+    """Colour-blind-safe look for figures built by report.py: its palette mapped onto Okabe-Ito, every
+    legend line with its own dash and marker, light bands drawn under every line (bands never hide a
+    line)."""
+    fills, lines = [], []
+    i = 0
+    for tr in fig.data:
+        line = getattr(tr, "line", None)
+        old = _hex(line.color) if line is not None else ""
+        if old in _SAFE:
+            line.color = _SAFE[old]
+        marker = getattr(tr, "marker", None)
+        if marker is not None and isinstance(marker.color, str) and _hex(marker.color) in _SAFE:
+            marker.color = _SAFE[_hex(marker.color)]
+        fill = getattr(tr, "fillcolor", None)
+        if fill and _hex(fill) in _SAFE:
+            tr.fillcolor = _rgba(_SAFE[_hex(fill)], 0.12)
+        if getattr(tr, "fill", None) in ("tonexty", "toself", "tozeroy") or (
+                line is not None and line.width == 0 and tr.showlegend is False):
+            fills.append(tr)
+            continue
+        if tr.type == "scatter" and tr.showlegend is not False and tr.mode and "lines" in tr.mode:
+            if not line.dash or line.dash == "solid":
+                line.dash = DASHES[i % len(DASHES)]
+            tr.mode = "lines+markers"
+            tr.marker.symbol = SYMBOLS[i % len(SYMBOLS)]
+            tr.marker.size = 6
+            i += 1
+        lines.append(tr)
+    fig.data = tuple(fills + lines)
+    return fig
+
+
+def polish(fig: go.Figure, height: int | None = None, title: str | None = None) -> go.Figure:
+    """The dashboard's look: one font, compact margins, a short title that fits (the card's note says
+    the rest), the legend below the plot, colour-blind-safe lines."""
+    accessible(fig)
     fig.update_layout(font={"family": FONT, "size": 12, "color": "#243447"},
                       title={"font": {"size": 15}, "x": 0.01, "xanchor": "left"},
-                      margin={"l": 60, "r": 30, "t": 56, "b": 40}, paper_bgcolor="white")
+                      legend={"orientation": "h", "y": -0.18, "x": 0, "xanchor": "left", "yanchor": "top"},
+                      margin={"l": 60, "r": 30, "t": 48, "b": 40}, paper_bgcolor="white")
+    if title is not None:
+        fig.update_layout(title_text=title)
     if height:
         fig.update_layout(height=height)
     return fig
@@ -97,9 +160,38 @@ class ChartSpec:
     build: Callable[[RunSnapshot], go.Figure]
 
 
+def present(summary: pd.DataFrame, metrics: list[str]) -> list[str]:
+    """The metrics this run has: a category that is zero in every year and seed (no partner-run
+    schools in this scenario, say) is left out rather than drawn as a flat line in the legend."""
+    if summary.empty:
+        return metrics
+    keep = []
+    for m in metrics:
+        rows = summary[summary["metric"] == m]
+        if not rows.empty and float(rows[["p10", "median", "p90"]].abs().to_numpy().max()) > 0:
+            keep.append(m)
+    return keep or metrics[:1]
+
+
+# Chart titles must fit a half-width card (the card's note says the rest).
+SHORT_TITLES = {"schools": "School openings, closures and schools open",
+                "exits": "Students leaving for outside options",
+                "autonomy": "Autonomy granted vs effective",
+                "autonomy_domains": "Autonomy by domain: granted vs effective"}
+DROP_ABSENT = {"enrollment"}            # categories the scenario does not have are left out
+FROM_ZERO = {"enrollment", "schools"}   # counts start at 0: a drop of 6 schools of 60 is not a collapse
+
+
 def _build(c: outputs.Chart) -> Callable[[RunSnapshot], go.Figure]:
     def build(r: RunSnapshot) -> go.Figure:
-        return polish(chart_figure(c, r.summary, r.yearly, r.scenario, start_year=r.start_year))
+        chart = replace(c, metrics=tuple(present(r.summary, list(c.metrics)))) if c.key in DROP_ABSENT else c
+        title = SHORT_TITLES.get(c.key, c.title if len(c.title) <= 48 else None)
+        fig = polish(chart_figure(chart, r.summary, r.yearly, r.scenario, start_year=r.start_year), title=title)
+        if c.key in FROM_ZERO:
+            fig.update_layout(yaxis_rangemode="tozero")
+            if "yaxis2" in fig.layout:
+                fig.layout.yaxis2.rangemode = "tozero"
+        return fig
     return build
 
 
@@ -134,11 +226,34 @@ class KeyMetric:
 
 
 # The key numbers: the metrics the output registry marks `key` (the CLI's summary table shows the same).
+def _unit(m: outputs.Metric) -> str:
+    """The unit a key number needs to be read ('' where the label or the format says it)."""
+    if m.format == "sd":
+        return " (student SD)"
+    if m.unit in ("0-1",):
+        return " (0-1 scale)"
+    return ""
+
+
 KEY_METRICS: tuple[KeyMetric, ...] = tuple(
-    KeyMetric(m.name, m.label + (" (all years)" if m.cumulative else ""), m.format, m.cumulative, m.better)
+    KeyMetric(m.name, m.label + _unit(m) + (" (all years)" if m.cumulative else ""), m.format, m.cumulative,
+              m.better)
     for m in outputs.KEY_METRICS)
 
-fmt_value = outputs.format_value
+
+def fmt_value(value: float | None, kind: str, signed: bool = False) -> str:
+    """`outputs.format_value`, and kind "whole": counts of students or schools as whole numbers (a band
+    of '28.6 to 44.2 schools' reads as nonsense)."""
+    if kind == "whole":
+        return outputs.format_value(None if value is None else float(round(value)), "count", signed)
+    return outputs.format_value(value, kind, signed)
+
+
+def ordinal(value: float) -> str:
+    """53 -> '53rd', 11 -> '11th', 1 -> '1st'."""
+    n = int(round(float(value)))
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def key_numbers(result: RunSnapshot) -> list[dict[str, Any]]:
@@ -161,7 +276,8 @@ def key_numbers(result: RunSnapshot) -> list[dict[str, Any]]:
         s = float(start.median())
         change = q[1] - s
         good = None
-        if km.better and abs(change) > 1e-12:
+        shown = fmt_value(change, km.kind, signed=True).lstrip("+-")
+        if km.better and shown.strip("0.,$ pts") != "":      # a change that shows as 0 is not coloured
             good = (change > 0) == (km.better == "up")
         rows.append({"metric": km.metric, "label": km.label, "kind": km.kind, "start": s, "median": q[1],
                      "p10": q[0], "p90": q[2], "change": change, "good": good, "cumulative": km.cumulative,
@@ -170,30 +286,62 @@ def key_numbers(result: RunSnapshot) -> list[dict[str, Any]]:
     return rows
 
 
-def comparison_table(store: ComparisonStore) -> pd.DataFrame:
-    """Key metrics in the last year (or totals), one column per ready scenario: 'median [p10-p90]', and
-    the paired difference from the reference scenario."""
+def comparison_rows(store: ComparisonStore) -> list[dict[str, Any]]:
+    """Per key metric: each ready scenario's last-year values and, against the reference, the paired
+    difference across seeds (`compare.PairedDifference`: clear of seed noise or not)."""
     ready = store.ready()
     ref = store.reference_entry()
     rows = []
     for km in KEY_METRICS:
-        row: dict[str, str] = {"metric": km.label + (" (total)" if km.cumulative and "all years" not in km.label else "")}
-        ref_vals = final_values(ref.result, km.metric, km.cumulative) if ref else np.array([])
+        ref_vals = final_by_seed(ref.result, km.metric, km.cumulative) if ref else pd.Series(dtype=float)
+        cells = {}
         for e in ready:
-            v = final_values(e.result, km.metric, km.cumulative)
-            if v.size == 0:
-                row[e.label] = "n/a"
+            v = final_by_seed(e.result, km.metric, km.cumulative)
+            diff = (paired_difference(v, ref_vals) if ref is not None and e.key != ref.key and not v.empty
+                    else None)
+            cells[e.label] = (v, diff)
+        rows.append({"metric": km, "cells": cells,
+                     "clear": any(d is not None and d.clear for _, d in cells.values())})
+    return rows
+
+
+def comparison_table(store: ComparisonStore) -> pd.DataFrame:
+    """Key metrics in the last year (or totals), one column per ready scenario: 'median [p10 to p90]',
+    and for each scenario but the reference the median paired difference with its verdict (clear of
+    seed noise: the 95% interval of the per-seed differences excludes 0). Clear differences first."""
+    rows = []
+    for r in sorted(comparison_rows(store), key=lambda r: not r["clear"]):
+        km = r["metric"]
+        row: dict[str, str] = {"metric": km.label + (" (total)" if km.cumulative and "all years" not in km.label else "")}
+        for name, (v, diff) in r["cells"].items():
+            if v.empty:
+                row[name] = "n/a"
                 continue
-            p10, med, p90 = np.quantile(v, [0.1, 0.5, 0.9])
+            p10, med, p90 = np.quantile(v.to_numpy(), [0.1, 0.5, 0.9])
             cell = fmt_value(med, km.kind)
             if v.size > 1:
                 cell += f" [{fmt_value(p10, km.kind)} to {fmt_value(p90, km.kind)}]"
-            if ref is not None and e.key != ref.key and ref_vals.size == v.size:
-                d = np.median(v - ref_vals)
-                cell += f"  (Δ {fmt_value(d, km.kind, signed=True)})"
-            row[e.label] = cell
+            if diff is not None:
+                mark = "✔ " if diff.clear else ""
+                cell += f"  (Δ {fmt_value(diff.median, km.kind, signed=True)}: {mark}{diff.verdict})"
+            row[name] = cell
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def clear_differences(store: ComparisonStore) -> list[str]:
+    """Plain sentences for the differences clear of seed noise, largest first within each scenario."""
+    ref = store.reference_entry()
+    out = []
+    for r in comparison_rows(store):
+        km = r["metric"]
+        for name, (_, diff) in r["cells"].items():
+            if diff is not None and diff.clear:
+                word = "higher" if diff.median > 0 else "lower"
+                out.append(f"{name}: {km.label.lower()} {fmt_value(abs(diff.median), km.kind)} {word} than "
+                           f"{ref.label} (paired over {diff.n} seeds; 95% interval "
+                           f"{fmt_value(diff.low, km.kind, signed=True)} to {fmt_value(diff.high, km.kind, signed=True)})")
+    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -233,9 +381,9 @@ def compare_metric(metric: str) -> CompareMetric:
     return CompareMetric(metric, label(metric), "")
 
 
-def _band_traces(d: pd.DataFrame, start_year: int, name: str, color: str, percent: bool, group: str) -> list[dict]:
-    """A p10-p90 band and the median line, as plain trace dicts."""
-    from portfolio_sim.report import _rgba
+def _band_traces(d: pd.DataFrame, start_year: int, name: str, color: str, percent: bool, group: str,
+                 i: int = 0) -> list[dict]:
+    """A p10-p90 band and the median line (the i-th line's dash and marker), as plain trace dicts."""
     d = d.sort_values("year")
     x = [int(v) + start_year for v in d["year"]]
     yfmt = ".1%" if percent else ".3~r"
@@ -243,9 +391,10 @@ def _band_traces(d: pd.DataFrame, start_year: int, name: str, color: str, percen
         {"type": "scatter", "x": x, "y": d["p90"].to_numpy(), "mode": "lines", "line": {"width": 0},
          "showlegend": False, "legendgroup": group, "hoverinfo": "skip"},
         {"type": "scatter", "x": x, "y": d["p10"].to_numpy(), "mode": "lines", "line": {"width": 0}, "fill": "tonexty",
-         "fillcolor": _rgba(color, 0.16), "showlegend": False, "legendgroup": group, "hoverinfo": "skip"},
+         "fillcolor": _rgba(color, 0.12), "showlegend": False, "legendgroup": group, "hoverinfo": "skip"},
         {"type": "scatter", "x": x, "y": d["median"].to_numpy(), "mode": "lines+markers", "name": name,
-         "legendgroup": group, "line": {"color": color, "width": 2.5}, "marker": {"size": 5},
+         "legendgroup": group, "line": {"color": color, "width": 2.5, "dash": DASHES[i % len(DASHES)]},
+         "marker": {"size": 6, "symbol": SYMBOLS[i % len(SYMBOLS)]},
          "customdata": d[["p10", "p90"]].to_numpy(),
          "hovertemplate": (f"{html.escape(name)}: median %{{y:{yfmt}}} "
                            f"(p10-p90 %{{customdata[0]:{yfmt}}} to %{{customdata[1]:{yfmt}}})<extra></extra>")},
@@ -255,7 +404,7 @@ def _band_traces(d: pd.DataFrame, start_year: int, name: str, color: str, percen
 def _flip(store: ComparisonStore, start_year: int) -> tuple[list[dict], list[dict]]:
     st = store.settings
     if st.override_flip and st.flip_year > 0:
-        shape, note = _vline(start_year + st.flip_year, "#d62728", "dash", 1.5, "board flips ")
+        shape, note = _vline(start_year + st.flip_year, "#b42318", "dash", 1.5, "board flips ")
         return [shape], [note]
     return [], []
 
@@ -270,10 +419,12 @@ def comparison_figure(store: ComparisonStore, metric: str, height: int = 380) ->
     ready = store.ready()
     start = ready[0].result.start_year if ready else 0
     data: list[dict] = []
-    for e in ready:
+    for i, e in enumerate(ready):
         d = summary_for(e.result, metric)
         if not d.empty:
-            data += _band_traces(d, e.result.start_year, e.label, e.color, cm.percent, group=e.label)
+            data += _band_traces(d, e.result.start_year, e.label, e.color, cm.percent, group=e.label, i=i)
+    data = [tr for tr in data if tr.get("fill") or tr["line"].get("width") == 0] + \
+        [tr for tr in data if not (tr.get("fill") or tr["line"].get("width") == 0)]   # bands under lines
     shapes, notes = _flip(store, start)
     return fast_figure(data, {
         "title": cm.title, "xaxis": _years_axis(store),
@@ -289,9 +440,9 @@ def difference_figure(store: ComparisonStore, metric: str, height: int = 380) ->
     start = ref.result.start_year if ref else 0
     colors = {e.label: e.color for e in store.entries}
     data: list[dict] = []
-    for name, d in paired_differences(store, metric).items():
-        data += _band_traces(d, start, f"{name} minus {ref.label}", colors.get(name, PALETTE[0]), cm.percent,
-                             group=name)
+    for i, (name, d) in enumerate(paired_differences(store, metric).items(), 1):
+        data += _band_traces(d, start, f"{name} minus {ref.label}", colors.get(name, OKABE_ITO[0]), cm.percent,
+                             group=name, i=i)
     shapes, notes = _flip(store, start)
     shapes.append({"type": "line", "xref": "paper", "yref": "y", "x0": 0, "x1": 1, "y0": 0, "y1": 0,
                    "line": {"color": "#555", "width": 1}})
@@ -339,7 +490,7 @@ def _neighbourhood_trace(nb: pd.DataFrame) -> dict | None:
 def _school_hover(df: pd.DataFrame, bands: list[str]) -> tuple[np.ndarray, str]:
     band = [bands[int(b)] if 0 <= int(b) < len(bands) else str(b) for b in df["band"]]
     sector = [SECTOR_LABELS.get(s, s) for s in df["sector"]]
-    rating = ["not yet rated" if pd.isna(r) else f"{r:.0f}th percentile" for r in df["rating_percentile"]]
+    rating = ["not yet rated" if pd.isna(r) else f"{ordinal(r)} percentile" for r in df["rating_percentile"]]
     custom = np.column_stack([df["school_id"].to_numpy(), df["name"].to_numpy(), sector, band,
                               df["operator"].replace("", "-").to_numpy(), df["enrollment"].to_numpy(),
                               df["capacity"].to_numpy(), rating, df["autonomy_effective"].round(2).to_numpy(),
@@ -433,9 +584,9 @@ def school_history_figure(result: RunSnapshot, seed: int, school_id: int, height
     x = (h["year"] + result.start_year).tolist()
     data = [
         {"type": "scatter", "x": x, "y": h["rating_percentile"].to_numpy(), "name": "rating percentile",
-         "mode": "lines+markers", "line": {"color": PALETTE[0], "width": 2.5}, "yaxis": "y"},
+         "mode": "lines+markers", "line": {"color": OKABE_ITO[0], "width": 2.5}, "yaxis": "y"},
         {"type": "scatter", "x": x, "y": h["autonomy_effective"].to_numpy(), "name": "effective autonomy",
-         "mode": "lines+markers", "line": {"color": PALETTE[2], "dash": "dot"}, "yaxis": "y2"},
+         "mode": "lines+markers", "line": {"color": OKABE_ITO[2], "dash": "dot"}, "marker": {"symbol": "diamond"}, "yaxis": "y2"},
         {"type": "bar", "x": x, "y": h["enrollment"].to_numpy(), "name": "enrollment", "marker": {"color": "#9ecae1"},
          "yaxis": "y3"},
         {"type": "scatter", "x": x, "y": h["capacity"].to_numpy(), "name": "seats", "mode": "lines",
@@ -477,7 +628,7 @@ def school_facts(result: RunSnapshot, seed: int, school_id: int, year: int | Non
     bands = band_names(result.scenario)
     b = int(row["band"])
     first = h.iloc[0]
-    rating = "not yet rated" if pd.isna(row["rating_percentile"]) else f"{row['rating_percentile']:.0f}th percentile"
+    rating = "not yet rated" if pd.isna(row["rating_percentile"]) else f"{ordinal(row['rating_percentile'])} percentile"
     return [
         ("Year", str(int(row["year"]) + result.start_year)),
         ("Status", ("open" if bool(row["open"]) else "closed this year")),

@@ -74,6 +74,19 @@ def check_limits(scenario: Scenario) -> None:
                               "`portfolio-sim run` for large replicate sets.")
 
 
+# Pace of a run for the "about N s" estimates, before this session has run anything: measured on a loaded
+# 2-core machine (Denver-size: 0.07 s per seed-year for 92,000 students; setting a district up: about
+# 10 s for LA's 600,000 students). Each finished run recalibrates its session's per-year pace.
+ESTIMATE_SECONDS_PER_STUDENT_YEAR = 0.9e-6
+ESTIMATE_SETUP_SECONDS_PER_STUDENT = 1.6e-5
+
+
+def estimate_seconds(scenario: Scenario, per_student_year: float = ESTIMATE_SECONDS_PER_STUDENT_YEAR) -> float:
+    """Seconds a run of `scenario` (every seed to the last year, from scratch) is expected to take."""
+    d, r = scenario.district, scenario.run
+    return d.students * r.seeds * (r.years * per_student_year + ESTIMATE_SETUP_SECONDS_PER_STUDENT)
+
+
 def max_step_seeds(scenario: Scenario) -> int:
     """How many seeds can be stepped together (all in memory) for this district size."""
     return max(1, LIVE_STUDENT_BUDGET // max(scenario.district.students, 1))
@@ -326,6 +339,14 @@ class RunStatus:
     error: str = ""
     started: float = 0.0
     finished: float = 0.0
+    queued: int = 0              # > 0: waiting for a worker, this many runs ahead
+
+    @property
+    def seconds_left(self) -> float | None:
+        """Time left at the pace so far (None until there is a pace to go by)."""
+        if not self.busy or not self.total or self.done <= 0 or self.queued:
+            return None
+        return self.seconds * (self.total - self.done) / self.done
 
     @property
     def busy(self) -> bool:
@@ -369,6 +390,10 @@ class JobHandle:
         self.controller._update(self, done=done, total=total, message=message)
         took = time.perf_counter() - now
         self._next_progress = time.perf_counter() + max(self.progress_interval, 4 * took)
+
+    def queued(self, ahead: int) -> None:
+        """Report the job's place in the worker queue (0: running)."""
+        self.controller._update(self, queued=ahead)
 
     def publish(self, value: Any, force: bool = False, interval: float | None = None) -> bool:
         """Hand results to the page (`value`, or what `value()` returns). The first publish of a job
@@ -488,3 +513,209 @@ class RunController:
             t.join(timeout)
             return not t.is_alive()
         return True
+
+
+# ------------------------------------------------------------------------------------------------
+# Worker processes: runs off the server's process (a bounded pool shared by every session)
+# ------------------------------------------------------------------------------------------------
+
+WORKERS = _env_int("PORTFOLIO_SIM_DASHBOARD_WORKERS", max(1, (os.cpu_count() or 2) - 1))
+# A worker is replaced after this many seeds, so the memory a big district left behind goes back to the OS.
+TASKS_PER_WORKER = _env_int("PORTFOLIO_SIM_DASHBOARD_TASKS_PER_WORKER", 25)
+
+
+_CANCELLED = None     # in a worker: the shared ring of cancelled job tokens (WorkerPool's initializer)
+
+
+def _init_worker(cancelled) -> None:
+    global _CANCELLED
+    _CANCELLED = cancelled
+
+
+def _is_cancelled(token: int) -> bool:
+    return bool(token) and _CANCELLED is not None and token in _CANCELLED[:]
+
+
+def run_seed(scenario_data: dict, seed: int, decisions: dict[int, Decisions], token: int = 0):
+    """One seed to the last year, exactly as :meth:`Simulation.run` does in process (same model, same
+    decisions by year): (yearly, schools, events, neighbourhoods). Runs in a worker process; the
+    scenario comes as its validated data (pydantic's dump), as plain as a pickle can carry."""
+    scenario = Scenario.model_validate(scenario_data)
+    model = PortfolioModel(scenario, seed)
+    nb = pd.DataFrame({"seed": seed, "x": model.nb_xy[:, 0], "y": model.nb_xy[:, 1],
+                       "low_income_share": np.asarray(model.nb_low_income, float)})
+    while model.year < scenario.run.years:
+        if _is_cancelled(token):      # Cancel stops a running seed after the current year, too
+            model.release()
+            return None
+        model.decisions = decisions.get(model.year + 1, RULES)
+        model.step()
+    frames = (model.yearly_frame(), model.schools_frame(), model.events_frame())
+    model.release()
+    return frames, nb
+
+
+class WorkerPool:
+    """A bounded pool of 'spawn' worker processes with a queue the page can see into.
+
+    At most `workers` seeds run at once (one per process); the rest wait here in submission order, so a
+    job's position is known ("2 runs ahead of yours"). Workers are replaced every TASKS_PER_WORKER
+    seeds (memory goes back to the OS) and stop with the server (they are the executor's children)."""
+
+    def __init__(self, workers: int = WORKERS):  # noqa: D107
+        self.workers = max(1, workers)
+        self._executor = None
+        self._lock = threading.Lock()
+        self._waiting: list[tuple[int, Callable, tuple, Any]] = []    # (token, fn, args, future)
+        self._running: dict[Any, int] = {}                            # executor future -> token
+        self._cancelled = None          # shared with the workers: the last 64 cancelled tokens
+        self._next_slot = 0
+
+    def _ensure(self):
+        if self._executor is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+            ctx = multiprocessing.get_context("spawn")
+            self._cancelled = ctx.Array("q", 64, lock=False)
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=ctx, max_tasks_per_child=TASKS_PER_WORKER,
+                                                 initializer=_init_worker, initargs=(self._cancelled,))
+        return self._executor
+
+    def submit(self, token: int, fn: Callable, *args: Any):
+        from concurrent.futures import Future
+        fut: Future = Future()
+        with self._lock:
+            self._waiting.append((token, fn, args, fut))
+        self._dispatch()
+        return fut
+
+    def _dispatch(self) -> None:
+        with self._lock:
+            while self._waiting and len(self._running) < self.workers:
+                token, fn, args, fut = self._waiting.pop(0)
+                if not fut.set_running_or_notify_cancel():
+                    continue
+                inner = self._ensure().submit(fn, *args)
+                self._running[inner] = token
+                inner.add_done_callback(lambda f, outer=fut: self._done(f, outer))
+
+    def _done(self, inner, outer) -> None:
+        with self._lock:
+            self._running.pop(inner, None)
+        try:
+            outer.set_result(inner.result())
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
+            outer.set_exception(exc)
+        self._dispatch()
+
+    def ahead_of(self, token: int) -> int:
+        """How many other jobs are before `token`'s first waiting seed (0: it runs or is next)."""
+        with self._lock:
+            if token in self._running.values():
+                return 0
+            seen: list[int] = []
+            for t, *_ in self._waiting:
+                if t == token:
+                    break
+                if t not in seen:
+                    seen.append(t)
+            running = {t for t in self._running.values() if t != token}
+            return len(set(seen) | running)
+
+    def cancel(self, token: int) -> None:
+        """Drop `token`'s waiting seeds and tell its running ones to stop after their current year."""
+        with self._lock:
+            if self._cancelled is not None and token in self._running.values():
+                self._cancelled[self._next_slot % len(self._cancelled)] = token
+                self._next_slot += 1
+            keep = []
+            for item in self._waiting:
+                if item[0] == token:
+                    item[3].cancel()
+                else:
+                    keep.append(item)
+            self._waiting = keep
+
+    def shutdown(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+
+_POOL: WorkerPool | None = None
+_POOL_LOCK = threading.Lock()
+_tokens = itertools.count(1)
+
+
+def worker_pool() -> WorkerPool | None:
+    """The server's one pool (None with PORTFOLIO_SIM_DASHBOARD_WORKERS=0: runs stay in process)."""
+    global _POOL
+    if WORKERS <= 0:
+        return None
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = WorkerPool(WORKERS)
+        return _POOL
+
+
+def run_in_workers(sim: Simulation, pool: WorkerPool, should_stop: Callable[[], bool] = lambda: False,
+                   on_progress: Callable[[int, int, str], None] | None = None,
+                   on_queue: Callable[[int], None] | None = None,
+                   on_seed_done: Callable[[], None] | None = None) -> bool:
+    """`sim.run()` with the seeds not yet started run in worker processes (seeds a Step left in memory
+    continue here). Same seeds, same code: the results are the in-process run's. False if stopped:
+    waiting seeds are dropped, seeds running in a worker finish there and are kept."""
+    token = next(_tokens)
+    fresh = [r for r in sim.runs if not r.started]
+    futures = {r.seed: pool.submit(token, run_seed, sim.scenario.model_dump(), r.seed, dict(sim.decisions), token) for r in fresh}
+    t0 = time.perf_counter()
+    try:
+        live = [r for r in sim.runs if r.started and r.year < sim.years]
+        if live:
+            ok = Simulation.run(_Only(sim, live), should_stop, on_progress)
+            if not ok:
+                return False
+        pending = dict(futures)
+        last_queue = -1
+        while pending:
+            if should_stop():
+                return False
+            ahead = pool.ahead_of(token)
+            if on_queue and ahead != last_queue:
+                on_queue(ahead)
+                last_queue = ahead
+            for seed, fut in list(pending.items()):
+                if fut.done():
+                    out = fut.result()
+                    if out is None:       # stopped in the worker
+                        return False
+                    (frames, nb) = out
+                    run = next(r for r in sim.runs if r.seed == seed)
+                    run.frames, run.year = frames, sim.years
+                    sim.neighbourhoods[seed] = nb
+                    del pending[seed]
+                    if on_progress:
+                        on_progress(*sim.progress(), f"{len(sim.runs) - len(pending)} of {len(sim.runs)} seeds done")
+                    if on_seed_done:
+                        on_seed_done()
+            if pending:
+                time.sleep(0.05)
+        for r in sim.runs:
+            r.freeze()
+        return True
+    finally:
+        pool.cancel(token)
+        sim.elapsed += time.perf_counter() - t0
+
+
+class _Only:
+    """A view of a Simulation restricted to some of its seeds (for Simulation.run on those)."""
+
+    def __init__(self, sim: Simulation, runs: list[SeedRun]):
+        self._sim, self.runs = sim, runs
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sim, name)
+
+    def progress(self) -> tuple[int, int]:
+        return self._sim.progress()

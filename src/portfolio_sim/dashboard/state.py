@@ -21,8 +21,10 @@ import solara
 from portfolio_sim.dashboard import levers
 from portfolio_sim.dashboard.compare import ComparisonStore
 from portfolio_sim.dashboard.exports import UploadResult, parse_upload
-from portfolio_sim.dashboard.simulation import (MAX_SEEDS, JobHandle, RunController, RunStatus,
-                                                Simulation, SimulationLimit, check_limits)
+from portfolio_sim.dashboard.simulation import (ESTIMATE_SECONDS_PER_STUDENT_YEAR, MAX_SEEDS, JobHandle,
+                                                RunController, RunStatus, Simulation, SimulationLimit,
+                                                check_limits, estimate_seconds, max_step_seeds, run_in_workers,
+                                                worker_pool)
 from portfolio_sim.decisions import RULES
 from portfolio_sim.errors import ScenarioError
 from portfolio_sim.scenario import Scenario, list_presets, load_scenario
@@ -78,6 +80,11 @@ class DashboardState:
                                                 "autonomy_effective", "enrollment_autonomous", "cum_closures"])
         self.diff_metric = solara.reactive("mean_achievement")
         self._sim: Simulation | None = None
+        # Which loaded scenario (preset / upload) the results belong to: results of another scenario are
+        # never shown under this one's name (the page says "not run yet" instead).
+        self._loaded = 0
+        self._result_loaded = 0
+        self.seconds_per_student_year = ESTIMATE_SECONDS_PER_STUDENT_YEAR   # calibrated by every finished run
         self._compare_lock = threading.Lock()
         self.controller = RunController(on_status=self._on_status, on_result=self._on_result)
         if preset:
@@ -104,6 +111,8 @@ class DashboardState:
     def _on_result(self, value: Any) -> None:
         kind = value[0]
         if kind == "main":
+            if len(value) > 2:
+                self._result_loaded = value[2]
             self.result.value = value[1]
         elif kind == "compare":
             _, key, snap = value
@@ -112,6 +121,7 @@ class DashboardState:
 
     # -- scenario --------------------------------------------------------------------------------------
     def _set_scenario(self, scenario: Scenario, source: str, preset: str | None, autorun: bool) -> None:
+        self._loaded += 1
         self.base.value = scenario.model_copy(deep=True)
         self.scenario.value = scenario
         self.source.value = source
@@ -192,6 +202,37 @@ class DashboardState:
             self.scenario.value = s
 
     @property
+    def results_of_other_scenario(self) -> bool:
+        """The results shown come from a scenario loaded before the current one (another preset or upload)."""
+        return self.result.value is not None and self._result_loaded != self._loaded
+
+    def estimate(self, scenario: Scenario | None = None) -> float:
+        """Seconds a run of `scenario` (default: the current levers) takes, from the last run's pace."""
+        s = scenario or self.scenario.value
+        return estimate_seconds(s, self.seconds_per_student_year)
+
+    def quick_look(self) -> tuple[int, int]:
+        """(years, seeds) of a smaller run that shows the shape in a few seconds."""
+        s = self.scenario.value
+        seeds = max(1, min(s.run.seeds, 2, max_step_seeds(s)))
+        return min(s.run.years, 5), seeds
+
+    def run_quick_look(self) -> bool:
+        years, seeds = self.quick_look()
+        self.set_lever("run.years", years)
+        self.set_lever("run.seeds", seeds)
+        return self.run()
+
+    def step_limit(self) -> str:
+        """Why Step cannot run with the current levers ('' if it can)."""
+        s = self.scenario.value
+        if s.run.seeds > max_step_seeds(s):
+            return (f"Step keeps every seed's district in memory: with {s.district.students:,} students it can "
+                    f"hold at most {max_step_seeds(s)} seed(s) (you have {s.run.seeds}). Set Seeds to "
+                    f"{max_step_seeds(s)} to step, or Run to the end.")
+        return ""
+
+    @property
     def results_stale(self) -> bool:
         r = self.result.value
         return r is not None and r.scenario.to_toml() != self.scenario.value.to_toml()
@@ -213,23 +254,39 @@ class DashboardState:
             self._error(str(exc))
             return False
         scenario = self.scenario.value
+        loaded = self._loaded
 
         def job(h: JobHandle) -> str:
             sim = self._simulation_for(scenario)
             if sim.done:
-                h.publish(("main", sim.snapshot()), force=True)
+                h.publish(("main", sim.snapshot(), loaded), force=True)
                 return f"Already complete: {len(sim.seeds)} seed(s) x {sim.years} years."
             # Partial results while it runs (a short run shows its result once, at the end): after a
             # seed, or after a year of a slow seed.
-            finished = sim.run(should_stop=h.stopped, on_progress=h.progress,
-                               on_seed_done=lambda: h.publish(lambda: ("main", sim.snapshot()), interval=1.5),
-                               on_year=lambda: h.publish(lambda: ("main", sim.snapshot()), interval=2.5))
-            h.publish(lambda: ("main", sim.snapshot()), force=True)
+            pool = worker_pool()
+            if pool is not None:      # in worker processes: the server's process stays free for the pages
+                finished = run_in_workers(
+                    sim, pool, should_stop=h.stopped, on_progress=h.progress, on_queue=h.queued,
+                    on_seed_done=lambda: h.publish(lambda: ("main", sim.snapshot(), loaded), interval=1.5))
+            else:
+                finished = sim.run(
+                    should_stop=h.stopped, on_progress=h.progress,
+                    on_seed_done=lambda: h.publish(lambda: ("main", sim.snapshot(), loaded), interval=1.5),
+                    on_year=lambda: h.publish(lambda: ("main", sim.snapshot(), loaded), interval=2.5))
+            h.publish(lambda: ("main", sim.snapshot(), loaded), force=True)
             if not finished:
                 return "Cancelled."
+            self._calibrate(sim)
             return f"Finished {len(sim.seeds)} seed(s) x {sim.years} years in {sim.elapsed:.1f} s of simulation."
 
         return self.controller.start("run", job, message="Starting the run...", replace_running=replace_running)
+
+    def _calibrate(self, sim: Simulation) -> None:
+        from portfolio_sim.dashboard.simulation import ESTIMATE_SETUP_SECONDS_PER_STUDENT
+        students = sim.scenario.district.students * len(sim.seeds)
+        per_year = (sim.elapsed - students * ESTIMATE_SETUP_SECONDS_PER_STUDENT) / (students * sim.years or 1)
+        if sim.elapsed > 0.5 and per_year > 0:
+            self.seconds_per_student_year = per_year
 
     def _simulation_for(self, scenario: Scenario) -> Simulation:
         if self._sim is not None and self._sim.key == scenario.to_toml():
@@ -263,11 +320,12 @@ class DashboardState:
             return False
 
         decided = self.decisions.value
+        loaded = self._loaded
 
         def job(h: JobHandle) -> str:
             s = self._simulation_for(scenario)
             done = s.step_year(should_stop=h.stopped, on_progress=h.progress, decisions=decided)
-            h.publish(("main", s.snapshot()), force=True)
+            h.publish(("main", s.snapshot(), loaded), force=True)
             if not done:
                 return "Cancelled."
             self.decisions.value = RULES      # each year the room decides afresh
@@ -406,7 +464,9 @@ class DashboardState:
                 def progress(done: int, _total: int, msg: str, offset=offset, i=i, label=label) -> None:
                     h.progress(offset + done, total, f"{label} ({i} of {len(jobs)}): {msg}")
 
-                finished = sim.run(should_stop=h.stopped, on_progress=progress)
+                pool = worker_pool()
+                finished = (run_in_workers(sim, pool, should_stop=h.stopped, on_progress=progress, on_queue=h.queued)
+                            if pool is not None else sim.run(should_stop=h.stopped, on_progress=progress))
                 if not finished:
                     sim.discard()
                     return "Cancelled."

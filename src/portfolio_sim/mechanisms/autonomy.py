@@ -91,12 +91,15 @@ def capacity(model: PortfolioModel) -> np.ndarray:
     """0-1 capacity to use autonomy: leader, pipeline training, support office, start-up money, operator."""
     sc, scn = model.schools, model.scenario
     a = scn.assumptions.autonomy
-    op_q = np.where(sc.operator >= 0, model.operators.quality[np.maximum(sc.operator, 0)], 0.0)
+    op_q = np.zeros(len(sc))
+    run = sc.operator >= 0            # schools run by an operator (none when the district has no operators)
+    if run.any():
+        op_q[run] = model.operators.quality[sc.operator[run]]
     c = (a.capacity_base + a.capacity_leader * sc.leader_quality + a.capacity_trained * sc.leader_trained
          + a.capacity_office * model.office_active * scn.central_office.office_strength
          + a.capacity_startup * min(1.0, scn.implementation.startup_funding / a.startup_full_funding)
          * (sc.startup_left > 0)
-         + a.capacity_operator * np.where(sc.operator >= 0, op_q, 0.0)
+         + a.capacity_operator * op_q
          + a.capacity_councils * scn.implementation.governance_councils)
     return np.clip(c, 0.0, 1.0)
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import tomllib
+import os
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +50,9 @@ from portfolio_sim.scenario import (
     format_validation_error,
     load_raw,
     resolve_scenario_path,
+    shown_path,
 )
+from portfolio_sim.inputs import parse_toml, read_text
 
 DESIGN_KINDS = ("grid", "list", "lhs", "sobol", "morris")
 SAMPLED = ("lhs", "sobol", "morris")
@@ -64,6 +66,8 @@ RESERVED = {
 # Scenario fields holding file paths: relative values in a spec are relative to the spec file.
 PATH_FIELDS = ("district.schools_csv", "district.neighbourhoods_csv")
 MAX_SEED = 2**32 - 1
+DEFAULT_MAX_POINTS = 100_000      # design points per spec; each is validated and stored before runs start
+MAX_POINTS_ENV = "PORTFOLIO_SIM_MAX_POINTS"
 
 
 class SpecError(ScenarioError):
@@ -427,23 +431,30 @@ def load_spec(path_or_name: str | Path) -> Experiment:
     """Read, validate and resolve an experiment spec: a path, or a name under `experiments/`."""
     path = resolve_spec_path(path_or_name)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: cannot read the file ({exc})") from None
+        text = read_text(path, "experiment spec")
+    except ScenarioError as exc:
+        raise SpecError(str(exc)) from None
     return loads_spec(text, source=str(path), base_dir=path.parent, path=path)
 
 
 def resolve_spec_path(path_or_name: str | Path) -> Path:
     p = Path(path_or_name)
-    if p.is_file():
+    try:
+        regular, special = p.is_file(), p.exists() and not p.is_dir()
+    except (OSError, ValueError):       # a name too long for the file system, a NUL byte
+        regular = special = False
+    if regular:
         return p
+    if special:
+        raise SpecError(f"{shown_path(p)}: not a regular file (a device, pipe or socket); allowed: an "
+                        "experiment spec (TOML file)")
     name = str(path_or_name)
     stem = name[:-5] if name.endswith(".toml") else name
     for folder in (Path.cwd() / "experiments", Path(__file__).resolve().parents[3] / "experiments"):
         candidate = folder / f"{Path(stem).name}.toml"
         if candidate.is_file() and "/" not in name and "\\" not in name:
             return candidate
-    raise SpecError(f"{name}: no such experiment spec file (give a path to a TOML file, or the name of one "
+    raise SpecError(f"{shown_path(name)}: no such experiment spec file (give a path to a TOML file, or the name of one "
                     f"in experiments/)")
 
 
@@ -452,9 +463,9 @@ def loads_spec(text: str, source: str = "experiment spec", base_dir: Path | None
     """Validate a spec from TOML text. `base_dir` resolves `base` and CSV paths (default: cwd)."""
     base_dir = (base_dir or Path.cwd()).resolve()
     try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"{source}: not valid TOML: {exc}") from None
+        raw = parse_toml(text, source)
+    except ScenarioError as exc:
+        raise SpecError(str(exc)) from None
 
     # TOML dotted keys (`set.district.students = 1`) become nested tables: accept both spellings.
     if isinstance(raw.get("set"), dict):
@@ -511,6 +522,8 @@ def _resolve(spec: SpecFile, text: str, source: str, base_dir: Path, path: Path 
     root = spec.seed if spec.seed is not None else base_scn.run.seed
     kind = spec.design.kind
     _check_design_keys(spec, source)
+
+    check_design_size(spec, source)
 
     # Factors: real fields, valid specification for the design, every value valid on its own.
     def check_value(fpath: str, value: Any, where: str) -> Any:
@@ -601,6 +614,61 @@ def _resolve(spec: SpecFile, text: str, source: str, base_dir: Path, path: Path 
         raise SpecError(f"{source}: {len(bad)} of {len(params_list)} design points are not valid scenarios:\n{shown}")
     exp.points = points
     return exp
+
+
+def max_points() -> int:
+    """The design cap: DEFAULT_MAX_POINTS, or the PORTFOLIO_SIM_MAX_POINTS environment variable."""
+    raw = os.environ.get(MAX_POINTS_ENV, "")
+    if not raw:
+        return DEFAULT_MAX_POINTS
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+        raise SpecError(f"{MAX_POINTS_ENV}={raw[:40]!r}: allowed: a whole number >= 1")
+    return int(raw)
+
+
+def design_size(spec: SpecFile) -> int:
+    """Points the spec's design will have, counted from the spec alone (before anything is built)."""
+    d, kind = spec.design, spec.design.kind
+    if kind == "list":
+        return len(d.points or [])
+    if kind == "grid":
+        total = 1
+        for fs in spec.factors.values():
+            n = len(fs.values) if fs.values is not None else len(fs.levels) if fs.levels is not None else (fs.num or 1)
+            total *= max(n, 1)
+        return total
+    from portfolio_sim.sweep.design import n_points
+    return n_points(kind, len(spec.factors), d.samples or 0, d.second_order)
+
+
+def check_design_size(spec: SpecFile, source: str) -> None:
+    """Refuse a design above the cap before building it (a 10,000^3 grid would fill memory)."""
+    n, cap = design_size(spec), max_points()
+    if n > cap:
+        raise SpecError(f"{source}: the {spec.design.kind} design has {n:,} points; at most {cap:,} "
+                        f"(set {MAX_POINTS_ENV}=N to allow more; docs/SWEEPS.md, Limits)")
+    reps = spec.replicates or 1
+    runs = n * reps
+    if runs > cap * 100:
+        raise SpecError(f"{source}: {n:,} points x {reps:,} replicates = {runs:,} runs; at most "
+                        f"{cap * 100:,} ({MAX_POINTS_ENV} x 100)")
+
+
+def check_point_files(exp: Experiment) -> None:
+    """Read and validate every distinct pair of district CSVs the points use (a SpecError naming a point)."""
+    from portfolio_sim.district_csv import check_district_csv
+
+    seen: set[tuple[Any, ...]] = set()
+    for p in exp.points:
+        d = p.scenario.get("district", {})
+        key = (d.get("schools_csv"), d.get("neighbourhoods_csv"), d.get("band_structure"))
+        if not key[0] or key in seen:
+            continue
+        seen.add(key)
+        try:
+            check_district_csv(Scenario.model_validate(p.scenario).district, exp.years)
+        except ScenarioError as exc:
+            raise SpecError(f"{exp.path or exp.name}: point {p.index}: {exc}") from None
 
 
 def _check_design_keys(spec: SpecFile, source: str) -> None:
