@@ -51,18 +51,24 @@ def run_worlds(args: argparse.Namespace, scenario: Scenario, prepare_out_dir: Ca
     schools = with_ids([(w, r.seed, r.schools) for w, r in results])
     events = with_ids([(w, r.seed, r.events) for w, r in results])
     flat = flat_runs(yearly)
+    from portfolio_sim.outdir import atomic_write
+
+    flat_events = events.drop(columns=["world"]) if "world" in events else events
+
+    def report(p: Path) -> None:
+        write_report(p, flat, summary, flat_events, scenario)
+        add_ensemble_section(p, summary, len(worlds), len(seeds), worlds.shape[1], scenario.run.seed)
+
+    writers = [(name, (lambda f: lambda p: f.to_csv(p, index=False))(frame))
+               for name, frame in (("yearly.csv", yearly), ("summary.csv", summary), ("schools.csv", schools),
+                                   ("events.csv", events), ("worlds.csv", worlds.reset_index()))]
+    writers += [("scenario.toml", lambda p: p.write_text(scenario.to_toml(), encoding="utf-8")),
+                ("report.html", report)]
     target = out
     try:
-        for name, frame in (("yearly.csv", yearly), ("summary.csv", summary), ("schools.csv", schools),
-                            ("events.csv", events), ("worlds.csv", worlds.reset_index())):
+        for name, write in writers:
             target = out / name
-            frame.to_csv(target, index=False)
-        target = out / "scenario.toml"
-        target.write_text(scenario.to_toml(), encoding="utf-8")
-        target = out / "report.html"
-        flat_events = events.drop(columns=["world"]) if "world" in events else events
-        write_report(target, flat, summary, flat_events, scenario)
-        add_ensemble_section(target, summary, len(worlds), len(seeds), worlds.shape[1], scenario.run.seed)
+            atomic_write(target, write)  # temp file + rename, as `run` writes
     except OSError as exc:
         raise CliError(f"cannot write {target}: {exc.strerror or exc}") from None
     if not args.quiet:
@@ -102,9 +108,11 @@ def cmd_robustness(args: argparse.Namespace, prepare_out_dir: Callable[[str | No
     sample_worlds(1, root, vary)  # bad --vary fails before any run
     out = prepare_out_dir(args.out, f"robustness_{design.name}")
     table = robustness(design, alternative, args.worlds, args.seeds, root, design.run.years, vary, args.workers)
+    from portfolio_sim.outdir import atomic_write
+
     target = out / "robustness.csv"
     try:
-        table.to_csv(target, index=False)
+        atomic_write(target, lambda p: table.to_csv(p, index=False))
     except OSError as exc:
         raise CliError(f"cannot write {target}: {exc.strerror or exc}") from None
     print(f"{design.name} against {alternative.name}: {args.worlds} world(s) x {args.seeds} seed(s), "
@@ -146,9 +154,10 @@ def cmd_discover(args: argparse.Namespace, prepare_out_dir: Callable[[str | None
     if args.out:
         out = prepare_out_dir(args.out, "discover")
         try:
-            d.limits.to_csv(out / "boxes.csv", index=False)
-            d.trajectory.to_csv(out / "prim_trajectory.csv", index=False)
-            d.sensitivity.to_csv(out / "sensitivity.csv", index=False)
+            from portfolio_sim.outdir import atomic_write
+            for name, frame in (("boxes.csv", d.limits), ("prim_trajectory.csv", d.trajectory),
+                                ("sensitivity.csv", d.sensitivity)):
+                atomic_write(out / name, (lambda f: lambda p: f.to_csv(p, index=False))(frame))
             paths = write_figures(d, out)
         except OSError as exc:
             raise CliError(f"cannot write to {out}: {exc.strerror or exc}") from None

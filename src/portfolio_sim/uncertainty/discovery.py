@@ -137,7 +137,6 @@ def write_figures(d: Discovery, out: Path) -> list[Path]:
     """Plotly HTML: PRIM's coverage-density trade-off, and the delta sensitivity bars."""
     import plotly.graph_objects as go
 
-    out.mkdir(parents=True, exist_ok=True)
     t = d.trajectory
     f1 = go.Figure(go.Scatter(x=t["coverage"], y=t["density"], mode="markers+lines",
                               marker={"color": t["res_dim"], "colorscale": "Viridis", "showscale": True,
@@ -154,6 +153,7 @@ def write_figures(d: Discovery, out: Path) -> list[Path]:
     f2.update_layout(title=f"Global sensitivity of {d.outcome} (SALib delta)", xaxis_title="delta",
                      yaxis={"autorange": "reversed"}, height=300 + 20 * len(s))
     paths = [out / "prim_tradeoff.html", out / "sensitivity.html"]
+    from portfolio_sim.outdir import atomic_write
     for fig, path in zip((f1, f2), paths):
-        fig.write_html(path, include_plotlyjs=True, full_html=True)
+        atomic_write(path, (lambda g: lambda p: g.write_html(p, include_plotlyjs=True, full_html=True))(fig))
     return paths
