@@ -33,6 +33,9 @@ Figures (see docs/PERFORMANCE.md for what each measures and how):
   export_peak_mb_per_million_rows  peak memory added by `portfolio-sim results DB --table schools --out
                                F.parquet` over a process that only opens the store, per million exported
                                rows, on a store of ~1,000,000 school-panel rows
+  robustness_denver_seconds    wall seconds of `robustness`: denver_innovation (state law) against the
+                               same design on an MOU, 50 plausible worlds x 2 seeds x 10 years (200
+                               Denver-size runs), 2 worker processes (target: a few minutes)
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ TARGETS: dict[str, tuple[float | None, str, str]] = {
     # The whole-table read took ~7-8x the table (2.19 GB for the 20,000-run panel); streamed in chunks of
     # 100,000 rows the peak no longer grows with the table: 1,000,000 rows within 250 MB.
     "export_peak_mb_per_million_rows": (250.0, "<=", "MB"),
+    "robustness_denver_seconds": (300.0, "<=", "s"),
 }
 
 
@@ -454,6 +458,21 @@ def worker_sweep(arg: str) -> dict:
             "efficiency": parallel / (2 * serial), "how": how}
 
 
+def worker_robustness(arg: str) -> dict:
+    """`robustness` of two Denver-size designs over plausible worlds on 2 worker processes."""
+    from portfolio_sim.scenario import load_scenario
+    from portfolio_sim.uncertainty.robustness import robustness
+
+    worlds, seeds, years = (int(v) for v in arg.split(","))
+    design = load_scenario("denver_innovation", overrides=[f"run.years={years}"])
+    alternative = load_scenario("denver_innovation", overrides=[f"run.years={years}", "governance.legal_basis=mou"])
+    t = time.perf_counter()
+    table = robustness(design, alternative, worlds, seeds, root=1, years=years, workers=2)
+    seconds = time.perf_counter() - t
+    return {"seconds": [seconds], "worlds": worlds, "seeds": seeds, "years": years, "runs": 2 * worlds * seeds,
+            "rows": len(table)}
+
+
 def _bench_spec(tmp: Path, replicates: int) -> Path:
     spec = tmp / "bench_write.toml"
     spec.write_text(f"""name = "bench_write"
@@ -607,7 +626,8 @@ def worker_export_mem(arg: str) -> dict:
 
 
 WORKERS = {"model": worker_model, "da_vs_matching": worker_da_vs_matching, "da_1m": worker_da_1m,
-           "dashboard": worker_dashboard, "dashboard_load": worker_dashboard_load, "sweep": worker_sweep,
+           "robustness": worker_robustness, "dashboard": worker_dashboard, "dashboard_load": worker_dashboard_load,
+           "sweep": worker_sweep,
            "sweep_write": worker_sweep_write,
            "export_mem": worker_export_mem}
 
@@ -666,6 +686,12 @@ def run_all(selected: list[str], args: argparse.Namespace) -> dict[str, dict]:
         say("dashboard: stepping denver_innovation ...")
         r = run_worker("dashboard", str(max(args.repeats, 5)))
         out["dashboard_year_seconds_denver"] = {"value": statistics.median(r["seconds"]), "runs": r}
+    if "robustness_denver_seconds" in selected:
+        worlds = 50 if not args.quick else 6
+        say(f"robustness: two Denver-size designs, {worlds} worlds x 2 seeds x 10 years, 2 workers ...")
+        r = run_worker("robustness", f"{worlds},2,10")
+        out["robustness_denver_seconds"] = {"value": r["seconds"][0], "runs": r,
+                                            "note": "" if worlds == 50 else f"--quick: {worlds} worlds, not 50"}
     if {"dashboard_lever_echo_under_load_seconds", "dashboard_rss_growth_mb_after_3_rounds"} & set(selected):
         say("dashboard under load: 8 sessions x denver_innovation 10 x 3, three rounds ...")
         r = run_worker("dashboard_load", "8")

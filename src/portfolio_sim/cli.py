@@ -1,4 +1,5 @@
-"""Command line: `portfolio-sim run | validate | scenarios | schema | assumptions | sweep | results`.
+"""Command line: `portfolio-sim run | validate | scenarios | schema | assumptions | robustness | discover |
+sweep | results`.
 
 Exit codes: 0 success; 2 bad input (scenario errors, bad arguments, an unusable --out directory), with
 the message on stderr after `error: ` and no traceback; 1 an unexpected failure (set
@@ -74,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true",
                      help="write into a non-empty --out folder that is not an earlier run, and run even when "
                           "the estimated memory or time is above the limits (docs/PERFORMANCE.md, Limits)")
+    add_world_args(run)
 
     val = sub.add_parser("validate", help="check a scenario file without running it")
     val.add_argument("scenario", metavar="SCENARIO", help="a scenario file path or a preset name")
@@ -89,9 +91,48 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--json", action="store_true", help="a JSON list of objects (name is the --set path)")
     fmt.add_argument("--markdown", action="store_true", help="Markdown (docs/ASSUMPTIONS.md)")
 
+    rob = sub.add_parser("robustness", help="a design against an alternative across plausible worlds",
+                         description="Run SCENARIO and --against OTHER on the same plausible worlds and seeds "
+                                     "(common random numbers) and write robustness.csv (docs/UNCERTAINTY.md).")
+    rob.add_argument("scenario", metavar="SCENARIO", help="the design: a scenario file path or a preset name")
+    rob.add_argument("--against", required=True, metavar="OTHER", help="the alternative design")
+    rob.add_argument("--years", type=int, metavar="Y", help="simulated years (default: SCENARIO's run.years)")
+    rob.add_argument("--seeds", type=int, default=2, metavar="K", help="seeds per world (default 2)")
+    rob.add_argument("--seed", type=int, metavar="S", help="root seed (default: SCENARIO's run.seed)")
+    add_set(rob)
+    rob.add_argument("--out", metavar="DIR", help="output directory (default: runs/robustness_<SCENARIO>)")
+    add_world_args(rob)
+    rob.set_defaults(worlds=None)
+
+    disc = sub.add_parser("discover", help="scenario discovery on a sweep: PRIM boxes and SALib sensitivity",
+                          description="Where does an outcome fail? PRIM (EMA workbench) boxes over the sweep's "
+                                      "assumptions and levers, and SALib delta sensitivity (docs/UNCERTAINTY.md).")
+    disc.add_argument("db", metavar="DB", help="the sweep's results store (SQLite file or database URL)")
+    disc.add_argument("--outcome", required=True, metavar="METRIC", help="a yearly metric, e.g. autonomy_effective")
+    side = disc.add_mutually_exclusive_group(required=True)
+    side.add_argument("--below", type=float, metavar="VALUE", help="a run fails when METRIC < VALUE")
+    side.add_argument("--above", type=float, metavar="VALUE", help="a run fails when METRIC > VALUE")
+    disc.add_argument("--year", type=int, metavar="Y", help="simulated year (default: the last)")
+    disc.add_argument("--experiment", metavar="NAME", help="experiment in DB (default: the only one)")
+    disc.add_argument("--min-coverage", type=float, default=0.5, metavar="C",
+                      help="report the densest PRIM box covering at least this share of failures (default 0.5)")
+    disc.add_argument("--out", metavar="DIR", help="write boxes.csv, sensitivity.csv and plotly HTML figures here")
+
     from portfolio_sim.sweep.commands import add_parsers as add_sweep_parsers  # sweep, results
     add_sweep_parsers(sub)
     return parser
+
+
+def add_world_args(p: argparse.ArgumentParser) -> None:
+    """--worlds/--vary/--workers: plausible worlds (docs/UNCERTAINTY.md)."""
+    p.add_argument("--worlds", type=int, metavar="N",
+                   help="N plausible worlds: Latin-hypercube draws of the declared assumptions, each run on "
+                        "every seed (yearly.csv gains a world column; worlds.csv lists the draws)")
+    p.add_argument("--vary", metavar="LIST",
+                   help="with --worlds: comma-separated assumption groups or paths to vary "
+                        "(default: every assumption with low < high)")
+    p.add_argument("--workers", type=int, default=1, metavar="W",
+                   help="with --worlds: worker processes (default 1; results are identical for any W)")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -185,6 +226,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not scenario.district.schools_csv:       # with CSVs the size is known only once they are read
         from portfolio_sim.budget import check_budget
         check_budget(scenario, args.force)
+    if args.worlds is not None or args.vary is not None:
+        if args.decisions:
+            raise CliError("--worlds with --decisions: not supported; allowed: one or the other")
+        from portfolio_sim.uncertainty.commands import run_worlds
+        return run_worlds(args, scenario, lambda out, name: prepare_out_dir(out, name, args.force))
     out = prepare_out_dir(args.out, scenario.name, args.force)
 
     seeds = derive_seeds(scenario.run.seed, scenario.run.seeds)
@@ -325,7 +371,17 @@ def cmd_results(args: argparse.Namespace) -> int:
     return results_command(args)
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "scenarios": cmd_scenarios, "schema": cmd_schema,
+def cmd_robustness(args: argparse.Namespace) -> int:
+    from portfolio_sim.uncertainty.commands import cmd_robustness as robustness_command
+    return robustness_command(args, prepare_out_dir)
+
+
+def cmd_discover(args: argparse.Namespace) -> int:
+    from portfolio_sim.uncertainty.commands import cmd_discover as discover_command
+    return discover_command(args, prepare_out_dir)
+
+
+COMMANDS = {"discover": cmd_discover, "robustness": cmd_robustness, "run": cmd_run, "validate": cmd_validate, "scenarios": cmd_scenarios, "schema": cmd_schema,
             "assumptions": cmd_assumptions, "sweep": cmd_sweep, "results": cmd_results}
 
 

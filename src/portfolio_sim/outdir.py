@@ -22,7 +22,10 @@ from portfolio_sim.errors import ScenarioError
 
 # Files `portfolio-sim run` writes (a folder holding only these is an earlier run).
 RUN_FILES = ("yearly.csv", "summary.csv", "schools.csv", "events.csv", "scenario.toml", "report.html",
-             "decisions.toml")
+             "decisions.toml",
+             # run --worlds, robustness and discover (docs/UNCERTAINTY.md)
+             "worlds.csv", "robustness.csv", "boxes.csv", "prim_trajectory.csv", "sensitivity.csv",
+             "prim_tradeoff.html", "sensitivity.html")
 SYSTEM_DIRS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/sbin", "/sys",
                "/usr")                                   # never written into
 TOP_ONLY = ("/var", "/opt", "/srv", "/run", "/home", "/tmp", "/mnt", "/media")   # the folder itself only
