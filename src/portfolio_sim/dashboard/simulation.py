@@ -527,7 +527,9 @@ TASKS_PER_WORKER = _env_int("PORTFOLIO_SIM_DASHBOARD_TASKS_PER_WORKER", 25)
 _CANCELLED = None     # in a worker: the shared ring of cancelled job tokens (WorkerPool's initializer)
 
 
-def _init_worker(cancelled) -> None:
+def _init_worker(cancelled, server: int) -> None:
+    from portfolio_sim.sweep.executors import _exit_with_parent
+    _exit_with_parent(server, deathsig=False)   # never outlive the server, even one killed with kill -9
     global _CANCELLED
     _CANCELLED = cancelled
 
@@ -560,7 +562,8 @@ class WorkerPool:
 
     At most `workers` seeds run at once (one per process); the rest wait here in submission order, so a
     job's position is known ("2 runs ahead of yours"). Workers are replaced every TASKS_PER_WORKER
-    seeds (memory goes back to the OS) and stop with the server (they are the executor's children)."""
+    seeds (memory goes back to the OS) and stop with the server, even one killed with kill -9
+    (a watchdog thread polls the parent, as in sweep pool workers)."""
 
     def __init__(self, workers: int = WORKERS):  # noqa: D107
         self.workers = max(1, workers)
@@ -578,7 +581,7 @@ class WorkerPool:
             ctx = multiprocessing.get_context("spawn")
             self._cancelled = ctx.Array("q", 64, lock=False)
             self._executor = ProcessPoolExecutor(self.workers, mp_context=ctx, max_tasks_per_child=TASKS_PER_WORKER,
-                                                 initializer=_init_worker, initargs=(self._cancelled,))
+                                                 initializer=_init_worker, initargs=(self._cancelled, os.getpid()))
         return self._executor
 
     def submit(self, token: int, fn: Callable, *args: Any):

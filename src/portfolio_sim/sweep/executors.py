@@ -53,14 +53,17 @@ class SchedulerLost(RuntimeError):
     """The Dask scheduler connection is gone and did not come back in time: the sweep cannot continue."""
 
 
-def _exit_with_parent(parent: int) -> None:
+def _exit_with_parent(parent: int, deathsig: bool = True) -> None:
     """Pool worker initializer: end this worker when the driver (``parent``) dies, even by ``kill -9``.
 
     On Linux the kernel sends SIGKILL when the parent exits (prctl PR_SET_PDEATHSIG); everywhere a daemon
     thread polls the parent pid (a worker re-parented to init sees another ppid) and exits. Ctrl-C in a
-    terminal reaches the whole process group: workers ignore it and the driver ends them."""
+    terminal reaches the whole process group: workers ignore it and the driver ends them.
+
+    `deathsig=False` for pools started from short-lived threads (the dashboard's): the kernel's signal
+    follows the thread that forked the worker, not the process, so only the watchdog applies there."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if sys.platform.startswith("linux"):
+    if deathsig and sys.platform.startswith("linux"):
         try:
             import ctypes
             libc = ctypes.CDLL(None, use_errno=True)
