@@ -32,6 +32,10 @@ if not Path(CHROMIUM).exists():
 
 pytest.importorskip("playwright", reason="playwright is not installed (pip install -e '.[test]')")
 
+# Solara's front end occasionally reports "widget model not found" or misses a render under load
+# (seen in full runs of this file; each passes when rerun): a failing browser test gets two more tries.
+pytestmark = pytest.mark.flaky(reruns=2, reruns_delay=2)
+
 
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args):
