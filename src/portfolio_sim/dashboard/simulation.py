@@ -543,18 +543,16 @@ def run_seed(scenario_data: dict, seed: int, decisions: dict[int, Decisions], to
     decisions by year): (yearly, schools, events, neighbourhoods). Runs in a worker process; the
     scenario comes as its validated data (pydantic's dump), as plain as a pickle can carry."""
     scenario = Scenario.model_validate(scenario_data)
-    model = PortfolioModel(scenario, seed)
-    nb = pd.DataFrame({"seed": seed, "x": model.nb_xy[:, 0], "y": model.nb_xy[:, 1],
-                       "low_income_share": np.asarray(model.nb_low_income, float)})
-    while model.year < scenario.run.years:
-        if _is_cancelled(token):      # Cancel stops a running seed after the current year, too
-            model.release()
-            return None
-        model.decisions = decisions.get(model.year + 1, RULES)
-        model.step()
-    frames = (model.yearly_frame(), model.schools_frame(), model.events_frame())
-    model.release()
-    return frames, nb
+    with Run(scenario, seed) as run:
+        model = run.model
+        nb = pd.DataFrame({"seed": seed, "x": model.nb_xy[:, 0], "y": model.nb_xy[:, 1],
+                           "low_income_share": np.asarray(model.nb_low_income, float)})
+        while run.year < scenario.run.years:
+            if _is_cancelled(token):      # Cancel stops a running seed after the current year, too
+                return None
+            run.advance(decisions.get(run.year + 1, RULES))
+        result = run.result()
+    return (result.yearly, result.schools, result.events), nb
 
 
 class WorkerPool:
