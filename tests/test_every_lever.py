@@ -108,6 +108,7 @@ CHANGES: dict[str, tuple] = {
     "implementation.governance_councils": (True, {}),
     "politics.initial_support": (0.3, {}),
     "politics.election_cycle": (1, {}),
+    "politics.board_seats": (5, {}),
     "politics.results_sensitivity": (5.0, {}),
     "politics.closure_backlash": (5.0, {"accountability": {"intervention": "close", "closure_percentile": 25}}),
     "politics.enrollment_loss_sensitivity": (5.0, {"district": {"cohort_change": -0.05}}),

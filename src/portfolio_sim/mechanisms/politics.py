@@ -61,10 +61,13 @@ TARGETS: dict[str, tuple[str, ...]] = {
     _SUPPORT: ("staffing", "academic", "budget", "operations"),
 }
 ROLLED_BACK = 0.5      # a domain whose rollback passes this counts as taken (the next reversal moves on)
+OWED = 0.02            # rollback left below this is negligible: nothing to restore
+LOGIT_GUARD = 1e-4     # keeps log-odds finite
+SHARE_TO_LOGIT = 4.0   # slope of the log-odds at 0.5: a noise SD given as a share of opinion, in log-odds
 
 
 def _logit(p: float) -> float:
-    p = min(max(p, 1e-4), 1.0 - 1e-4)
+    p = min(max(p, LOGIT_GUARD), 1.0 - LOGIT_GUARD)
     return float(np.log(p / (1.0 - p)))
 
 
@@ -131,7 +134,7 @@ def update_support(model: PortfolioModel, shock: bool) -> None:
     home = _logit(p.initial_support)
     board.climate += a.climate_pull * (home - board.climate) + a.climate_drift * rng.standard_normal()
     x = _logit(board.support)
-    x += a.opinion_pull * (board.climate - x) + events + 4.0 * p.volatility * rng.standard_normal()
+    x += a.opinion_pull * (board.climate - x) + events + SHARE_TO_LOGIT * p.volatility * rng.standard_normal()
     board.support = _expit(x)
 
 
@@ -236,8 +239,10 @@ def reverse(model: PortfolioModel, cause: str, why: str) -> None:
     loss[:, domains] = strength * (1.0 - protection(model))[:, None]
     loss[~hit] = 0.0
     sc.rollback = np.clip(sc.rollback + loss * (1.0 - sc.rollback), 0.0, 1.0)
-    model.log("reversal", None, f"{why}: {' and '.join(DOMAINS[d] for d in domains)} autonomy rolled back "
-              f"({100 * float(loss[hit][:, domains].mean()) if hit.any() else 0:.0f}% on average)")
+    what = f"{' and '.join(DOMAINS[d] for d in domains)} autonomy rolled back " \
+        f"({100 * float(loss[hit][:, domains].mean()) if hit.any() else 0:.0f}% on average)"
+    # (a workshop decision's cause stays the decision itself; the schools' rollback events say what)
+    model.log("reversal", None, why if why == WORKSHOP else f"{why}: {what}")
     for s in np.flatnonzero(hit & (loss.max(1) > 0.2)):
         model.log("autonomy_rollback", int(s), f"{100 * loss[s].max():.0f}% of {DOMAINS[domains[0]]} autonomy "
                   f"taken back ({why})")
@@ -249,7 +254,7 @@ def reverse(model: PortfolioModel, cause: str, why: str) -> None:
 def restore(model: PortfolioModel) -> None:
     """A protective majority gives back a share of rolled-back autonomy (and the autonomy office)."""
     sc, board, a = model.schools, model.board, model.scenario.assumptions.politics
-    owed = sc.is_open & sc.autonomous & (sc.rollback.max(1) > 0.02)
+    owed = sc.is_open & sc.autonomous & (sc.rollback.max(1) > OWED)
     acts = model.streams["politics"].random() < a.restore_chance     # drawn every pro year: aligned stream
     if owed.any() and acts:
         before = float(sc.rollback[owed].mean())
