@@ -24,7 +24,7 @@ Rates: docs/EVIDENCE.md E-POL-1..11. Every coefficient: `scenario.assumptions.po
   election every `election_cycle` years. Incumbents run again with `incumbent_runs`; a seat goes to a
   pro-autonomy candidate when the log-odds of support plus a district-wide swing, the seat's own noise,
   the incumbent's edge and union-backed candidates' edge is positive. `scheduled_flip_year` installs a
-  hostile majority (to compare designs through one flip).
+  hostile board in every seat (to compare designs through one flip).
 * **The majority decides.** A hostile majority rolls back autonomy once per term when it has a reason
   (budget pressure, union mobilisation, or support below `reversal_threshold`), domain by domain
   (budget pressure: staffing and budget; unions: staffing and academics; low support: the next two
@@ -144,10 +144,8 @@ def elect(model: PortfolioModel, forced: bool) -> None:
     a = model.scenario.assumptions.politics
     n = len(board.seats)
     if forced:
-        # A hostile majority takes office: the fewest seats needed change hands.
-        need = n // 2 + 1 - int((~board.seats).sum())
-        for s in np.flatnonzero(board.seats)[:max(need, 0)]:
-            board.seats[s] = False
+        # A hostile board takes office (every seat: the same flip for every design compared through it).
+        board.seats[:] = False
         board.elect(model.year)
         model.log("election", None, f"scheduled board flip: {board.pro_seats} of {n} seats pro-autonomy; "
                   f"support {board.support:.2f}")
