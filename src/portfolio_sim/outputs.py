@@ -192,9 +192,11 @@ CHARTS: tuple[Chart, ...] = (
     Chart("autonomy_domains", "Autonomy", "Autonomy by domain",
           "Granted (dashed) vs effective (solid) in staffing, academics, budget and operations.",
           tuple(f"{k}_{d}" for d in DOMAINS for k in ("granted", "effective")), kind="autonomy_domains"),
-    Chart("politics", "Politics", "Political support, elections and reversals",
-          "Board support for autonomy; dotted lines are elections, red crosses reversals (sized by the "
-          "share of seeds).", ("political_support", "election", "reversals"), kind="politics"),
+    Chart("politics", "Politics", "Political support, board seats, elections and reversals",
+          "Public support for autonomy (band) and the board's pro-autonomy share of seats (black step; a "
+          "majority above 0.5); dotted lines are elections, red crosses reversals, green circles restorations "
+          "(sized by the share of seeds).",
+          ("political_support", "board_pro", "board_seats", "election", "reversals", "restorations"), kind="politics"),
     Chart("choice", "Choice", "School choice outcomes",
           "Share of choosers offered their first choice, and applicants left unassigned.",
           ("first_choice_rate", "unassigned"), options={"percent": True, "yaxis_title": "share"}),

@@ -289,7 +289,8 @@ class Politics(_Group):
     rollback_intensity: float = lever(0.6, "How much unprotected autonomy a reversal takes back (0-1).",
                                       0.0, 1.0)
     scheduled_flip_year: int = lever(
-        0, "Force a skeptical board in this year, e.g. to compare designs through one flip (0 = none).",
+        0, "Force an election giving every seat to a hostile member in this year, e.g. to compare designs "
+        "through one flip (0 = none).",
         0, 50, "year")
     volatility: float = lever(0.02, "Year-to-year noise in support (SD, as a share of opinion near 0.5).",
                               0.0, 0.5)
