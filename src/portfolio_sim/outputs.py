@@ -192,7 +192,7 @@ CHARTS: tuple[Chart, ...] = (
     Chart("autonomy_domains", "Autonomy", "Autonomy by domain",
           "Granted (dashed) vs effective (solid) in staffing, academics, budget and operations.",
           tuple(f"{k}_{d}" for d in DOMAINS for k in ("granted", "effective")), kind="autonomy_domains"),
-    Chart("politics", "Politics", "Political support, board seats, elections and reversals",
+    Chart("politics", "Politics", "Support, board seats, elections, reversals",
           "Public support for autonomy (band) and the board's pro-autonomy share of seats (black step; a "
           "majority above 0.5); dotted lines are elections, red crosses reversals, green circles restorations "
           "(sized by the share of seeds).",

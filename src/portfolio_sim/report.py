@@ -113,7 +113,7 @@ def event_years(yearly: pd.DataFrame, column: str, min_share: float = 0.0) -> di
 
 
 def political_figure(summary: pd.DataFrame, yearly: pd.DataFrame, scenario: Scenario | None = None,
-                     title: str = "Political support, board seats, elections and reversals") -> go.Figure:
+                     title: str = "Support, board seats, elections, reversals") -> go.Figure:
     """Political support (median, p10-p90), the board's pro-autonomy seats (share, median over seeds; a
     majority above 0.5), election years (dotted lines, with the share of seeds holding an election),
     reversal years (red crosses) and restoration years (green circles), sized by the share of seeds."""
