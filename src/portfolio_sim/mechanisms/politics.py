@@ -189,8 +189,9 @@ def step(model: PortfolioModel) -> None:
     if board.stance == "skeptical" and autonomous.any():
         cause = _BUDGET if shock else (_UNION if mobilised else
                                        (_SUPPORT if board.support < p.reversal_threshold or forced else None))
-        if cause is not None and decided == "protect":
-            model.log("reversal_averted", None, f"the board protects autonomy ({WORKSHOP})")
+        if decided == "protect":        # the players keep the hostile majority from acting at all this year
+            if cause is not None:
+                model.log("reversal_averted", None, f"the board protects autonomy ({WORKSHOP})")
             return
         decline_renewals(model, cause)
         if cause is not None and not board.reversed_this_term and breakable(model):
