@@ -158,3 +158,22 @@ def test_a_hostile_board_cannot_break_a_contract_mid_term(basis):
             assert p.loc[(s_id, year - 1), "contract_years"] >= term - 1, "a term ended before it was due"
         hostile_years += int((r.yearly["board_pro"] < 4).sum())
     assert hostile_years > 0, "the test needs hostile majorities to mean anything"
+
+
+# -- visible ------------------------------------------------------------------------------------------
+
+def test_the_politics_chart_shows_seats_elections_reversals_and_restorations():
+    import pandas as pd
+
+    from portfolio_sim.kernel import summarize
+    from portfolio_sim.report import political_figure
+    runs = design("strong_union")
+    yearly = pd.concat([r.yearly.assign(seed=i) for i, r in enumerate(runs)], ignore_index=True)
+    fig = political_figure(summarize(yearly), yearly, scenario(BED, DESIGNS["strong_union"]))
+    names = {t.name for t in fig.data}
+    assert {"pro-autonomy seats (of 7)", "election", "reversal (rollback of autonomy)",
+            "restoration of rolled-back autonomy"} <= names
+    seats = next(t for t in fig.data if t.name == "pro-autonomy seats (of 7)")
+    assert 0.0 <= min(seats.y) < max(seats.y) <= 1.0
+    kinds = set(pd.concat([r.events for r in runs])["event"])
+    assert {"election", "reversal", "restoration"} <= kinds
