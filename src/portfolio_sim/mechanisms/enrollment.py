@@ -380,7 +380,10 @@ def ranked_lists(model: PortfolioModel, rows: np.ndarray, kinds: np.ndarray, act
         # alike, so participation changes where families go, not how many leave. (Switchers compare
         # their current school and alternatives with it above.)
         if len(chooser) + len(passive):
-            leave = (kind != SWITCHER) & (_utility_of(u, cand, zone) < u_out)
+            # (the zone school's column in each cell's consideration set: a small per-cell table)
+            zone_col = np.argmax(geo.considered[b] == geo.zone[b][:, None], axis=1)
+            u_zone_all = u[np.arange(len(sel)), zone_col[cells]]
+            leave = (kind != SWITCHER) & (u_zone_all < u_out)
             out[leave] = -1
         lists[sel] = out
     return lists, zone_of
