@@ -9,7 +9,9 @@ enrollment decline):
   outside the district at an entry grade (they may come back), and a share `choice.switch_rate` of
   dissatisfied students in other years.
 * What they rank: a family values a school by perceived quality (last year's published rating seen
-  through noise set by `choice.information_quality`; new schools have no track record), distance,
+  through noise set by `choice.information_quality`; low-income families weigh it less, the less so
+  the better the information, EVIDENCE.md E-CHO-1b; a school with no track record shows
+  `choice.unrated_school_z` or its operator's record), distance,
   a taste for autonomous schools, and an idiosyncratic taste. It considers the
   `choice.consideration_set` nearest schools of the band. A share `choice.participation` of families
   rank actively; the rest take the nearest school. Schools worth less than the outside option
@@ -21,8 +23,10 @@ enrollment decline):
 * Assignment: student-proposing deferred acceptance (`portfolio_sim.matching`) with priorities
   continuing student > displaced student (only with `choice.displaced_priority`) > sibling > zone, and
   one lottery number per student breaking ties. Students the lottery leaves unassigned are placed
-  administratively at the nearest district school with room. Capacity is never exceeded; if no seat
-  exists at all, the student leaves the district. Without a priority of their own, students displaced
+  administratively at the nearest district school with room; if the band has no seat left anywhere,
+  the nearest district school they consider adds seats. Capacity is never exceeded, and nobody leaves
+  the district for want of a seat. Any family choosing a school, active or passive, leaves when the
+  outside option beats its zone school. Without a priority of their own, students displaced
   by a closure compete with every entering student for seats in better schools, which is why most land
   in similar or weaker ones (de la Torre & Gwynne 2009; DOMAIN.md patterns).
 
@@ -507,7 +511,10 @@ def assign(model: PortfolioModel, rows: np.ndarray, kinds: np.ndarray) -> None:
 def place_administratively(model: PortfolioModel, rows: np.ndarray, lottery: np.ndarray, free: np.ndarray
                            ) -> np.ndarray:
     """Unassigned students go to the nearest district school of their band with room (by lottery order);
-    if the consideration set is full, to any district school of the band with room; else nowhere."""
+    if the consideration set is full, to any district school of the band with room; if every district
+    school of the band is full, to the nearest district school they consider, which adds the seats
+    (portable classrooms, a welcoming school taking in a closed school's students): a district places
+    every resident who wants a public school, it does not send them away."""
     st, sc, geo = model.students, model.schools, model.geo
     out = np.full(len(rows), -1, dtype=np.int32)
     band = model.band_of_grade[st.grade[rows]]
@@ -534,6 +541,14 @@ def place_administratively(model: PortfolioModel, rows: np.ndarray, lottery: np.
             take = rest[np.argsort(lottery[rest], kind="stable")][: len(seats)]
             out[take] = seats[: len(take)]
             free -= np.bincount(seats[: len(take)], minlength=len(free))
+            still = rest[out[rest] < 0]
+            if len(still):   # no seat anywhere in the band: the nearest considered school adds seats
+                nearest = near[np.searchsorted(sel, still), 0]
+                ok = nearest >= 0
+                out[still[ok]] = nearest[ok]
+                added = np.bincount(nearest[ok], minlength=len(free))
+                sc.capacity += added.astype(sc.capacity.dtype)
+                model.year_stats["seats_added"] += int(added.sum())
     return out
 
 
@@ -566,6 +581,7 @@ MECHANISM = Mechanism(
            "schools.is_open", "schools.sector", "schools.capacity", "schools.band", "schools.x", "schools.y",
            "schools.rating_pct", "schools.autonomous", "students.low_income"),
     writes=("students.grade", "students.school", "students.displaced", "model.entrants", "model.last_choice", "model.year_stats", "model.geo",
+            "schools.capacity",
             "model.geo_dirty", "schools.enrollment"),
     calls=("achievement.new_students",), assumptions="enrollment",
     state=(Column("closure_movers", "int[]", np.zeros(0, dtype=np.int64), "students a closure moved this year "
