@@ -242,3 +242,25 @@ def test_lottery_estimate_falls_as_participation_rises(lottery_by_participation)
     low, high = lottery_by_participation[0.2], lottery_by_participation[1.0]
     assert all(h < lo for (h, _), (lo, _) in zip(high, low))
     assert np.mean([e for e, _ in high]) < 0.95 * np.mean([e for e, _ in low])
+
+
+def test_a_student_with_no_seat_is_placed_not_sent_away():
+    """Real unified systems place every resident who applies. With tight buildings and many closures
+    the band can run out of seats; the nearest school a student considers then adds seats (main: the
+    student left the district)."""
+    layers = {"accountability": {"intervention": "close", "closure_percentile": 20, "consecutive_years": 1},
+              "district": {"capacity_slack": 0.02}, "choice": {"policy": "unified"}, "run": {"years": 6}}
+    m = PortfolioModel(small(layers), seed=SEEDS[0])
+    try:
+        added = 0
+        for _ in range(6):
+            m.step()
+            c = m.last_choice
+            assert (c["school"][c["first"] >= 0] >= 0).all()      # everyone with a list has a seat
+            counts = np.bincount(m.students.school[(m.students.grade >= 0) & (m.students.school >= 0)],
+                                 minlength=len(m.schools))
+            assert (counts <= m.schools.capacity).all()
+            added += m.year_stats["seats_added"]
+        assert added > 0                                           # the no-seat path was exercised
+    finally:
+        m.release()
