@@ -173,8 +173,8 @@ class PortfolioModel(mesa.Model):
         self._apply_known_ratings(data)
 
         everyone = np.flatnonzero(self.students.grade >= 0)
-        self._settle_buildings(data, everyone)
         enrollment.assign(self, everyone, np.zeros(len(everyone), dtype=np.int8))
+        self._settle_buildings()
         achievement.warm_start(self, rng)
         self.update_school_counts()
         if acc.framework == "status":
@@ -189,28 +189,21 @@ class PortfolioModel(mesa.Model):
         self.reference_resources = float(np.median(sc.resources[district])) if district.any() else 1.0
         self.year_stats["exits_outside"] = 0   # the starting allocation is not an exit
 
-    def _settle_buildings(self, data, everyone: np.ndarray) -> None:
+    def _settle_buildings(self) -> None:
         """Under open or unified choice, start with buildings the regime has had time to shape: the
-        generator sizes them for attendance zones, so first allocate students once under the regime
-        (the same draws the real year-0 allocation then uses: a copy of the enrollment stream), then
-        shrink each under-used district school `setup.building_adjustment` of the way to its enrollment
-        plus `district.capacity_slack` (at least one seat): the district has
-        consolidated space nobody chose. Popular buildings do not grow. Loaded (CSV) districts keep
-        their real buildings; zones keep the generator's."""
-        scn, sc, st = self.scenario, self.schools, self.students
+        generator sizes them for attendance zones, so after the year-0 allocation each under-used district
+        school is consolidated `setup.building_adjustment` of the way to its enrollment plus
+        `district.capacity_slack` (at least one seat): the district has given up space nobody chose.
+        Popular buildings do not grow, and no student loses a seat (capacity stays >= enrollment).
+        Loaded (CSV) districts keep their real buildings; zones keep the generator's."""
+        scn, sc = self.scenario, self.schools
         share = scn.assumptions.setup.building_adjustment
         if scn.choice.policy == "zones" or share == 0.0 or scn.district.schools_csv:
             return
+        self.update_school_counts(enrollment_only=True)
         zoned = sc.capacity.copy()
-        stream = self.streams["enrollment"]
-        self.streams["enrollment"] = copy.deepcopy(stream)
-        enrollment.assign(self, everyone, np.zeros(len(everyone), dtype=np.int8))
-        demand = np.bincount(st.school[st.school >= 0], minlength=len(sc))
-        self.streams["enrollment"] = stream
-        st.school[:] = OUTSIDE
-        self.year_stats = new_year_stats()
-        wanted = np.minimum(zoned, np.maximum(np.ceil(demand * (1.0 + scn.district.capacity_slack)), 1))
-        settled = np.rint((1.0 - share) * zoned + share * wanted).astype(np.int32)
+        wanted = np.minimum(zoned, np.maximum(np.ceil(sc.enrollment * (1.0 + scn.district.capacity_slack)), 1))
+        settled = np.ceil((1.0 - share) * zoned + share * wanted).astype(np.int32)
         sc.capacity = np.where(sc.sector != CHARTER, settled, zoned).astype(np.int32)
 
     def _apply_known_ratings(self, data) -> None:
