@@ -71,7 +71,7 @@ def _autonomy_unified() -> Scenario:
         "governance": {"category": "partner_run", "legal_basis": "contract", "operator_employs_staff": True},
         "autonomy": {"staffing": 1.0, "academic": 1.0, "budget": 1.0, "operations": 1.0},
         "accountability": {"closure_percentile": 20, "consecutive_years": 2, "intervention": "close",
-                           "applies_to": "all", "contract_term": 2, "renewal_percentile": 45,
+                           "applies_to": "all", "contract_term": 2, "renewal_percentile": 55,
                            "min_years_rated": 1},
         "central_office": {"autonomy_office": True, "services": "a_la_carte"},
         "talent": {"incubator": True, "leader_pipeline": 0.8},

@@ -232,13 +232,21 @@ DECLARED: tuple[Assumption, ...] = (
        "How much a mid-band move must beat the current school by."),
     _a("enrollment", "info_noise_at_zero", 1.5, 0.5, 3.0, "SD (rating z)",
        "Noise in families' perception of quality when choice.information_quality = 0."),
-    _a("enrollment", "outside_base", -2.2, -4.0, -1.0, "utility",
+    _a("enrollment", "outside_base", -3.1, -4.5, -1.5, "utility",
        "Utility of leaving the district at outside_option_appeal 0 (about 10% prefer it to a nearby school)."),
     _a("enrollment", "switch_steepness", 1.5, 0.0, 4.0, "per rating z",
        "How much faster families of weaker-looking schools re-enter choice."),
     _a("enrollment", "better_school_margin", 20.0, 5.0, 40.0, "percentile points",
        "A displaced student lands in a better school if it is rated this far above the closed one "
        "(a metric definition).", "de la Torre & Gwynne 2009 (Chicago school closings)"),
+    _a("enrollment", "low_income_quality_weight", 0.5, 0.33, 1.0, "share of others' weight",
+       "Low-income families' weight on a school's published quality, relative to other families', at "
+       "choice.information_quality = 0 (less information, other priorities).",
+       "EVIDENCE.md E-CHO-1b (about half [one third, equal]); E-CHO-2, E-CHO-3"),
+    _a("enrollment", "information_weight_gain", 2.0, 1.0, 3.0, "multiplier",
+       "How much full information (choice.information_quality = 1) multiplies low-income families' weight "
+       "on quality (capped at other families' weight); linear in information_quality.",
+       "EVIDENCE.md E-CHO-1b (simplified information doubled the implicit preference for academics [x1.5, x3])"),
     # -- autonomy ---------------------------------------------------------------------------------
     _a("autonomy", "need_to_request", 0.2, 0.05, 0.5, "share of plan",
        "A la carte: a school requests a domain its plan leans on at least this much.",
@@ -332,6 +340,10 @@ DECLARED: tuple[Assumption, ...] = (
        "the model's 0.25 is above that, kept until recalibration"),
     _a("achievement", "resource_effect", 0.04, 0.0, 0.15, "SD/yr",
        "Value-added of 100% more per-pupil resources than the starting level."),
+    _a("achievement", "displacement_cost", -0.05, -0.10, 0.0, "SD",
+       "One-year achievement cost for a student displaced by a closure, in their first year at the new school "
+       "(after that they grow with the new school's value-added).",
+       "EVIDENCE.md E-CLO-2 (-0.05 SD [-0.10, -0.02]), E-CLO-4; 0 = phase-out without disruption (E-CLO-7)"),
     _a("achievement", "enterprise_service_gain", 0.01, 0.0, 0.05, "SD/yr",
        "Value-added from services run as competing public enterprises.",
        f"seed 000, lesson 4; value {MC}"),
@@ -363,6 +375,11 @@ DECLARED: tuple[Assumption, ...] = (
        "Least spread of a restarted school's fresh draw."),
     _a("setup", "new_school_capacity", 0.8, 0.4, 1.2, "share",
        "A new school's seats as a share of the median school of its band."),
+    _a("setup", "building_adjustment", 1.0, 0.0, 1.0, "share 0-1",
+       "Under open or unified choice, how far under-used starting buildings have been consolidated to the "
+       "regime's demand (1: seats = enrollment at set-up plus district.capacity_slack, never more than the "
+       "zone-sized building; 0: sized for attendance zones as under zones).",
+       f"{MC} (EVIDENCE.md E-ENR-5: districts that have run choice for years resize and consolidate buildings)"),
     _a("setup", "new_school_min_seats", 60, 20, 200, "seats", "Fewest seats of a new school.", integer=True),
     _a("setup", "new_school_default_seats", 300, 100, 1000, "seats",
        "Seats of a new school's reference when no open school serves its band.", integer=True),

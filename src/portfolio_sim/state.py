@@ -137,7 +137,8 @@ SCHOOL_COLUMNS: tuple[Column, ...] = (
     Column("x", "float64", 0.0, "location (unit square)", "lifecycle"),
     Column("y", "float64", 0.0, "location (unit square)", "lifecycle"),
     Column("band", "int8", 0, "grade band", "lifecycle"),
-    Column("capacity", "int32", 0, "seats", "lifecycle"),
+    Column("capacity", "int32", 0, "seats; enrollment adds seats where a student has no seat anywhere in the "
+           "band (`place_administratively`)", "lifecycle", also=("enrollment",)),
     Column("sector", "int8", TRADITIONAL, "one of the sector codes above", "lifecycle"),
     Column("is_open", "bool", False, "open this year", "lifecycle"),
     Column("opened_year", "int32", 0, "year the school opened (0 = existed at start)", "lifecycle"),

@@ -75,6 +75,8 @@ def step(model: PortfolioModel) -> None:
     # Value-added of each student's school; 0 outside the district (private/other, ~average) and for
     # inactive slots: a lookup in value_added with a 0 appended for them.
     v = np.append(sc.value_added, 0.0)[np.where(on & (st.school >= 0), st.school, len(sc))]
+    if a.displacement_cost != 0.0 and len(model.closure_movers):   # a closure's one-year disruption (E-CLO-2)
+        v[model.closure_movers] += a.displacement_cost
     persist, level = a.rho * st.achievement, (1.0 - a.rho) * st.baseline
     new = persist + level + v + noise
     model.last_growth = np.where(on, new - persist - level, 0.0)
@@ -91,7 +93,7 @@ MECHANISM = Mechanism(
     reads=("scenario.central_office", "schools.base_quality", "schools.leader_quality", "schools.sector",
            "schools.resources", "schools.opted_out", "schools.need", "schools.effective", "schools.alignment",
            "schools.capacity_score", "schools.autonomy_year", "model.teacher_exposure", "students.grade",
-           "students.school", "students.baseline", "students.low_income"),
+           "students.school", "students.baseline", "students.low_income", "model.closure_movers"),
     # (update_school_counts also recounts schools.enrollment, to the same numbers: no student moves
     # between enrollment and here)
     writes=("schools.value_added", "students.achievement", "model.last_growth",
