@@ -81,7 +81,8 @@ def test_new_autonomous_schools_dip_then_mature():
     g = gains_since_autonomy(r).groupby("years_autonomous").gain.median()
     assert g[0] < 0                      # first year: the implementation dip
     assert g[3] > g[0] + 0.015            # three or more years on: larger gains (seed 003, note 2)
-    assert g[4] > 0
+    # (No `g[4] > 0`: district-run conversions average about zero once mature, EVIDENCE.md E-AUT-1/7;
+    # tests/test_effects.py holds the magnitudes.)
 
 
 def test_planning_time_softens_the_dip():
@@ -226,12 +227,17 @@ def test_public_enterprise_services_leave_more_resources_than_mandatory():
     assert final(ent, "per_pupil_resources") > final(mand, "per_pupil_resources")
 
 
+# Closures are rare events: 8 seeds, so the pooled share is not at the mercy of which schools close in a few
+# runs (with 4, the margin below was within seed noise once principals' effect rose to E-TAL-2's 0.05).
+DISPLACEMENT_SEEDS = derive_seeds(2026, 8)
+
+
 def share_displaced_to_better(choice: dict, slack: float) -> float:
     """Pooled share of students displaced by closures who land in a clearly better school."""
     r = runs({"district": {"capacity_slack": slack, "quality_income_correlation": -0.6,
                            "income_segregation": 0.8},
               "accountability": {"intervention": "close", "closure_percentile": 10, "consecutive_years": 2},
-              "choice": choice, "run": {"years": 8}})
+              "choice": choice, "run": {"years": 8}}, seeds=DISPLACEMENT_SEEDS)
     displaced = sum(x.yearly.displaced.sum() for x in r)
     better = sum((x.yearly.displaced * x.yearly.displaced_to_better.fillna(0)).sum() for x in r)
     assert displaced > 200
