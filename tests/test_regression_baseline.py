@@ -106,7 +106,8 @@ def _denver_preset() -> Scenario:
 
 
 CASES = {
-    "baseline_5k": (_baseline, 11),
+    # (seed 13, was 11: with issue 11's school effects seed 11's six years have no restart to exercise)
+    "baseline_5k": (_baseline, 13),
     "autonomy_unified": (_autonomy_unified, 7),
     "zone_plus_open_status": (_zone_plus_open_status, 3),
     "denver_innovation_5k": (_denver_preset, 5),
