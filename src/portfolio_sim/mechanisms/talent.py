@@ -29,6 +29,7 @@ import numpy as np
 from portfolio_sim.state import CHARTER, STAFFING
 
 from portfolio_sim.mechanisms import Action, Mechanism
+from portfolio_sim.mechanisms.autonomy import plan_relevance
 
 if TYPE_CHECKING:
     from portfolio_sim.model import PortfolioModel
@@ -78,7 +79,6 @@ def allocate_teachers(model: PortfolioModel) -> None:
     district = sc.is_open & (sc.sector != CHARTER)
     if not district.any():
         return
-    from portfolio_sim.mechanisms.autonomy import plan_relevance
     teachers = np.where(district, np.maximum(sc.enrollment, 1), 0).astype(float)   # teachers ~ students
     staying = (1.0 - a.teacher_exit) * sc.teacher_share * teachers
     vacancies = a.teacher_exit * teachers
