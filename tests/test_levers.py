@@ -82,7 +82,8 @@ def test_new_autonomous_schools_dip_then_mature():
     g = gains_since_autonomy(r).groupby("years_autonomous").gain.median()
     assert g[0] < 0                      # first year: the implementation dip
     assert g[3] > g[0] + 0.015            # three or more years on: larger gains (seed 003, note 2)
-    assert g[4] > 0
+    # (No `g[4] > 0`: district-run conversions average about zero once mature, EVIDENCE.md E-AUT-1/7;
+    # tests/test_effects.py holds the magnitudes.)
 
 
 def test_planning_time_softens_the_dip():

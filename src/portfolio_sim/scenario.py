@@ -103,16 +103,19 @@ class Autonomy(_Group):
         "a_la_carte", "A la carte: each school picks the waivers that fit its goals (Denver, Fulton); "
         "prescribed: one set for all (LA Pilot).")
     max_effect: float = lever(
-        0.15, "Yearly value-added gain of a school using full, aligned autonomy at full capacity, before "
-        "the budget multiplier.",
+        0.10, "Yearly value-added gain of a school using full, aligned autonomy at full capacity, before "
+        "the budget multiplier (below the capacity break-even the same autonomy loses value-added; sized so "
+        "that conversions land in EVIDENCE.md E-AUT-1/5/2's ranges).",
         0.0, 0.5, "SD/yr")
     budget_multiplier: float = lever(
         0.5, "How much budget autonomy multiplies the value of the other domains (reallocated savings).",
         0.0, 2.0)
     dip_depth: float = lever(
-        0.06, "First-year implementation dip with no planning and little capacity.", 0.0, 0.5, "SD/yr")
-    maturation_years: float = lever(2.5, "Years for autonomy's benefit to mature (time constant).",
-                                    0.5, 10.0, "years")
+        0.08, "First-year implementation dip with no planning, no start-up money and little capacity "
+        "(EVIDENCE.md E-TIME-2: about -0.03 SD in a typical first year).", 0.0, 0.5, "SD/yr")
+    maturation_years: float = lever(
+        3.0, "Years for autonomy's benefit to reach its steady state (a linear ramp from the launch year; "
+        "EVIDENCE.md E-TIME-1: about 3).", 0.5, 10.0, "years")
 
 
 class Governance(_Group):
