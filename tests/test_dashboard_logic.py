@@ -577,6 +577,31 @@ def test_runs_in_worker_processes_give_the_in_process_results_and_queue_position
         pool.shutdown()
 
 
+def test_steps_in_worker_processes_give_the_in_process_steps():
+    """Step in the worker pool (the server's way): each year's snapshot and the decisions taken with a
+    step are the in-process stepping's, the server holds no model, and Run continues from the steps."""
+    from conftest import result_digest
+    from portfolio_sim.decisions import Decisions
+    from portfolio_sim.dashboard.simulation import WorkerPool, run_in_workers, step_in_workers
+    s = tiny(**AUTONOMY_POLICY)
+    s.politics.initial_support, s.run.years, s.run.seeds = 0.9, 4, 2
+    reverse = Decisions(board="reverse")
+    local, remote = Simulation(s), Simulation(s)
+    pool = WorkerPool(1)
+    try:
+        for year, decided in ((1, Decisions()), (2, reverse)):
+            assert local.step_year(decisions=decided)
+            assert step_in_workers(remote, pool, decisions=decided)
+            assert remote.year == year and all(r.model is None for r in remote.runs)
+            assert result_digest(local.snapshot()) == result_digest(remote.snapshot())
+        assert dict(remote.decisions) == {2: reverse}
+        assert local.run() and run_in_workers(remote, pool)
+        assert result_digest(local.snapshot()) == result_digest(remote.snapshot())
+        assert remote.done and remote.snapshot().year == 4
+    finally:
+        pool.shutdown()
+
+
 def test_load_several_sessions_echo_and_memory_release():
     """A bounded load test: 4 sessions run at once through the worker pool while a 5th moves a lever;
     the lever change is processed while the runs go on (UI thread free), and after three rounds of

@@ -24,7 +24,7 @@ from portfolio_sim.dashboard.exports import UploadResult, parse_upload
 from portfolio_sim.dashboard.simulation import (ESTIMATE_SECONDS_PER_STUDENT_YEAR, MAX_SEEDS, JobHandle,
                                                 RunController, RunStatus, Simulation, SimulationLimit,
                                                 check_limits, estimate_seconds, max_step_seeds, run_in_workers,
-                                                worker_pool)
+                                                step_in_workers, worker_pool)
 from portfolio_sim.decisions import RULES
 from portfolio_sim.errors import ScenarioError
 from portfolio_sim.scenario import Scenario, list_presets, load_scenario
@@ -324,7 +324,10 @@ class DashboardState:
 
         def job(h: JobHandle) -> str:
             s = self._simulation_for(scenario)
-            done = s.step_year(should_stop=h.stopped, on_progress=h.progress, decisions=decided)
+            pool = worker_pool()
+            done = (step_in_workers(s, pool, should_stop=h.stopped, on_progress=h.progress, on_queue=h.queued,
+                                    decisions=decided) if pool is not None else
+                    s.step_year(should_stop=h.stopped, on_progress=h.progress, decisions=decided))
             h.publish(("main", s.snapshot(), loaded), force=True)
             if not done:
                 return "Cancelled."
