@@ -495,15 +495,34 @@ def test_charts_are_colour_blind_safe_with_dash_and_marker_cues(snapshot):
     assert [list(s) for s in scale] == figures.CIVIDIS
 
 
-def test_charts_leave_out_categories_the_scenario_does_not_have(snapshot):
-    fig = figures.build_chart("enrollment", snapshot)
-    names = {t.name for t in fig.data if t.showlegend is not False}
-    y = snapshot.yearly
-    for m, name in (("enrollment_partner_run", "Partner-run"), ("enrollment_charter", "Charter")):
-        if (y[m] == 0).all():
-            assert name not in names
+def test_absent_categories_keep_their_legend_entry_greyed_and_their_style(snapshot):
+    """Item 5: a category the run does not have (no partner-run schools, no restarts) draws no flat
+    line but keeps its legend entry, greyed ("none in this run"), with the same colour, dash and marker
+    as in a run that has it: legends read the same across scenarios."""
+    plain = Simulation(tiny())                    # no autonomy policy: no autonomous enrollment, conversions
+    plain.run()
+    bare = plain.snapshot()
+
+    def legend(fig):
+        return {t.legendgroup: (t.name, t.visible, t.line.color, t.line.dash, t.marker.symbol)
+                for t in fig.data if t.showlegend is not False}
+
+    for key in ("enrollment", "schools"):
+        full, empty = legend(figures.build_chart(key, snapshot)), legend(figures.build_chart(key, bare))
+        assert full.keys() == empty.keys(), key                          # the same entries
+        for group, (name, visible, *style) in empty.items():
+            assert tuple(style) == full[group][2:], (key, group)         # the same look
+            zero = (bare.yearly[group] == 0).all() and group != "schools_open"
+            assert (visible == "legendonly") == zero, (key, group, visible)
+            assert name.endswith(figures.NONE_IN_RUN) == zero
+        assert "conversions" in {g for g, v in empty.items() if v[1] == "legendonly"} or key != "schools"
+        bands = [t for t in figures.build_chart(key, bare).data if t.showlegend is False
+                 and t.legendgroup in {g for g, v in empty.items() if v[1] == "legendonly"}]
+        assert bands and all(t.visible is False for t in bands)      # no band of an absent category
+    assert "Conversions" in " ".join(figures.absent_labels("schools", bare))
     sch = figures.build_chart("schools", snapshot)
     assert sch.layout.yaxis2.rangemode == "tozero" and sch.layout.yaxis.rangemode == "tozero"
+
 
 # ------------------------------------------------------------------------------------------------
 # Assumptions: controls from the declarations, editable like levers, through export and upload

@@ -714,6 +714,10 @@ def Charts(state: DashboardState, result: RunSnapshot):
                 if c.section == "Autonomy" and not result.scenario.has_autonomy_policy:
                     note = ("No school can become autonomous in this scenario (Eligibility: none, or no "
                             "conversions or new schools), so these lines stay at 0. ") + note
+                gone = figures.absent_labels(c.key, result)
+                if gone:
+                    note = (f"None in this run: {', '.join(gone)} (greyed in the legend; click one to draw it). "
+                            + note)
                 ChartCard(figs[c.key], c.title, note)
     return main
 

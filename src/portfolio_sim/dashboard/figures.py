@@ -160,17 +160,22 @@ class ChartSpec:
     build: Callable[[RunSnapshot], go.Figure]
 
 
-def present(summary: pd.DataFrame, metrics: list[str]) -> list[str]:
-    """The metrics this run has: a category that is zero in every year and seed (no partner-run
-    schools in this scenario, say) is left out rather than drawn as a flat line in the legend."""
+def absent(summary: pd.DataFrame, metrics: list[str]) -> list[str]:
+    """The metrics that are zero in every year and seed of this run (no partner-run schools, no restarts)."""
     if summary.empty:
-        return metrics
-    keep = []
+        return []
+    out = []
     for m in metrics:
         rows = summary[summary["metric"] == m]
-        if not rows.empty and float(rows[["p10", "median", "p90"]].abs().to_numpy().max()) > 0:
-            keep.append(m)
-    return keep or metrics[:1]
+        if not rows.empty and float(rows[["p10", "median", "p90"]].abs().to_numpy().max()) == 0:
+            out.append(m)
+    return out
+
+
+def present(summary: pd.DataFrame, metrics: list[str]) -> list[str]:
+    """The metrics this run has (not :func:`absent`); at least the first."""
+    gone = set(absent(summary, metrics))
+    return [m for m in metrics if m not in gone] or metrics[:1]
 
 
 # Chart titles must fit a half-width card (the card's note says the rest).
@@ -178,15 +183,40 @@ SHORT_TITLES = {"schools": "School openings, closures and schools open",
                 "exits": "Students leaving for outside options",
                 "autonomy": "Autonomy granted vs effective",
                 "autonomy_domains": "Autonomy by domain: granted vs effective"}
-DROP_ABSENT = {"enrollment"}            # categories the scenario does not have are left out
+# Charts of categories: one that is absent from the run keeps its legend entry (same colour, dash and
+# place in every scenario, greyed: "none in this run", a click draws it) but draws no flat line.
+CATEGORIES = {"enrollment": (), "schools": ("schools_open",), "autonomy_domains": ()}   # (never greyed)
 FROM_ZERO = {"enrollment", "schools"}   # counts start at 0: a drop of 6 schools of 60 is not a collapse
+NONE_IN_RUN = " (none in this run)"
+
+
+def grey_absent(fig: go.Figure, gone: list[str]) -> go.Figure:
+    """Traces of the `gone` metrics (by legendgroup): the line legend-only, renamed, its band hidden."""
+    for tr in fig.data:
+        if getattr(tr, "legendgroup", None) in gone:
+            if tr.showlegend is False:
+                tr.visible = False
+            else:
+                tr.visible = "legendonly"
+                if tr.name and not tr.name.endswith(NONE_IN_RUN):
+                    tr.name = tr.name + NONE_IN_RUN
+    return fig
+
+
+def absent_labels(key: str, r: RunSnapshot) -> list[str]:
+    """The categories of chart `key` this run does not have, as the legend names them."""
+    if key not in CATEGORIES:
+        return []
+    c = next(c for c in outputs.CHARTS if c.key == key)
+    return [label(m) for m in absent(r.summary, [m for m in c.metrics if m not in CATEGORIES[key]])]
 
 
 def _build(c: outputs.Chart) -> Callable[[RunSnapshot], go.Figure]:
     def build(r: RunSnapshot) -> go.Figure:
-        chart = replace(c, metrics=tuple(present(r.summary, list(c.metrics)))) if c.key in DROP_ABSENT else c
         title = SHORT_TITLES.get(c.key, c.title if len(c.title) <= 48 else None)
-        fig = polish(chart_figure(chart, r.summary, r.yearly, r.scenario, start_year=r.start_year), title=title)
+        fig = polish(chart_figure(c, r.summary, r.yearly, r.scenario, start_year=r.start_year), title=title)
+        if c.key in CATEGORIES:
+            grey_absent(fig, absent(r.summary, [m for m in c.metrics if m not in CATEGORIES[c.key]]))
         if c.key in FROM_ZERO:
             fig.update_layout(yaxis_rangemode="tozero")
             if "yaxis2" in fig.layout:
