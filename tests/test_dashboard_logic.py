@@ -675,3 +675,56 @@ def test_cancel_stops_a_seed_running_in_a_worker():
         assert run_in_workers(Simulation(quick), pool)
     finally:
         pool.shutdown()
+
+
+# ------------------------------------------------------------------------------------------------
+# Plain-language summary (item 7) and exports that say what they are of (item 8)
+# ------------------------------------------------------------------------------------------------
+
+def test_plain_summary_against_the_levers_as_loaded():
+    base_s = tiny(**AUTONOMY_POLICY)
+    base_s.run.years, base_s.run.seeds = 5, 4
+    changed_s = base_s.model_copy(deep=True)
+    changed_s.politics.initial_support = 0.2          # a board far less supportive: support drops clearly
+    runs = {}
+    for key, s in (("base", base_s), ("changed", changed_s)):
+        sim = Simulation(s)
+        sim.run()
+        runs[key] = sim.snapshot()
+    text = figures.plain_summary(runs["changed"], runs["base"], ["Initial political support"], "preset baseline")
+    assert text.startswith("Against preset baseline, on the same 4 seed(s) and years")
+    assert "(Initial political support)" in text
+    assert "Political support" in text and "lower (worse)" in text, text     # measured, clear of noise
+    from portfolio_sim.dashboard.compare import final_by_seed, paired_difference
+    d = paired_difference(final_by_seed(runs["changed"], "political_support"),
+                          final_by_seed(runs["base"], "political_support"))
+    assert d.clear and d.median < 0
+    # without a comparable baseline (other seeds): what happened over the run, and how to compare
+    other = figures.plain_summary(runs["changed"], None, ["Initial political support"], "preset baseline")
+    assert other.startswith("From ") and "went from" in other and "Compare scenarios" in other
+    same = figures.plain_summary(runs["base"], runs["base"], [], "preset baseline")
+    assert "These are the levers of preset baseline" in same
+
+
+def test_exports_carry_scenario_seeds_years_version_and_date(snapshot):
+    import json as _json
+
+    from portfolio_sim.dashboard import exports
+    info = _json.loads(exports.run_info_json(snapshot))
+    assert info["scenario"] == snapshot.scenario.name and info["seeds"] == list(snapshot.seeds)
+    assert info["years"] == snapshot.years and info["model_version"] == exports.model_version()
+    assert "UTC" in info["exported"]
+    z = zipfile.ZipFile(io.BytesIO(results_zip(snapshot)))
+    assert _json.loads(z.read("run_info.json"))["seeds"] == list(snapshot.seeds)
+    assert not z.read("yearly.csv").startswith(b"#")                  # the zip's CSVs: the CLI's
+    headed = exports.yearly_csv(snapshot, headed=True)
+    assert headed.startswith("# yearly metrics") and f"# scenario: {snapshot.scenario.name}" in headed
+    assert f"# seeds: {' '.join(map(str, snapshot.seeds))}" in headed and "model version" in headed
+    pd.testing.assert_frame_equal(pd.read_csv(io.StringIO(headed), comment="#"),
+                                  pd.read_csv(io.StringIO(exports.yearly_csv(snapshot))))
+    report = exports.report_html(snapshot)
+    assert "Exported from the portfolio_sim dashboard: model version" in report
+    cap = exports.caption(snapshot)
+    assert snapshot.scenario.name in cap and f"{len(snapshot.seeds)} seed(s)" in cap
+    html_chart = exports.figure_html(figures.build_chart("achievement", snapshot), "Achievement", cap)
+    assert cap.split(" · ")[0] in html_chart and "exported 20" in html_chart

@@ -104,6 +104,7 @@ class PlotlyView(v.VuetifyTemplate):
     config = traitlets.Dict({}).tag(sync=True)
     height = traitlets.Int(400).tag(sync=True)
     filename = traitlets.Unicode("chart").tag(sync=True)
+    caption = traitlets.Unicode("").tag(sync=True)     # under the title of a downloaded PNG (with the date)
     src = traitlets.Unicode(PLOTLY_SRC).tag(sync=True)
 
     def __init__(self, **kwargs: Any) -> None:
@@ -121,13 +122,13 @@ class PlotlyView(v.VuetifyTemplate):
 
 @solara.component
 def PlotlyChart(figure: FigureRef, on_click: Callable[[dict], None] | None = None, filename: str = "chart",
-                png_request: int = 0):
+                png_request: int = 0, caption: str = ""):
     """A plotly figure that fills its container's width at the figure's height. `on_click(point)` gets
     {curve, index, customdata} of a clicked point; raising `png_request` downloads a PNG."""
     payload = solara.use_memo(lambda: pio.to_json(figure.fig, validate=False), [figure])
     height = int(figure.fig.layout.height or 420)
     config = {**PLOTLY_CONFIG, "toImageButtonOptions": {**PLOTLY_CONFIG["toImageButtonOptions"], "filename": filename}}
-    element = PlotlyView.element(figure=payload, config=config, height=height, filename=filename)
+    element = PlotlyView.element(figure=payload, config=config, height=height, filename=filename, caption=caption)
 
     def attach() -> None:
         widget = cast(PlotlyView, solara.get_widget(element))
@@ -627,20 +628,29 @@ def SchoolDecisions(state: DashboardState, by_school: dict[str, pd.DataFrame]):
 # ------------------------------------------------------------------------------------------------
 
 @solara.component
-def ChartCard(figure: FigureRef, title: str, note: str = "", on_click=None):
+def ChartCard(figure: FigureRef, title: str, note: str = "", on_click=None, caption: str = ""):
+    """A chart with its note and HTML / PNG downloads; `caption` (scenario, seeds, years, version) goes
+    under the title of both downloads, with the date."""
     png_request, set_png_request = solara.use_state(0)
     name = exports.safe_name(title)
     with solara.Column(classes=["pz-card", "pz-chart"], gap="4px") as main:
-        PlotlyChart(figure, on_click=on_click, filename=name, png_request=png_request)
+        PlotlyChart(figure, on_click=on_click, filename=name, png_request=png_request, caption=caption)
         with solara.Row(style={"align-items": "center", "justify-content": "space-between"}, gap="8px"):
             solara.Text(note, classes=["pz-help"], style={"flex": "1 1 auto"})
             with solara.Row(gap="4px", style={"align-items": "center", "flex": "0 0 auto"}):
-                with solara.FileDownload(lambda: exports.figure_html(figure.fig, title), filename=f"{name}.html",
+                with solara.FileDownload(lambda: exports.figure_html(figure.fig, title, caption), filename=f"{name}.html",
                                          mime_type="text/html"):
                     solara.Button("HTML", icon_name="mdi-download", text=True, small=True, classes=["pz-dl"])
                 solara.Button("PNG", icon_name="mdi-image-outline", text=True, small=True, classes=["pz-dl"],
                               on_click=lambda: set_png_request(png_request + 1))
     return main
+
+
+def _compare_caption(store) -> str:
+    st = store.settings
+    names = " vs ".join(e.label for e in store.ready())
+    return (f"Compared: {names} · same {st.seeds} seed(s), root seed {st.seed} · {st.years} years · "
+            f"portfolio_sim {exports.model_version()}")
 
 
 def _kpi_html(rows: list[dict]) -> str:
@@ -673,11 +683,16 @@ def Overview(state: DashboardState, result: RunSnapshot):
             "autonomy" if result.scenario.has_autonomy_policy else "below_bar")
     figs = solara.use_memo(lambda: [ref(figures.build_chart(k, result)) for k in keys], [result.id])
     changed = levers.changed(result.scenario, state.base.value)
+    base = state.base_result(result)
+    summary = solara.use_memo(lambda: figures.plain_summary(result, base, [levers.spec(p).label for p in changed],
+                                                            state.source.value),
+                              [result.id, base.id if base is not None else 0, tuple(changed)])
     with solara.Column(gap="14px") as main:
         with solara.Column(classes=["pz-card"], gap="6px"):
             H2(result.scenario.name)
             if result.scenario.description:
                 solara.Text(result.scenario.description.splitlines()[0], classes=["pz-help"])
+            rv.Html(tag="p", class_="pz-summary", children=[summary], attributes={"data-testid": "plain-summary"})
             solara.Text(key_levers(result.scenario), classes=["pz-levers-line"])
             if changed:
                 chips = "".join(
@@ -694,7 +709,7 @@ def Overview(state: DashboardState, result: RunSnapshot):
         with solara.Div(classes=["pz-grid2"]):
             for key, fig in zip(keys, figs, strict=True):
                 spec = figures.chart(key)
-                ChartCard(fig, spec.title, spec.note)
+                ChartCard(fig, spec.title, spec.note, caption=exports.caption(result))
     return main
 
 
@@ -718,7 +733,7 @@ def Charts(state: DashboardState, result: RunSnapshot):
                 if gone:
                     note = (f"None in this run: {', '.join(gone)} (greyed in the legend; click one to draw it). "
                             + note)
-                ChartCard(figs[c.key], c.title, note)
+                ChartCard(figs[c.key], c.title, note, caption=exports.caption(result))
     return main
 
 
@@ -854,7 +869,8 @@ def EventLog(state: DashboardState, result: RunSnapshot):
             with solara.Row(style={"align-items": "center", "justify-content": "space-between"}):
                 Txt(f"{len(table):,} event(s) shown of {len(result.events):,}", classes=["pz-lever-label"],
                     testid="event-count")
-                solara.FileDownload(lambda: table.to_csv(index=False), filename="events_filtered.csv",
+                solara.FileDownload(lambda: exports.events_csv(result, table, headed=True),
+                                    filename=f"{exports.safe_name(result.scenario.name)}_events_filtered.csv",
                                     label="Download these events (CSV)", mime_type="text/csv")
         with solara.Column(classes=["pz-card"], gap="4px"):
             if table.empty:
@@ -986,7 +1002,7 @@ def CompareView(state: DashboardState):
                          density="compact", variant="outlined", hide_details=True)
             with solara.Div(classes=["pz-grid2"], attributes={"data-testid": "compare-charts"}):
                 for m, f in zip(metrics, figs, strict=False):
-                    ChartCard(f, figures.compare_metric(m).title)
+                    ChartCard(f, figures.compare_metric(m).title, caption=_compare_caption(store))
             if diff_fig is not None:
                 with solara.Column(classes=["pz-card"], gap="4px"):
                     rv.Select(label="Difference chart", items=[{"title": m.title, "value": m.metric}
@@ -1015,14 +1031,16 @@ def ExportView(state: DashboardState, result: RunSnapshot):
         ("All results (zip)", f"{name}_results.zip", lambda: exports.results_zip(result), "application/zip",
          "yearly.csv, summary.csv, schools.csv, events.csv, scenario.toml and report.html: the files "
          "`portfolio-sim run` writes."),
-        ("yearly.csv", f"{name}_yearly.csv", lambda: exports.yearly_csv(result), "text/csv",
+        ("yearly.csv", f"{name}_yearly.csv", lambda: exports.yearly_csv(result, headed=True), "text/csv",
          "One row per seed and year: every metric (docs/METRICS.md)."),
-        ("summary.csv", f"{name}_summary.csv", lambda: exports.summary_csv(result), "text/csv",
+        ("summary.csv", f"{name}_summary.csv", lambda: exports.summary_csv(result, headed=True), "text/csv",
          "Median, 10th and 90th percentile of every metric and year across seeds."),
-        ("schools.csv", f"{name}_schools.csv", lambda: exports.schools_csv(result), "text/csv",
+        ("schools.csv", f"{name}_schools.csv", lambda: exports.schools_csv(result, headed=True), "text/csv",
          "The per-school yearly panel (every seed)."),
-        ("events.csv", f"{name}_events.csv", lambda: exports.events_csv(result), "text/csv",
+        ("events.csv", f"{name}_events.csv", lambda: exports.events_csv(result, headed=True), "text/csv",
          "The event log: year, event, school, operator, cause."),
+        ("run_info.json", f"{name}_run_info.json", lambda: exports.run_info_json(result), "application/json",
+         "What these results are of: scenario, seeds, years, model version, date (also in the zip)."),
         ("report.html", f"{name}_report.html", lambda: exports.report_html(result), "text/html",
          "The CLI's self-contained report: every chart with bands, the levers, the events; opens offline."),
         ("scenario.toml (of these results)", f"{name}.toml", lambda: result.scenario.to_toml(), "application/toml",
@@ -1042,9 +1060,12 @@ def ExportView(state: DashboardState, result: RunSnapshot):
                 with solara.Row(gap="12px", style={"align-items": "center"}, classes=["pz-export-row"]):
                     solara.FileDownload(data, filename=filename, label=title, mime_type=mime)
                     solara.Text(note, classes=["pz-help"])
-            solara.Text("Charts: every chart has an HTML button (a file with plotly.js inside: it opens offline) "
-                        "and a PNG button (the image is drawn by your browser; the chart's toolbar has one too).",
-                        classes=["pz-help"])
+            solara.Text("Each CSV starts with a few lines beginning with # that say what it is of (scenario, "
+                        "seeds, years, model version, date): spreadsheets show them on top; in pandas use "
+                        "read_csv(file, comment='#'). The zip holds the CLI's plain files and run_info.json. "
+                        "Charts: every chart has an HTML button (a file with plotly.js inside: it opens offline) "
+                        "and a PNG button (drawn by your browser, with the legend and the same context under "
+                        "the title).", classes=["pz-help"])
     return main
 
 

@@ -728,3 +728,77 @@ def event_counts(result: RunSnapshot, types: list[str] | None = None) -> pd.Data
                                                               aggfunc="size", fill_value=0)
     t.index = [i.replace("_", " ") for i in t.index]
     return t
+
+
+# ------------------------------------------------------------------------------------------------
+# The run in plain words
+# ------------------------------------------------------------------------------------------------
+
+def _listing(items: list[str], most: int = 3) -> str:
+    if len(items) > most:
+        items = [*items[:most], f"{len(items) - most} more"]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def comparable(result: RunSnapshot, base: RunSnapshot | None) -> bool:
+    """`base` can be paired with `result`: both complete, on the same seeds and years."""
+    return (base is not None and base is not result and result.complete and base.complete
+            and base.seeds == result.seeds and base.years == result.years)
+
+
+def plain_summary(result: RunSnapshot, base: RunSnapshot | None = None, changed: list[str] | None = None,
+                  source: str = "") -> str:
+    """One paragraph a board member can read: against the levers as loaded (`base`, the same seeds and
+    years), which key numbers moved clear of seed noise and which way; without a comparable `base`,
+    what happened over the run."""
+    changed = changed or []
+    rows = key_numbers(result)
+    if not rows:
+        return "No years simulated yet."
+    first, last = rows[0]["first_year"], rows[0]["last_year"]
+    n = len(result.seeds)
+    where = source or "the levers as loaded"
+    if changed and comparable(result, base):
+        assert base is not None
+        clear, noise = [], []
+        for km in KEY_METRICS:
+            d = paired_difference(final_by_seed(result, km.metric, km.cumulative),
+                                  final_by_seed(base, km.metric, km.cumulative))
+            if d is None:
+                continue
+            name = km.label                       # with its unit: "Political support (0-1 scale)"
+            if d.clear:
+                kind = "whole" if km.kind == "count" else km.kind
+                amount = fmt_value(abs(d.median) if d.median else abs(d.mean), kind)
+                way = "higher" if (d.median or d.mean) > 0 else "lower"
+                judge = ("" if not km.better else
+                         " (better)" if (way == "higher") == (km.better == "up") else " (worse)")
+                clear.append(f"{name} {amount} {way}{judge}")
+            else:
+                noise.append(name)
+        text = (f"Against {where}, on the same {n} seed(s) and years {first}-{last}, your change "
+                f"({_listing(changed)}) ")
+        if clear:
+            text += "makes a difference clear of seed noise: " + "; ".join(clear) + "."
+            if noise:
+                text += f" No clear difference in {_listing(noise, 4)}."
+        else:
+            text += ("moves none of the key numbers by more than seed noise: on these numbers the two designs "
+                     "look alike (more seeds could tell them apart).")
+        return text
+    parts = []
+    for r in rows[:5]:
+        name = r["label"]
+        kind = "whole" if r["kind"] == "count" else r["kind"]
+        if r["cumulative"]:
+            parts.append(f"{name}: {fmt_value(r['median'], kind)} in all")
+        else:
+            parts.append(f"{name} went from {fmt_value(r['start'], kind)} to {fmt_value(r['median'], kind)}")
+    spread = f"the middle of {n} possible futures" if n > 1 else "one possible future (one seed)"
+    text = f"From {first} to {last} ({spread}): " + "; ".join(parts) + "."
+    if changed:
+        text += (f" You changed {_listing(changed)} from {where}; for a side-by-side reading, Run {where} "
+                 "with the same years and seeds (Reset all, Run), or use Compare scenarios.")
+    else:
+        text += f" These are the levers of {where}: change a lever and Run to see what it changes against them."
+    return text

@@ -80,6 +80,9 @@ class DashboardState:
                                                 "autonomy_effective", "enrollment_autonomous", "cum_closures"])
         self.diff_metric = solara.reactive("mean_achievement")
         self._sim: Simulation | None = None
+        # complete results of the levers as loaded (no lever changed), by (seeds, years): what the
+        # plain-language summary pairs a changed design with
+        self._base_results: dict[tuple, Any] = {}
         # Which loaded scenario (preset / upload) the results belong to: results of another scenario are
         # never shown under this one's name (the page says "not run yet" instead).
         self._loaded = 0
@@ -113,7 +116,11 @@ class DashboardState:
         if kind == "main":
             if len(value) > 2:
                 self._result_loaded = value[2]
-            self.result.value = value[1]
+            snap = value[1]
+            if (snap is not None and snap.complete and self._result_loaded == self._loaded
+                    and not levers.changed(snap.scenario, self.base.value)):
+                self._base_results = {(snap.seeds, snap.years): snap}     # the latest one only
+            self.result.value = snap
         elif kind == "compare":
             _, key, snap = value
             with self._compare_lock:
@@ -122,6 +129,7 @@ class DashboardState:
     # -- scenario --------------------------------------------------------------------------------------
     def _set_scenario(self, scenario: Scenario, source: str, preset: str | None, autorun: bool) -> None:
         self._loaded += 1
+        self._base_results = {}
         self.base.value = scenario.model_copy(deep=True)
         self.scenario.value = scenario
         self.source.value = source
@@ -231,6 +239,10 @@ class DashboardState:
                     f"hold at most {max_step_seeds(s)} seed(s) (you have {s.run.seeds}). Set Seeds to "
                     f"{max_step_seeds(s)} to step, or Run to the end.")
         return ""
+
+    def base_result(self, result: Any) -> Any:
+        """Complete results of the levers as loaded on `result`'s seeds and years (None if not run)."""
+        return None if result is None else self._base_results.get((result.seeds, result.years))
 
     @property
     def results_stale(self) -> bool:
