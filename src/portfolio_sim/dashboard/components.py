@@ -40,7 +40,11 @@ TAB_LABELS = {"overview": "Overview", "charts": "Charts", "map": "District map",
 TAB_ICONS = {"overview": "mdi-view-dashboard-outline", "charts": "mdi-chart-line", "map": "mdi-map-marker-radius",
              "events": "mdi-format-list-bulleted", "compare": "mdi-compare", "export": "mdi-download"}
 
-CSS = (Path(__file__).parent / "dashboard.css").read_text(encoding="utf-8")
+# The stylesheet: served by Solara as /static/assets/custom.css, which its page template puts in the
+# <head> (the page is styled from its first paint, not when the widgets arrive); solara.Style(CSS) in
+# Dashboard styles it where no such template runs (a notebook).
+HEAD = Path(__file__).parent / "head"
+CSS = (HEAD / "custom.css").read_text(encoding="utf-8")
 
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": False,
                  "toImageButtonOptions": {"format": "png", "scale": 2, "filename": "portfolio-sim-chart"},
@@ -78,15 +82,17 @@ PLOTLY_SRC = "/static/assets/plotly.min.js"
 
 
 def serve_plotly_js() -> None:
-    """Let Solara serve plotly.py's own plotly.min.js at /static/assets/ (no CDN, no copy)."""
+    """Let Solara serve plotly.py's own plotly.min.js at /static/assets/ (no CDN, no copy), and the
+    dashboard's stylesheet as custom.css (head/)."""
     try:
         import plotly
         import solara.server.settings as server_settings
     except ImportError:  # pragma: no cover
         return
     package_data = str(Path(plotly.__file__).parent / "package_data")
-    if package_data not in server_settings.assets.extra_locations:
-        server_settings.assets.extra_locations.append(package_data)
+    for location in (str(HEAD), package_data):
+        if location not in server_settings.assets.extra_locations:
+            server_settings.assets.extra_locations.append(location)
 
 
 serve_plotly_js()
@@ -532,6 +538,36 @@ def RunButtons(state: DashboardState):
 
 
 @solara.component
+def ChangedLevers(state: DashboardState):
+    """The levers changed from the scenario as loaded, next to Run (the lever panel below is long):
+    each says from what to what, and a click puts it back."""
+    scenario, base = state.scenario.value, state.base.value
+    changed = levers.changed(scenario, base)
+    with solara.Div(classes=["pz-changed", "pz-col"], attributes={"data-testid": "changed-levers"}) as main:
+        if not changed:
+            solara.Text(f"No lever changed from {state.source.value or 'the scenario as loaded'}.",
+                        classes=["pz-help"])
+            return main
+        with solara.Row(gap="6px", style={"align-items": "center", "justify-content": "space-between"}):
+            solara.Text(f"{len(changed)} lever(s) changed from {state.source.value or 'the scenario as loaded'}",
+                        classes=["pz-lever-label"])
+            solara.Button("Reset all", icon_name="mdi-restore", text=True, small=True, on_click=state.reset_all,
+                          classes=["pz-reset-all"])
+        with solara.Row(gap="4px", style={"flex-wrap": "wrap"}):
+            for p in changed[:12]:
+                s = levers.spec(p)
+                solara.Button(f"{s.label}: {s.format(levers.get_value(base, p))} → "
+                              f"{s.format(levers.get_value(scenario, p))}", icon_name="mdi-close", small=True,
+                              text=True, classes=["pz-changed-chip"], on_click=lambda p=p: state.reset_lever(p),
+                              attributes={"title": f"put {s.label} back to {s.format(levers.get_value(base, p))}",
+                                          "aria-label": f"{s.label} changed to {s.format(levers.get_value(scenario, p))}; "
+                                                        "reset it"})
+            if len(changed) > 12:
+                solara.Text(f"and {len(changed) - 12} more (Policy levers: Only changed)", classes=["pz-help"])
+    return main
+
+
+@solara.component
 def RunCard(state: DashboardState):
     scenario = state.scenario.value
     errors = state.lever_errors.value
@@ -547,6 +583,7 @@ def RunCard(state: DashboardState):
                 s = run_specs[name]
                 LeverControl(state, s, levers.get_value(scenario, s.path),
                              levers.get_value(state.base.value, s.path), errors.get(s.path))
+        ChangedLevers(state)
         RunButtons(state)
         RunError(state, ("run", "step"))
         ResultLine(state)
@@ -768,22 +805,19 @@ def DistrictMap(state: DashboardState, result: RunSnapshot):
                 pass
 
     with solara.Column(gap="12px") as main:
-        with solara.Row(classes=["pz-card"], gap="18px", style={"align-items": "center", "flex-wrap": "wrap"}):
-            with solara.Column(gap="0px", style={"min-width": "260px", "flex": "1 1 260px"}):
+        # fixed-width controls: choosing a school or a year never moves them (nor the map below)
+        with solara.Div(classes=["pz-card", "pz-map-controls"], attributes={"data-testid": "map-controls"}):
+            with solara.Column(gap="0px", classes=["pz-map-year"]):
                 solara.Text(f"Year: {result.start_year + year}" + (" (start)" if year == 0 else ""),
                             classes=["pz-lever-label"])
                 solara.SliderInt("", value=year, min=0, max=max(result.year, 1), on_value=state.map_year.set,
                                  disabled=result.year == 0, thumb_label=False)
             solara.ToggleButtonsSingle(value=color, values=["type", "rating"], on_value=state.map_color.set,
                                        classes=["pz-map-color"])
-            if len(seeds) > 1:
-                rv.Select(label="Seed", items=[{"title": f"seed {i + 1}", "value": i} for i in range(len(seeds))],
-                         v_model=seed_i, on_v_model=state.map_seed.set, density="compact", variant="outlined",
-                         hide_details=True, style_="max-width: 140px")
-            rv.Autocomplete(label="Find a school", items=[{"title": k, "value": v_} for k, v_ in options.items()],
-                           v_model=selected, on_v_model=state.selected_school.set, density="compact",
-                           variant="outlined", hide_details=True, clearable=True, style_="min-width: 280px",
-                           class_="pz-school-pick")
+            rv.Select(label="Seed", items=[{"title": f"seed {i + 1}", "value": i} for i in range(len(seeds))],
+                      v_model=seed_i, on_v_model=state.map_seed.set, density="compact", variant="outlined",
+                      hide_details=True, class_="pz-map-seed", disabled=len(seeds) < 2)
+            SchoolSearch(state, options)
         with solara.Row(gap="12px", style={"align-items": "flex-start", "flex-wrap": "wrap"}):
             with solara.Column(classes=["pz-card", "pz-map"], style={"flex": "3 1 560px", "min-width": "0"}, gap="4px"):
                 PlotlyChart(fig, on_click=on_click)
@@ -798,6 +832,26 @@ def DistrictMap(state: DashboardState, result: RunSnapshot):
                                 classes=["pz-help"])
                 else:
                     SchoolPanel(state, result, seed, selected, year)
+    return main
+
+
+@solara.component
+def SchoolSearch(state: DashboardState, options: dict[str, int]):
+    """'Find a school': type part of a name, pick from the matches (at most 8). The box only searches:
+    what you type never joins the selected school's name, and the box keeps its size."""
+    text, set_text = solara.use_state("")
+    q = text.strip().lower()
+    matches = [(k, v_) for k, v_ in options.items() if q and q in k.lower()][:8]
+    with solara.Column(gap="2px", classes=["pz-school-search"]) as main:
+        solara.InputText("Find a school", value=text, on_value=set_text, continuous_update=True,
+                         classes=["pz-input", "pz-school-find"])
+        if q:
+            with solara.Div(classes=["pz-school-matches", "pz-col"], attributes={"data-testid": "school-matches"}):
+                if not matches:
+                    solara.Text(f"No school's name contains '{text.strip()}'.", classes=["pz-help"])
+                for k, v_ in matches:
+                    solara.Button(k, text=True, small=True, classes=["pz-school-match"],
+                                  on_click=lambda v_=v_: (state.selected_school.set(v_), set_text("")))
     return main
 
 

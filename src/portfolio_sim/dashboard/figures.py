@@ -786,16 +786,21 @@ def plain_summary(result: RunSnapshot, base: RunSnapshot | None = None, changed:
             text += ("moves none of the key numbers by more than seed noise: on these numbers the two designs "
                      "look alike (more seeds could tell them apart).")
         return text
-    parts = []
-    for r in rows[:5]:
+    parts, still = [], []
+    for r in rows:
         name = r["label"]
         kind = "whole" if r["kind"] == "count" else r["kind"]
         if r["cumulative"]:
-            parts.append(f"{name}: {fmt_value(r['median'], kind)} in all")
+            shown = fmt_value(r["median"], kind)
+            (parts if r["median"] else still).append(f"{name}: {shown} in all" if r["median"] else name)
         else:
-            parts.append(f"{name} went from {fmt_value(r['start'], kind)} to {fmt_value(r['median'], kind)}")
+            a, b = fmt_value(r["start"], kind), fmt_value(r["median"], kind)
+            (parts if a != b else still).append(f"{name} went from {a} to {b}" if a != b else name)
+    parts = parts[:5]
     spread = f"the middle of {n} possible futures" if n > 1 else "one possible future (one seed)"
-    text = f"From {first} to {last} ({spread}): " + "; ".join(parts) + "."
+    text = f"From {first} to {last} ({spread}): " + ("; ".join(parts) + "." if parts else "no key number moved.")
+    if still:
+        text += f" Unchanged or none: {_listing(still, 4)}."
     if changed:
         text += (f" You changed {_listing(changed)} from {where}; for a side-by-side reading, Run {where} "
                  "with the same years and seeds (Reset all, Run), or use Compare scenarios.")
