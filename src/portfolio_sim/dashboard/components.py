@@ -866,7 +866,8 @@ def SchoolPanel(state: DashboardState, result: RunSnapshot, seed: int, school_id
             names = result.schools.loc[result.schools["school_id"] == school_id, "name"]
             H2(str(names.iloc[-1]) if len(names) else f"School {school_id}")
             solara.Button(icon_name="mdi-close", icon=True, text=True,
-                          on_click=lambda: state.selected_school.set(None))
+                          on_click=lambda: state.selected_school.set(None),
+                          attributes={"aria-label": "Close the school's history", "title": "Close"})
         rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v_)}</td></tr>" for k, v_ in facts)
         solara.HTML(tag="div", unsafe_innerHTML=f'<table class="pz-table pz-facts">{rows}</table>')
         for point, due in workshop.decidable_by_school(result).items():   # the workshop decides this school
@@ -1001,7 +1002,8 @@ def CompareView(state: DashboardState):
                                       on_click=lambda k=e.key: state.compare_reference(k),
                                       attributes={"title": "use as the reference for differences"})
                         solara.Button(icon_name="mdi-delete-outline", icon=True, text=True,
-                                      on_click=lambda k=e.key: state.compare_remove(k))
+                                      on_click=lambda k=e.key: state.compare_remove(k),
+                                      attributes={"aria-label": f"remove {e.label}", "title": "remove"})
                 with solara.Row(gap="16px", style={"align-items": "center", "flex-wrap": "wrap"}):
                     with solara.Column(gap="0px", style={"width": "200px"}):
                         solara.Text(f"Years: {st.years}", classes=["pz-lever-label"])
@@ -1188,7 +1190,8 @@ def Results(state: DashboardState):
             with solara.Row(style={"align-items": "flex-start"}):
                 with solara.Column(style={"flex": "1"}):
                     Message(notice[0], notice[1], testid="notice")
-                solara.Button(icon_name="mdi-close", icon=True, text=True, on_click=lambda: state.notice.set(None))
+                solara.Button(icon_name="mdi-close", icon=True, text=True, on_click=lambda: state.notice.set(None),
+                              attributes={"aria-label": "Dismiss this message", "title": "Dismiss"})
         if tab == "compare":
             CompareView(state)
             return main

@@ -235,8 +235,9 @@ class DashboardState:
         """Why Step cannot run with the current levers ('' if it can)."""
         s = self.scenario.value
         if s.run.seeds > max_step_seeds(s):
-            return (f"Step keeps every seed's district in memory: with {s.district.students:,} students it can "
-                    f"hold at most {max_step_seeds(s)} seed(s) (you have {s.run.seeds}). Set Seeds to "
+            return (f"Step simulates every seed's district again each year (in the workers; in memory without "
+                    f"them): with {s.district.students:,} students it can take at most {max_step_seeds(s)} "
+                    f"seed(s) (you have {s.run.seeds}). Set Seeds to "
                     f"{max_step_seeds(s)} to step, or Run to the end.")
         return ""
 
