@@ -439,6 +439,15 @@ class ProgressView(v.VuetifyTemplate):
     state = traitlets.Unicode("idle").tag(sync=True)
 
 
+class PageFixes(v.VuetifyTemplate):
+    """Accessibility fixes for markup Solara's template and Vuetify leave out (page_fixes.vue): the page
+    language, a zoomable viewport, accessible names for sliders, inputs and progress bars. Every page
+    (the dashboard, each room page) mounts one."""
+
+    template = traitlets.Instance(Template).tag(sync=True, **widget_serialization)  # type: ignore[assignment]
+    template_file = (__file__, "page_fixes.vue")
+
+
 def _duration(seconds: float) -> str:
     seconds = max(0.0, seconds)
     if seconds < 60:
@@ -1279,6 +1288,7 @@ def Dashboard(state: DashboardState):
     with solara.Column(gap="0px", classes=["pz-app"]) as main:
         solara.Title("Portfolio district simulator")
         solara.Style(CSS)
+        PageFixes.element()
         # an empty, hidden chart: the browser starts loading plotly.js while the first run computes
         solara.Div(children=[PlotlyView.element(figure="", height=0)], style="display: none")
         Header(state)
