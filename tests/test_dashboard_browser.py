@@ -509,6 +509,7 @@ def test_map_click_find_a_school_and_event_filters(desk):
     s.page.locator(".pz-map .pz-plotly-inner[data-rendered] .main-svg").first.wait_for()
     s.page.wait_for_function("() => { const gd = document.querySelector('.pz-map .pz-plotly-inner'); "
                              "return gd && gd._fullLayout && gd._fullLayout.xaxis._length > 0; }")
+    assert s.page.evaluate("() => document.documentElement.scrollWidth") <= 1281    # fits the projector
     controls = s.page.get_by_test_id("map-controls").bounding_box()
     map_box = s.page.locator(".pz-map").bounding_box()
     xy = s.page.evaluate("""() => {
@@ -537,7 +538,7 @@ def test_map_click_find_a_school_and_event_filters(desk):
     target = next(n for n in names if not n.startswith(first)).split(" (")[0]
     matches.locator(".pz-school-match", has_text=target).first.click()
     panel.locator("h2", has_text=target).wait_for()
-    assert find.input_value() == ""                           # the box is empty again, ready to search
+    s.page.wait_for_function("() => document.querySelector('.pz-school-find input').value === ''")  # ready again
     find.fill("zzz")
     matches.filter(has_text="No school's name contains 'zzz'").wait_for()
     find.fill("")

@@ -849,18 +849,20 @@ def SchoolSearch(state: DashboardState, options: dict[str, int]):
     """'Find a school': type part of a name, pick from the matches (at most 8). The box only searches:
     what you type never joins the selected school's name, and the box keeps its size."""
     text, set_text = solara.use_state("")
+    picks, set_picks = solara.use_state(0)       # a pick empties the box (a new box: no stale typed text)
     q = text.strip().lower()
     matches = [(k, v_) for k, v_ in options.items() if q and q in k.lower()][:8]
     with solara.Column(gap="2px", classes=["pz-school-search"]) as main:
         solara.InputText("Find a school", value=text, on_value=set_text, continuous_update=True,
-                         classes=["pz-input", "pz-school-find"])
+                         classes=["pz-input", "pz-school-find"]).key(f"school-find-{picks}")
         if q:
             with solara.Div(classes=["pz-school-matches", "pz-col"], attributes={"data-testid": "school-matches"}):
                 if not matches:
                     solara.Text(f"No school's name contains '{text.strip()}'.", classes=["pz-help"])
                 for k, v_ in matches:
                     solara.Button(k, text=True, small=True, classes=["pz-school-match"],
-                                  on_click=lambda v_=v_: (state.selected_school.set(v_), set_text("")))
+                                  on_click=lambda v_=v_: (state.selected_school.set(v_), set_text(""),
+                                                          set_picks(picks + 1)))
     return main
 
 

@@ -215,11 +215,8 @@ class Simulation:
         """One year of one seed, with the players' decisions for that year (the rules otherwise)."""
         run.year = Run.of(model).advance(self.decisions.get(run.year + 1, RULES))
 
-    def step_year(self, should_stop: Callable[[], bool] = lambda: False,
-                  on_progress: Callable[[int, int, str], None] | None = None,
-                  decisions: Decisions = RULES) -> bool:
-        """Advance every seed to the next year, with the workshop players' `decisions` for that year;
-        False if stopped part-way (seeds stay consistent per seed, and a later step or run continues)."""
+    def next_step(self, decisions: Decisions) -> int:
+        """The year the next step simulates, with the players' `decisions` recorded for it (checked)."""
         ok, why = self.can_step()
         if not ok:
             raise SimulationLimit(why)
@@ -228,6 +225,14 @@ class Simulation:
             self.decisions[target] = decisions
         else:
             self.decisions.pop(target, None)
+        return target
+
+    def step_year(self, should_stop: Callable[[], bool] = lambda: False,
+                  on_progress: Callable[[int, int, str], None] | None = None,
+                  decisions: Decisions = RULES) -> bool:
+        """Advance every seed to the next year, with the workshop players' `decisions` for that year;
+        False if stopped part-way (seeds stay consistent per seed, and a later step or run continues)."""
+        target = self.next_step(decisions)
         t0 = time.perf_counter()
         for i, run in enumerate(self.runs):
             if should_stop():
@@ -666,37 +671,49 @@ def run_in_workers(sim: Simulation, pool: WorkerPool, should_stop: Callable[[], 
             ok = Simulation.run(_Only(sim, live), should_stop, on_progress)
             if not ok:
                 return False
-        pending = dict(futures)
-        last_queue = -1
-        while pending:
-            if should_stop():
-                return False
-            ahead = pool.ahead_of(token)
-            if on_queue and ahead != last_queue:
-                on_queue(ahead)
-                last_queue = ahead
-            for seed, fut in list(pending.items()):
-                if fut.done():
-                    out = fut.result()
-                    if out is None:       # stopped in the worker
-                        return False
-                    (frames, nb) = out
-                    run = next(r for r in sim.runs if r.seed == seed)
-                    run.frames, run.year = frames, sim.years
-                    sim.neighbourhoods[seed] = nb
-                    del pending[seed]
-                    if on_progress:
-                        on_progress(*sim.progress(), f"{len(sim.runs) - len(pending)} of {len(sim.runs)} seeds done")
-                    if on_seed_done:
-                        on_seed_done()
-            if pending:
-                time.sleep(0.05)
+        def seed_done(left: int) -> None:
+            if on_progress:
+                on_progress(*sim.progress(), f"{len(sim.runs) - left} of {len(sim.runs)} seeds done")
+            if on_seed_done:
+                on_seed_done()
+
+        if not _collect(sim, pool, token, futures, sim.years, should_stop, on_queue, seed_done):
+            return False
         for r in sim.runs:
             r.freeze()
         return True
     finally:
         pool.cancel(token)
         sim.elapsed += time.perf_counter() - t0
+
+
+def _collect(sim: Simulation, pool: WorkerPool, token: int, futures: dict, year: int,
+             should_stop: Callable[[], bool], on_queue: Callable[[int], None] | None,
+             on_seed: Callable[[int], None]) -> bool:
+    """Wait for the workers' seeds (`futures` by seed), keeping each one's frames as of `year`, telling
+    `on_queue` the queue position and `on_seed(seeds left)` after each; False if stopped."""
+    pending, last_queue = dict(futures), -1
+    while pending:
+        if should_stop():
+            return False
+        ahead = pool.ahead_of(token)
+        if on_queue and ahead != last_queue:
+            on_queue(ahead)
+            last_queue = ahead
+        for seed, fut in list(pending.items()):
+            if fut.done():
+                out = fut.result()
+                if out is None:       # stopped in the worker
+                    return False
+                frames, nb = out
+                run = next(r for r in sim.runs if r.seed == seed)
+                run.frames, run.year = frames, year
+                sim.neighbourhoods[seed] = nb
+                del pending[seed]
+                on_seed(len(pending))
+        if pending:
+            time.sleep(0.03)
+    return True
 
 
 def step_in_workers(sim: Simulation, pool: WorkerPool, should_stop: Callable[[], bool] = lambda: False,
@@ -707,14 +724,7 @@ def step_in_workers(sim: Simulation, pool: WorkerPool, should_stop: Callable[[],
     decisions: the in-process step's numbers) and sends back its frames; the server keeps no model. A
     step costs the years so far (fine for the districts Step allows, see max_step_seeds). False if
     stopped: seeds keep the year they had."""
-    ok, why = sim.can_step()
-    if not ok:
-        raise SimulationLimit(why)
-    target = sim.year + 1
-    if not decisions.by_rule:
-        sim.decisions[target] = decisions
-    else:
-        sim.decisions.pop(target, None)
+    target = sim.next_step(decisions)
     token = next(_tokens)
     t0 = time.perf_counter()
     todo = [r for r in sim.runs if r.year < target]
@@ -725,30 +735,15 @@ def step_in_workers(sim: Simulation, pool: WorkerPool, should_stop: Callable[[],
     futures = {r.seed: pool.submit(token, run_seed, sim.scenario.model_dump(), r.seed, dict(sim.decisions), token,
                                    target) for r in todo}
     try:
-        pending, last_queue = dict(futures), -1
         if on_progress:
             on_progress(*sim.progress(), f"year {target}: {len(todo)} seed(s) in the workers")
-        while pending:
-            if should_stop():
-                return False
-            ahead = pool.ahead_of(token)
-            if on_queue and ahead != last_queue:
-                on_queue(ahead)
-                last_queue = ahead
-            for seed, fut in list(pending.items()):
-                if fut.done():
-                    out = fut.result()
-                    if out is None:
-                        return False
-                    frames, nb = out
-                    run = next(r for r in sim.runs if r.seed == seed)
-                    run.frames, run.year = frames, target
-                    sim.neighbourhoods[seed] = nb
-                    del pending[seed]
-                    if on_progress:
-                        on_progress(*sim.progress(), f"year {target}: seed {len(todo) - len(pending)} of {len(todo)}")
-            if pending:
-                time.sleep(0.02)
+
+        def seed_done(left: int) -> None:
+            if on_progress:
+                on_progress(*sim.progress(), f"year {target}: seed {len(todo) - left} of {len(todo)}")
+
+        if not _collect(sim, pool, token, futures, target, should_stop, on_queue, seed_done):
+            return False
         sim.last_step_seconds = time.perf_counter() - t0
         sim.elapsed += sim.last_step_seconds
         if on_progress:
