@@ -280,7 +280,7 @@ def test_results_zip_has_the_cli_files_and_a_runnable_scenario():
     snap = sim.snapshot()
     z = zipfile.ZipFile(io.BytesIO(results_zip(snap)))
     assert set(z.namelist()) == {"yearly.csv", "summary.csv", "schools.csv", "events.csv", "scenario.toml",
-                                 "report.html"}
+                                 "report.html", "run_info.json"}     # the CLI's files, and what they are of
     again = loads_scenario(z.read("scenario.toml").decode())
     assert again == snap.scenario
     yearly = pd.read_csv(z.open("yearly.csv"))
