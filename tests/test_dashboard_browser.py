@@ -413,9 +413,13 @@ def test_export_scenario_toml_runs_with_the_cli(session, tmp_path):
     s.page.locator(".pz-assumptions .v-expansion-panel-title").click()
     s.page.locator(".pz-group-btn", has_text="Politics coefficients").click()
     lever = s.page.locator(".pz-lever-assumptions-politics-incumbency")
+    shown = lever.locator(".pz-lever-value").inner_text()
     lever.locator(".v-slider-thumb").focus()
-    s.page.keyboard.press("ArrowRight")
-    lever.locator(".pz-lever-value", has_text="0.77").wait_for()
+    s.page.keyboard.press("ArrowRight")       # one step up (the slider snaps to its 0.02 grid from 0)
+    s.page.wait_for_function("t => document.querySelector('.pz-lever-assumptions-politics-incumbency "
+                             ".pz-lever-value').innerText !== t", arg=shown)
+    moved = lever.locator(".pz-lever-value").inner_text().split()[0]       # "0.78 log-odds"
+    assert float(moved) > float(shown.split()[0])
     with s.page.expect_download() as dl:
         s.page.get_by_role("button", name="Save scenario (.toml)").click()
     path = tmp_path / "exported.toml"
@@ -423,7 +427,7 @@ def test_export_scenario_toml_runs_with_the_cli(session, tmp_path):
     (ARTIFACTS / "exported.toml").write_text(path.read_text())
     assert 'name = "exported_from_browser"' in path.read_text()
     assert 'schools = "turnaround"' in path.read_text()
-    assert "incumbency = 0.77" in path.read_text()
+    assert f"incumbency = {float(moved)}" in path.read_text()
     out = tmp_path / "cli_run"
     proc = subprocess.run([sys.executable, "-m", "portfolio_sim.cli", "run", str(path), "--years", "1", "--seeds", "1",
                            "--out", str(out), "--quiet"], capture_output=True, text=True, cwd=ROOT, timeout=120)
