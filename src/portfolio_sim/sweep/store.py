@@ -98,6 +98,7 @@ PANEL_COLUMNS: dict[str, Any] = {
 }
 
 
+POINT_CHUNK = 500                       # design points built and inserted per statement at registration
 ADVISORY_LOCK_KEY = 7_316_482_901       # pg_advisory_lock key for schema creation and registration
 # SQLite waits this long for a lock before "database is locked"; the sweep driver then retries with
 # backoff for --db-retry seconds (so a lock held for minutes by another program is survived too).
@@ -549,9 +550,12 @@ class Store:
                 except IntegrityError:
                     raise StoreError(f"experiment {exp.name!r} was registered concurrently by another "
                                      "sweep; run again") from None
-                conn.execute(insert(points_table), [
-                    {"experiment_id": exp_id, "point_index": p.index, "params": p.params, "design_row": p.row,
-                     "seed": p.seed, "scenario": p.scenario} for p in exp.points])
+                # The points a chunk at a time (a design is generated from its index, never held whole).
+                for start in range(0, len(exp.points), POINT_CHUNK):
+                    conn.execute(insert(points_table), [
+                        {"experiment_id": exp_id, "point_index": p.index, "params": p.params, "design_row": p.row,
+                         "seed": p.seed, "scenario": p.scenario}
+                        for p in exp.points[start:start + POINT_CHUNK]])
                 created, before = True, exp.replicates
             else:
                 exp_id, before, created = row.id, row.replicates, False
