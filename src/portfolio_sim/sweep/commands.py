@@ -369,10 +369,25 @@ def cmd_results(args: argparse.Namespace) -> int:
                             f"({type(exc).__name__}: {detail[0][:200] if detail else ''})") from None
 
 
-def _write_text(path: Path, text: str) -> None:
+def _prepare_out_file(path: Path) -> None:
+    """The same rules as every other output (portfolio_sim.outdir): no system folder, root or package
+    source, no folder/device/pipe in the way; the folder is created; an existing file is replaced."""
+    from portfolio_sim.outdir import check_out_file
+
+    if check_out_file(path):
+        print(f"note: replacing {path}", file=sys.stderr)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise SweepCliError(f"--out {path}: cannot create the folder ({exc.strerror or exc})") from None
+
+
+def _write_text(path: Path, text: str) -> None:
+    from portfolio_sim.outdir import atomic_write_text
+
+    _prepare_out_file(path)
+    try:
+        atomic_write_text(path, text)      # temp file + rename: never half a file, never via a symlink
     except OSError as exc:
         raise SweepCliError(f"--out {path}: cannot write ({exc.strerror or exc})") from None
 
@@ -399,21 +414,21 @@ def _export(res: Any, out: str, table: str, experiment: str | None) -> int:
     else:
         raise SweepCliError(f"--out {out}: allowed: a file ending in .parquet or .csv (or .csv.gz, .csv.bz2, .csv.xz), "
                             "or '-'")
-    tmp = path.with_name(f".{path.name}.partial")
+    from portfolio_sim.outdir import atomic_write
+
+    _prepare_out_file(path)
     rows = 0
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(tmp: Path) -> None:
+        nonlocal rows
         chunks = res.iter_table(table, experiment, chunk_rows=EXPORT_CHUNK_ROWS)
-        if kind == "parquet":
-            rows = _write_parquet(res, table, experiment, chunks, tmp)
-        else:
-            rows = _write_csv(chunks, tmp, name)
-        os.replace(tmp, path)            # a complete file or none: an interrupted export leaves no half file
+        rows = _write_parquet(res, table, experiment, chunks, tmp) if kind == "parquet" else _write_csv(chunks, tmp, name)
+
+    try:
+        # temp file + rename: an interrupted export leaves no half file; a symlink at `path` is replaced
+        atomic_write(path, write)
     except OSError as exc:
         raise SweepCliError(f"--out {out}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     print(f"wrote {rows} rows of {table} to {path}")
     return 0
 
