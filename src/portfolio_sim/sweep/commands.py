@@ -392,7 +392,12 @@ def _write_text(path: Path, text: str) -> None:
         raise SweepCliError(f"--out {path}: cannot write ({exc.strerror or exc})") from None
 
 
-EXPORT_CHUNK_ROWS = 50_000     # rows read, converted and written at a time (bounded memory for any store)
+# Rows read and converted at a time. A row in flight costs ~4 KB as Python objects (the driver's row, the
+# DataFrame, its copy with the factor columns), ~250 bytes once in Arrow: 10,000 rows keep the export
+# within ~50 MB of the process that opens the store, and Parquet row groups are still PARQUET_ROW_GROUP
+# rows (the converted chunks are buffered in Arrow until then).
+EXPORT_CHUNK_ROWS = 10_000
+PARQUET_ROW_GROUP = 100_000
 _COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}
 
 
@@ -442,13 +447,28 @@ def _write_parquet(res: Any, table: str, experiment: str | None, chunks: Any, pa
     schema = res.arrow_schema(table, experiment) if table in DATA_TABLES else None
     writer = None
     rows = 0
+    buffered: list[Any] = []              # converted chunks (compact Arrow) waiting for a full row group
+    pending = 0
+
+    def write_group() -> None:
+        nonlocal writer, pending
+        group = pa.concat_tables(buffered)
+        buffered.clear()
+        pending = 0
+        if writer is None:
+            writer = pq.ParquetWriter(path, group.schema)
+        writer.write_table(group, row_group_size=PARQUET_ROW_GROUP)
+
     try:
         for df in chunks:
-            arrow = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
-            if writer is None:
-                writer = pq.ParquetWriter(path, arrow.schema)
-            writer.write_table(arrow)
+            buffered.append(pa.Table.from_pandas(df, schema=schema, preserve_index=False))
             rows += len(df)
+            pending += len(df)
+            del df                          # the Python objects go now; only the Arrow copy is kept
+            if pending >= PARQUET_ROW_GROUP:
+                write_group()
+        if buffered:
+            write_group()
         if writer is None:                # no rows at all: an empty file with the columns
             empty = schema.empty_table() if schema is not None else pa.table({})
             pq.write_table(empty, path)
