@@ -103,9 +103,12 @@ def test_a_foreign_experiments_table_is_refused_and_left_alone(tmp_path: Path,
     assert "not a portfolio_sim results database" in err and "experiments" in err and "Traceback" not in err
     assert main(["results", str(other)]) == 2
     assert "not a" in capsys.readouterr().err
+    assert err.count("not a portfolio_sim results database") == 1         # said once, not wrapped twice
     con = sqlite3.connect(other)
     assert con.execute("SELECT title FROM experiments").fetchall() == [("lab notebook",)]
+    assert [r[0] for r in con.execute("SELECT name FROM sqlite_master")] == ["experiments"]   # nothing created
     con.close()
+    assert hashlib.sha256(other.read_bytes()).hexdigest() == before
 
 
 @pytest.mark.parametrize("damage", ["bad_json", "missing_table", "missing_runs"])

@@ -78,7 +78,8 @@ def _check_not_system(real: Path, shown: str) -> None:
             raise OutputError(f"--out {shown}: inside the system folder {system}; give a folder of your own")
     tree = _package_tree()
     package = Path(__file__).resolve().parent
-    if real == tree or real == package or package in real.parents:
+    # the package, anything in it, or a folder holding it within the checkout (the project root, src/)
+    if real == package or package in real.parents or (real in package.parents and (real == tree or tree in real.parents)):
         raise OutputError(f"--out {shown}: the portfolio_sim source folder; give a folder of its own, "
                           "e.g. runs/NAME")
 

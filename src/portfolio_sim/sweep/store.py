@@ -421,6 +421,7 @@ class Store:
         try:
             if create:
                 with self._schema_lock():
+                    self._check_foreign()         # before creating anything: never write into another program's db
                     Base.metadata.create_all(self.engine)
                     self._check_schema_version()
                     self._add_missing_columns()
@@ -432,6 +433,9 @@ class Store:
             self.engine.dispose()
             raise StoreError(f"--db {friendly_db(self.url)}: cannot open the database "
                              f"({str(exc.orig).strip() if exc.orig else exc})") from None
+        except StoreError:
+            self.engine.dispose()
+            raise
         except (ValueError, TypeError) as exc:     # e.g. a meta table whose schema_version is not a number
             self.engine.dispose()
             raise StoreError(f"--db {friendly_db(self.url)}: not a portfolio_sim results database ({exc})") from None
@@ -469,6 +473,23 @@ class Store:
                     conn.commit()
                 except Exception:
                     pass
+
+    def _check_foreign(self) -> None:
+        """A table of our names lacking its columns (an `experiments` table of another program) means the
+        database belongs to something else: refused before a table is created in it. Unrelated tables are
+        left alone (a shared PostgreSQL database has others)."""
+        existing = set(inspect(self.engine).get_table_names())
+        if not existing:
+            return
+        insp = inspect(self.engine)
+        migrated = {yearly_table.name, panel_table.name, sessions_table.name}   # columns added on open
+        for table in Base.metadata.sorted_tables:
+            if table.name in existing and table.name not in migrated:
+                have = {c["name"] for c in insp.get_columns(table.name)}
+                missing = [c.name for c in table.columns if c.name not in have]
+                if missing:
+                    raise StoreError(f"--db {self.display_url}: not a portfolio_sim results database (table "
+                                     f"{table.name!r} lacks column(s) {', '.join(missing[:5])}); use another --db")
 
     def _check_tables(self) -> None:
         """Every table has the columns this version writes (a database that has an `experiments` table of
