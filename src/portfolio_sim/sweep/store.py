@@ -416,12 +416,23 @@ class Store:
 
     def __init__(self, url: str, create: bool = True):
         self.url = normalize_url(url)
+        path = sqlite_path(self.url)
+        if create and path is not None and path.is_file() and path.stat().st_size:
+            # Another program's SQLite file is refused before a writer opens it (which would switch it to WAL).
+            reader = make_engine(self.url, writer=False)
+            try:
+                self._check_foreign(reader)
+            except DBAPIError as exc:
+                raise StoreError(f"--db {friendly_db(self.url)}: cannot open the database "
+                                 f"({str(exc.orig).strip() if exc.orig else exc})") from None
+            finally:
+                reader.dispose()
         self.engine = make_engine(self.url, writer=True)
         self.dialect = self.engine.dialect.name
         try:
             if create:
                 with self._schema_lock():
-                    self._check_foreign()         # before creating anything: never write into another program's db
+                    self._check_foreign(self.engine)   # before creating anything in another program's db
                     Base.metadata.create_all(self.engine)
                     self._check_schema_version()
                     self._add_missing_columns()
@@ -474,14 +485,14 @@ class Store:
                 except Exception:
                     pass
 
-    def _check_foreign(self) -> None:
+    def _check_foreign(self, engine: Engine) -> None:
         """A table of our names lacking its columns (an `experiments` table of another program) means the
         database belongs to something else: refused before a table is created in it. Unrelated tables are
         left alone (a shared PostgreSQL database has others)."""
-        existing = set(inspect(self.engine).get_table_names())
+        insp = inspect(engine)
+        existing = set(insp.get_table_names())
         if not existing:
             return
-        insp = inspect(self.engine)
         migrated = {yearly_table.name, panel_table.name, sessions_table.name}   # columns added on open
         for table in Base.metadata.sorted_tables:
             if table.name in existing and table.name not in migrated:
