@@ -30,7 +30,7 @@ def _vary(args: argparse.Namespace) -> list[str] | None:
 def run_worlds(args: argparse.Namespace, scenario: Scenario, prepare_out_dir: Callable[[str | None, str], Path]) -> int:
     from portfolio_sim.cli import CliError, key_metric_rows
     from portfolio_sim.report import write_report
-    from portfolio_sim.uncertainty.report import add_ensemble_section, flat_runs
+    from portfolio_sim.uncertainty.report import ensemble_runs_line, ensemble_section, flat_runs
     from portfolio_sim.uncertainty.worlds import (ensemble_tasks, ensemble_yearly, run_tasks, sample_worlds,
                                                   summarize_ensemble)
     from portfolio_sim.kernel import derive_seeds
@@ -53,11 +53,12 @@ def run_worlds(args: argparse.Namespace, scenario: Scenario, prepare_out_dir: Ca
     flat = flat_runs(yearly)
     from portfolio_sim.outdir import atomic_write
 
-    flat_events = events.drop(columns=["world"]) if "world" in events else events
+    flat_events = flat_runs(events, yearly) if "world" in events else events
 
     def report(p: Path) -> None:
-        write_report(p, flat, summary, flat_events, scenario)
-        add_ensemble_section(p, summary, len(worlds), len(seeds), worlds.shape[1], scenario.run.seed)
+        write_report(p, flat, summary, flat_events, scenario,
+                     sections=[ensemble_section(summary, len(worlds), len(seeds), worlds.shape[1], scenario.run.seed)],
+                     runs_line=ensemble_runs_line(len(worlds), len(seeds), scenario.run.seed))
 
     writers = [(name, (lambda f: lambda p: f.to_csv(p, index=False))(frame))
                for name, frame in (("yearly.csv", yearly), ("summary.csv", summary), ("schools.csv", schools),
