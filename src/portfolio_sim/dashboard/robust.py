@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import time
 from dataclasses import dataclass
 
@@ -151,9 +152,13 @@ _UNITS = {"student-level SD": " SD", "students": " students", "schools": " schoo
 
 
 def _fmt(metric: str, value: float) -> str:
-    """A difference in the metric's own units, signed ('+0.021 SD', '-3 schools', '+1.2 pts')."""
+    """A difference in the metric's own units, signed ('+0.021 SD', '-3 schools', '+1.2 pts'); one that
+    rounds to zero is '0', not '-0.000'."""
     m = outputs.BY_NAME[metric]
-    return outputs.format_value(value, m.format, signed=True) + _UNITS.get(m.unit, "")
+    text = outputs.format_value(value, m.format, signed=True)
+    if re.fullmatch(r"[+-]?[0.]+( pts)?", text):
+        text = "0" + (" pts" if text.endswith("pts") else "")
+    return text + _UNITS.get(m.unit, "")
 
 
 def _share(x: float) -> str:
@@ -185,7 +190,8 @@ def sentences(check: RobustnessCheck) -> list[dict[str, str]]:
             for d in own.itertuples():
                 a = BY_PATH[d.assumption]
                 gains = "more" if d.rho * sign > 0 else "less"
-                parts.append(f"{a.meaning} ({a.group}.{a.name}; the higher it is, the {gains} the design gains)")
+                parts.append(f"{a.meaning.rstrip('. ')} ({a.group}.{a.name}; the higher it is, the {gains} the "
+                             "design gains)")
             text += " Depends most on: " + "; ".join(parts) + "."
         tone = ("better" if r.share_better >= 0.75 else "worse" if r.share_worse >= 0.75 else "mixed")
         out.append({"metric": r.metric, "label": label, "tone": tone, "text": text})
