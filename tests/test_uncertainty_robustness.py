@@ -42,6 +42,8 @@ def test_cli_writes_robustness_csv(tmp_path, capsys):
     t = pd.read_csv(out / "robustness.csv")
     assert (t["share_better"] == 0).all() and (t["median_diff"] == 0).all()
     assert "better in" in capsys.readouterr().out
+    drivers = pd.read_csv(out / "drivers.csv")                 # no differences: nothing to follow
+    assert list(drivers.columns) == ["metric", "assumption", "rho", "p_adjusted"] and drivers.empty
 
 
 @pytest.mark.parametrize("argv,needle", [
