@@ -66,8 +66,8 @@ def test_table_lists_every_assumption_by_group(capsys: pytest.CaptureFixture[str
 
 def test_set_of_a_politics_coefficient_changes_political_support() -> None:
     base = load_scenario("baseline", SMALL)
-    pulled = load_scenario("baseline", [*SMALL, "assumptions.politics.support_pull=0.5"])
-    assert pulled.assumptions.politics.support_pull == 0.5
+    pulled = load_scenario("baseline", [*SMALL, "assumptions.politics.opinion_pull=0.5"])
+    assert pulled.assumptions.politics.opinion_pull == 0.5
     a = single_run(base, 3).yearly["political_support"].to_numpy()
     b = single_run(pulled, 3).yearly["political_support"].to_numpy()
     assert a[0] == b[0]               # the same start
@@ -103,13 +103,13 @@ def test_toml_tables_through_extends_and_round_trip(tmp_path: Path) -> None:
     child.write_text(textwrap.dedent("""\
         extends = "parent.toml"
         [assumptions.politics]
-        election_steepness = 4.0
+        seat_noise = 1.5
         [assumptions.achievement]
         rho = 0.8
         """), encoding="utf-8")
     scn = load_scenario(child)
     assert scn.assumptions.politics.incumbency == 1.0          # from the parent
-    assert scn.assumptions.politics.election_steepness == 4.0  # from the child
+    assert scn.assumptions.politics.seat_noise == 1.5  # from the child
     assert scn.assumptions.achievement.rho == 0.8
     assert scn.assumptions.talent.attraction == 1.5            # untouched: the default
     text = scn.to_toml()
@@ -208,11 +208,11 @@ def test_the_literal_scan_can_fail(tmp_path: Path) -> None:
 
 def test_cli_run_records_a_changed_assumption(tmp_path: Path) -> None:
     out = tmp_path / "o"
-    sets = [x for s in [*SMALL, "assumptions.politics.support_pull=0.5"] for x in ("--set", s)]
+    sets = [x for s in [*SMALL, "assumptions.politics.opinion_pull=0.5"] for x in ("--set", s)]
     assert main(["run", "baseline", *sets, "--years", "2", "--seeds", "1", "--out", str(out), "--quiet"]) == 0
-    assert "support_pull = 0.5" in (out / "scenario.toml").read_text(encoding="utf-8")
+    assert "opinion_pull = 0.5" in (out / "scenario.toml").read_text(encoding="utf-8")
     report = (out / "report.html").read_text(encoding="utf-8")
-    assert "assumptions.politics.support_pull" in report
+    assert "assumptions.politics.opinion_pull" in report
     assert "assumptions.politics.incumbency" not in report      # unchanged assumptions are not listed
     again = tmp_path / "again"
     assert main(["run", str(out / "scenario.toml"), "--out", str(again), "--quiet"]) == 0

@@ -308,7 +308,7 @@ def test_export_scenario_toml_runs_with_the_cli(session, tmp_path):
     lever = s.page.locator(".pz-lever-assumptions-politics-incumbency")
     lever.locator(".v-slider-thumb").focus()
     s.page.keyboard.press("ArrowRight")
-    lever.locator(".pz-lever-value", has_text="0.52").wait_for()
+    lever.locator(".pz-lever-value", has_text="0.77").wait_for()
     with s.page.expect_download() as dl:
         s.page.get_by_role("button", name="Save scenario (.toml)").click()
     path = tmp_path / "exported.toml"
@@ -316,7 +316,7 @@ def test_export_scenario_toml_runs_with_the_cli(session, tmp_path):
     (ARTIFACTS / "exported.toml").write_text(path.read_text())
     assert 'name = "exported_from_browser"' in path.read_text()
     assert 'schools = "turnaround"' in path.read_text()
-    assert "incumbency = 0.52" in path.read_text()
+    assert "incumbency = 0.77" in path.read_text()
     out = tmp_path / "cli_run"
     proc = subprocess.run([sys.executable, "-m", "portfolio_sim.cli", "run", str(path), "--years", "1", "--seeds", "1",
                            "--out", str(out), "--quiet"], capture_output=True, text=True, cwd=ROOT, timeout=120)

@@ -518,11 +518,11 @@ def test_assumptions_are_controls_set_like_levers_and_round_trip_through_export(
     specs = {s.path: s for g in groups for s in g.levers}
     assert set(specs) == {a.path for a in assumptions.DECLARED}
     inc = specs["assumptions.politics.incumbency"]
-    assert (inc.lo, inc.hi, inc.default, inc.widget) == (0.0, 1.5, 0.5, "slider")
+    assert (inc.lo, inc.hi, inc.default, inc.widget) == (0.0, 1.5, 0.75, "slider")
     assert specs["assumptions.finance.viability_years"].kind == "int"
     s = small()
     t = levers.set_value(s, "assumptions.politics.incumbency", 1.0)
-    assert t.assumptions.politics.incumbency == 1.0 and s.assumptions.politics.incumbency == 0.5
+    assert t.assumptions.politics.incumbency == 1.0 and s.assumptions.politics.incumbency == 0.75
     assert levers.changed(t, s) == ["assumptions.politics.incumbency"]
     with pytest.raises(levers.LeverError, match="from 0.0 to 1.5"):
         levers.set_value(s, "assumptions.politics.incumbency", 2.0)

@@ -52,7 +52,8 @@ def test_governance_shift_keeps_more_autonomy_through_a_reversal():
                       "contract": {"category": "partner_run", "legal_basis": "contract"},
                       "state_law": {"category": "district_run", "legal_basis": "state_law"}}.items():
         r = runs(AUTONOMY_POLICY, flip, {"governance": gov})
-        assert total(r, "reversals") >= 1
+        # The hostile majority rolls back an MOU; it cannot break a contract or override state law.
+        assert (total(r, "reversals") >= 1) if name == "mou" else (total(r, "reversals") == 0)
         kept[name] = at(r, "autonomy_effective", 6) / at(r, "autonomy_effective", 4)
     assert kept["contract"] > kept["mou"] + 0.1
     assert kept["state_law"] > kept["mou"] + 0.1

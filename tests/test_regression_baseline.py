@@ -76,7 +76,7 @@ def _autonomy_unified() -> Scenario:
         "central_office": {"autonomy_office": True, "services": "a_la_carte"},
         "talent": {"incubator": True, "leader_pipeline": 0.8},
         "implementation": {"planning_months": 0, "startup_funding": 600, "governance_councils": True},
-        "politics": {"initial_support": 0.8, "budget_shock_probability": 0.3, "scheduled_flip_year": 3},
+        "politics": {"initial_support": 0.8, "budget_shock_probability": 0.3, "scheduled_flip_year": 4},
         "run": {"years": YEARS},
     })
 
@@ -93,7 +93,8 @@ def _zone_plus_open_status() -> Scenario:
         "accountability": {"framework": "status", "closure_percentile": 25, "consecutive_years": 1,
                            "intervention": "replace_operator", "applies_to": "autonomous"},
         "central_office": {"services": "public_enterprise"},
-        "politics": {"initial_support": 0.9, "election_cycle": 2, "volatility": 0.2},
+        "politics": {"initial_support": 0.9, "election_cycle": 1, "volatility": 0.2, "scheduled_flip_year": 3},
+        "assumptions": {"politics": {"restore_chance": 1.0}},     # a restoration once a majority returns
         "run": {"years": YEARS},
     })
 
@@ -214,7 +215,7 @@ def test_baseline_scenarios_exercise_the_mechanisms() -> None:
         frame = _read(_path(case, "events"))
         events |= set(frame["event"])
     for kind in ("conversion", "opening", "closure", "restart", "renewal", "non_renewal", "operator_replaced",
-                 "reversal", "election", "budget_shock", "operator_entry", "warning"):
+                 "reversal", "restoration", "election", "budget_shock", "operator_entry", "warning"):
         assert kind in events, f"no {kind!r} event in any baseline scenario: widen the scenarios"
 
 

@@ -242,18 +242,40 @@ class CentralOffice(mesa.Agent):
 
 
 class Board(mesa.Agent):
-    """The school board and the political climate for autonomy."""
+    """The school board (seats, each held by a pro-autonomy or a skeptical member) and public opinion.
+
+    `support` is the share of opinion favouring the autonomy agenda; `climate` (log-odds) is the wider
+    political climate opinion reverts to, which itself drifts. Seats are split into two classes elected
+    in alternate elections (staggered terms). The majority decides (mechanisms/politics.py)."""
 
     model: PortfolioModel
 
-    def __init__(self, model: PortfolioModel, support: float):
+    def __init__(self, model: PortfolioModel, support: float, seats: int = 7):
         super().__init__(model)
         self.support = support
-        self.stance = "pro" if support >= 0.5 else "skeptical"
+        s = float(np.clip(support, 0.02, 0.98))
+        self.climate = float(np.log(s / (1.0 - s)))
+        pro = int(np.floor(seats * support + 0.5))
+        self.seats = np.arange(seats) < pro            # True: the seat's member is pro-autonomy
+        self.seat_class = np.arange(seats) % 2          # which alternate election fills the seat
+        self.elections_held = 0
         self.term_start = 0
         self.reversed_this_term = False
+        self.results_history: list[float | None] = []   # relative results each year, before publication
+        self.published_results: float | None = None     # what the public saw this year (lagged, noisy)
+        self.declined: set[int] = set()                 # schools whose term the board declines to renew
 
-    def elect(self, stance: str, year: int) -> None:
+    @property
+    def pro_seats(self) -> int:
+        return int(self.seats.sum())
+
+    @property
+    def stance(self) -> str:
+        """"pro" with a protective majority, "skeptical" with a hostile one, "split" on a tie."""
+        pro, n = self.pro_seats, len(self.seats)
+        return "pro" if 2 * pro > n else ("skeptical" if 2 * pro < n else "split")
+
+    def elect(self, year: int) -> None:
         self.reversed_this_term = False
-        self.stance = stance
         self.term_start = year
+        self.elections_held += 1

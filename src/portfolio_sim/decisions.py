@@ -16,8 +16,8 @@ what the players decided at each decision point; "rule" leaves that point to the
   whatever their term average (a school whose operator has left is handled by the rule).
 * `applications` — applications to convert or open autonomous schools this year: "approve" or "deny"
   every one, instead of the authorizer's judgement (applications are taken only under a pro board).
-* `board` — "protect" keeps a skeptical board from reversing autonomy this year; "reverse" rolls
-  autonomy back this year (once a board term, as the rule) whatever the board's support.
+* `board` — "protect" keeps a hostile board majority from reversing autonomy (or declining renewals) this
+  year; "reverse" rolls autonomy back this year (once a board term, as the rule) whatever the board's support.
 
 The first two can also be taken school by school (`Decisions.schools`: spare this school, close that
 one; renew this contract, not that one), which overrides the choice for all at that point.

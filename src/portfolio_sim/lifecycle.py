@@ -54,6 +54,7 @@ _as_row = attrgetter(*EVENT_COLUMNS)     # (dataclasses.astuple deep-copies ever
 EVENT_COUNTS: dict[str, str] = {
     "openings": "opening", "closures": "closure", "restarts": "restart", "conversions": "conversion",
     "renewals": "renewal", "non_renewals": "non_renewal", "reversals": "reversal",
+    "restorations": "restoration",
     "budget_shock": "budget_shock", "election": "election",
 }
 

@@ -105,8 +105,10 @@ def collect(model: PortfolioModel, where: DistrictEnrollment | None = None) -> d
         "operators_active": int(sum(1 for o in np.flatnonzero(model.operators.active)
                                     if (auto_open & (sc.operator == o)).any())),
         "political_support": model.board.support,
-        "board_pro": int(model.board.stance == "pro"),
-        "election": y["election"], "reversals": y["reversals"], "budget_shock": y["budget_shock"],
+        "board_pro": model.board.pro_seats,
+        "board_seats": len(model.board.seats),
+        "published_results": float("nan") if model.board.published_results is None else model.board.published_results,
+        "election": y["election"], "reversals": y["reversals"], "restorations": y["restorations"], "budget_shock": y["budget_shock"],
         "autonomy_office": int(model.office_active),
         "first_choice_rate": _ratio(y["first_choice"], y["choosers"]),
         "unassigned": _ratio(y["unassigned"], y["applicants"]),
@@ -128,21 +130,48 @@ def collect(model: PortfolioModel, where: DistrictEnrollment | None = None) -> d
     return m
 
 
+def relative_results(model: PortfolioModel, match_k: int) -> float | None:
+    """Autonomous schools' results against a fair comparison, in percentile points (None: none to judge).
+
+    A converted school: its rating change since the year before it converted minus the mean change, over
+    the same years, of the `match_k` traditional schools rated closest to it then (a matched difference in
+    differences, so regression to the mean cancels). A new school: its rating minus the traditional
+    schools' mean rating. Schools become comparable once rated after their first autonomous year."""
+    sc, hist = model.schools, model.rating_history
+    now = sc.rating_pct
+    rated = sc.is_open & ~np.isnan(now)
+    trad = np.flatnonzero(rated & (sc.sector == TRADITIONAL))
+    auto = np.flatnonzero(rated & sc.autonomous & (sc.autonomy_year >= 0) & (sc.autonomy_year < model.year))
+    if len(auto) == 0 or len(trad) == 0:
+        return None
+    gaps = []
+    for s in auto:
+        ref = int(sc.autonomy_year[s]) - 1
+        before = hist[ref] if 0 <= ref < len(hist) else None
+        if before is None or s >= len(before) or np.isnan(before[s]):
+            gaps.append(float(now[s] - now[trad].mean()))      # a new school: no record of its own
+            continue
+        peers = trad[trad < len(before)]
+        peers = peers[~np.isnan(before[peers])]
+        if len(peers) == 0:
+            continue
+        near = peers[np.argsort(np.abs(before[peers] - before[s]), kind="stable")[:match_k]]
+        gaps.append(float((now[s] - before[s]) - (now[near] - before[near]).mean()))
+    return float(np.mean(gaps)) if gaps else None
+
+
 def politics_signals(model: PortfolioModel, m: dict[str, float], previous: dict[str, float],
                      where: DistrictEnrollment | None = None) -> dict:
     """What next year's politics reacts to (kept beside the metrics, not in the output)."""
-    sc = model.schools
-    rated = ~np.isnan(sc.rating_pct) & sc.is_open
-    auto = rated & sc.autonomous
     before = previous.get("students", m["students"]) or 1
     school = (district_enrollment(model) if where is None else where).school   # in district schools
     return {
         # Families' satisfaction: how good their children's district schools look (Family.satisfaction).
         "family_satisfaction": float(model.perceived_z[school].mean()) if len(school) else 0.0,
-        # Are autonomous schools improving? Rating now minus rating when they became autonomous.
-        "autonomous_improvement": float((sc.rating_pct[auto] - sc.pre_autonomy_pct[auto]).mean())
-        if auto.any() else None,
+        # Are autonomous schools doing better than comparable traditional schools? (published by politics)
+        "relative_results": relative_results(model, model.scenario.assumptions.politics.results_match_k),
         "closures": m["closures"], "schools_open": m["schools_open"],
+        "displaced_share": m["displaced"] / max(m["students"], 1),
         "district_enrollment_change": (m["students"] - before) / before,
         "autonomous_school_share": m["autonomous_schools"] / max(m["schools_open"], 1),
     }

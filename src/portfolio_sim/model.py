@@ -162,7 +162,7 @@ class PortfolioModel(mesa.Model):
         self.operator_agents = Operator.create_rows(self, len(self.operators))
         self.families = Family.create_rows(self, len(self.hh_xy))
         self.central_office = CentralOffice(self)
-        self.board = Board(self, self.scenario.politics.initial_support)
+        self.board = Board(self, self.scenario.politics.initial_support, self.scenario.politics.board_seats)
 
     def _initial_state(self, data) -> None:
         """Year 0: last year's published ratings, everyone's current school, settled achievement."""

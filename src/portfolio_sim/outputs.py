@@ -97,9 +97,13 @@ METRICS: tuple[Metric, ...] = (
     *[_m(f"effective_{d}", "float", f"{d.capitalize()} autonomy effective", "0-1", legend=f"{d} effective")
       for d in DOMAINS],
     _m("political_support", "float", "Political support", "0-1", key=True, better="up"),
-    _m("board_pro", "int", "Pro-autonomy board", "0/1", "flag"),
+    _m("board_pro", "int", "Pro-autonomy board seats", "seats", "count", legend="pro-autonomy seats"),
+    _m("board_seats", "int", "Board seats", "seats", "count"),
+    _m("published_results", "float", "Published relative results of autonomous schools", "percentile points",
+       "count", legend="relative results (pct points)"),
     _m("election", "int", "Board election", "0/1", "flag"),
     _m("reversals", "int", "Reversals", "0/1", "count", key=True, cumulative=True, better="down"),
+    _m("restorations", "int", "Restorations", "0/1", "count", cumulative=True, better="up"),
     _m("budget_shock", "int", "Budget shock", "0/1", "flag"),
     _m("autonomy_office", "int", "Autonomy office active", "0/1", "flag"),
     _m("first_choice_rate", "float", "Choosers getting their first choice", "share 0-1", "pct"),
@@ -188,9 +192,11 @@ CHARTS: tuple[Chart, ...] = (
     Chart("autonomy_domains", "Autonomy", "Autonomy by domain",
           "Granted (dashed) vs effective (solid) in staffing, academics, budget and operations.",
           tuple(f"{k}_{d}" for d in DOMAINS for k in ("granted", "effective")), kind="autonomy_domains"),
-    Chart("politics", "Politics", "Political support, elections and reversals",
-          "Board support for autonomy; dotted lines are elections, red crosses reversals (sized by the "
-          "share of seeds).", ("political_support", "election", "reversals"), kind="politics"),
+    Chart("politics", "Politics", "Support, board seats, elections, reversals",
+          "Public support for autonomy (band) and the board's pro-autonomy share of seats (black step; a "
+          "majority above 0.5); dotted lines are elections, red crosses reversals, green circles restorations "
+          "(sized by the share of seeds).",
+          ("political_support", "board_pro", "board_seats", "election", "reversals", "restorations"), kind="politics"),
     Chart("choice", "Choice", "School choice outcomes",
           "Share of choosers offered their first choice, and applicants left unassigned.",
           ("first_choice_rate", "unassigned"), options={"percent": True, "yaxis_title": "share"}),

@@ -114,9 +114,10 @@ def event_years(yearly: pd.DataFrame, column: str, min_share: float = 0.0) -> di
 
 
 def political_figure(summary: pd.DataFrame, yearly: pd.DataFrame, scenario: Scenario | None = None,
-                     title: str = "Political support, elections and reversals") -> go.Figure:
-    """Political support (median, p10-p90) with election years (dotted lines, labelled with the share
-    of seeds holding an election) and reversal years (red markers sized by the share of seeds)."""
+                     title: str = "Support, board seats, elections, reversals") -> go.Figure:
+    """Political support (median, p10-p90), the board's pro-autonomy seats (share, median over seeds; a
+    majority above 0.5), election years (dotted lines, with the share of seeds holding an election),
+    reversal years (red crosses) and restoration years (green circles), sized by the share of seeds."""
     start = scenario.run.start_year if scenario is not None else _start_year_of(yearly)
     fig = band_figure(summary, ["political_support"], title, start_year=start, yaxis_title="support (0-1)",
                       colors={"political_support": PALETTE[3]})
@@ -142,10 +143,33 @@ def political_figure(summary: pd.DataFrame, yearly: pd.DataFrame, scenario: Scen
             hovertemplate="reversal in %{x}: %{customdata}% of seeds<extra></extra>"))
         for x in xs:
             fig.add_vline(x=x, line={"color": "rgba(214,39,40,0.35)", "width": 1})
+    restorations = event_years(yearly, "restorations")
+    if restorations:
+        med = summary[summary["metric"] == "political_support"].set_index("year")["median"]
+        fig.add_trace(go.Scatter(
+            x=list(restorations), y=[float(med.get(x - start, float("nan"))) for x in restorations],
+            mode="markers", name="restoration of rolled-back autonomy",
+            marker={"symbol": "circle-open", "color": PALETTE[2], "line": {"width": 2},
+                    "size": [8 + 12 * s for s in restorations.values()]},
+            customdata=[round(100 * s) for s in restorations.values()],
+            hovertemplate="restoration in %{x}: %{customdata}% of seeds<extra></extra>"))
+    if {"board_pro", "board_seats"} <= set(yearly.columns) and not yearly.empty:
+        # The board: share of seats held by pro-autonomy members (median over seeds); above 0.5 a majority.
+        xcol = "calendar_year" if "calendar_year" in yearly else "year"
+        seats = (yearly["board_pro"] / yearly["board_seats"].clip(lower=1)).groupby(yearly[xcol]).median()
+        n = int(yearly["board_seats"].iloc[0])
+        fig.add_trace(go.Scatter(
+            x=list(seats.index), y=list(seats.values), mode="lines", name=f"pro-autonomy seats (of {n})",
+            line={"color": "#333333", "shape": "hv", "width": 2},
+            customdata=[round(v * n, 1) for v in seats.values],
+            hovertemplate="%{x}: %{customdata} of " + str(n) + " seats pro-autonomy (median)<extra></extra>"))
+        fig.add_hline(y=0.5, line={"color": "#333333", "dash": "dot", "width": 1},
+                      annotation_text="board majority", annotation_position="top left")
     if scenario is not None:
         fig.add_hline(y=scenario.politics.reversal_threshold, line={"color": "#d62728", "dash": "dash",
                                                                     "width": 1},
-                      annotation_text="reversal threshold", annotation_position="bottom right")
+                      annotation_text="support below which a hostile majority rolls back",
+                      annotation_position="bottom right")
     fig.update_yaxes(range=[0, 1.06])
     fig.update_layout(hovermode="closest")
     return fig

@@ -272,7 +272,9 @@ class Politics(_Group):
 
     initial_support: float = lever(0.6, "Political support for the autonomy agenda at the start (0-1).",
                                    0.0, 1.0)
-    election_cycle: int = lever(2, "Years between board elections.", 1, 10, "years")
+    election_cycle: int = lever(2, "Years between board elections (each fills half the seats: terms are "
+                                   "two cycles long, staggered).", 1, 10, "years")
+    board_seats: int = lever(7, "Seats on the school board; the majority decides.", 3, 15, "seats")
     results_sensitivity: float = lever(1.0, "How much support follows autonomous schools' results.", 0.0,
                                        5.0)
     closure_backlash: float = lever(1.0, "How much closures erode support.", 0.0, 5.0)
@@ -282,13 +284,16 @@ class Politics(_Group):
     budget_shock_probability: float = lever(0.1, "Yearly chance of a budget shock.", 0.0, 1.0)
     budget_shock_size: float = lever(0.05, "Cut to per-pupil funding in a shock.", 0.0, 0.5)
     reversal_threshold: float = lever(
-        0.4, "Below this support a skeptical board rolls back unprotected autonomy.", 0.0, 1.0)
+        0.4, "Below this support a hostile board majority rolls back policy/MOU autonomy (it also acts under "
+        "budget pressure or union mobilisation).", 0.0, 1.0)
     rollback_intensity: float = lever(0.6, "How much unprotected autonomy a reversal takes back (0-1).",
                                       0.0, 1.0)
     scheduled_flip_year: int = lever(
-        0, "Force a skeptical board in this year, e.g. to compare designs through one flip (0 = none).",
+        0, "Force an election giving every seat to a hostile member in this year, e.g. to compare designs "
+        "through one flip (0 = none).",
         0, 50, "year")
-    volatility: float = lever(0.05, "Year-to-year noise in support.", 0.0, 0.5)
+    volatility: float = lever(0.02, "Year-to-year noise in support (SD, as a share of opinion near 0.5).",
+                              0.0, 0.5)
 
 
 class Run(_Group):

@@ -63,13 +63,13 @@ def agenda(result: RunSnapshot | None) -> list[tuple[str, str]]:
     items: list[tuple[str, str]] = [("Next", f"year {nxt} ({result.start_year + nxt}) of {result.years}")]
 
     last = result.yearly[result.yearly["year"] == year]
-    pro = int(last["board_pro"].sum())
+    pro = int((2 * last["board_pro"] > last["board_seats"]).sum())     # seeds with a pro-autonomy majority
     board = f"pro-autonomy in {pro} of {len(last)} seed(s)" if 0 < pro < len(last) else (
         "pro-autonomy" if pro else "skeptical")
     items.append(("Board", f"{board}; support {_median(list(last['political_support'])):.2f} (median)"))
     p = s.politics
     if p.scheduled_flip_year == nxt:
-        items.append(("Politics", "a scheduled board flip: a skeptical board takes office"))
+        items.append(("Politics", "a scheduled board flip: a hostile board takes every seat"))
     elif nxt % p.election_cycle == 0:
         items.append(("Politics", "an election year"))
 

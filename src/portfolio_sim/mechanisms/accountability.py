@@ -16,7 +16,9 @@ only for cause" (Indianapolis 5-7 years, Camden 10, LLN MOU every 3; seed 003 "C
   all schools as `applies_to` says. A school one year from intervention is put on warning.
 * Every `contract_term` years an autonomous school's contract or MOU is reviewed: below
   `renewal_percentile` (averaged over the term) it is not renewed: its operator is replaced when one
-  is available and the initiative asks for it, otherwise it returns to traditional status.
+  is available and the initiative asks for it, otherwise it returns to traditional status. A term a
+  hostile board majority declined to renew (politics: `board.declined`) ends the same way, without a
+  new operator: the school returns to traditional status.
 """
 
 from __future__ import annotations
@@ -119,7 +121,10 @@ def renewals(model: PortfolioModel) -> None:
         score = float(term.mean()) if len(term) else np.nan
         operator = int(sc.operator[s])
         operator_left = operator >= 0 and not model.operators.active[operator]
-        by_rule = bool(np.isnan(score) or score >= acc.renewal_percentile)
+        performs = bool(np.isnan(score) or score >= acc.renewal_percentile)
+        # A hostile board majority may decline to renew a term that has ended (politics: board.declined).
+        political = performs and s in model.board.declined
+        by_rule = performs and not political
         decided = model.decisions.choice("renewal", s)
         renew = by_rule if decided == "rule" else decided == "renew"
         record = f"term average at the {score:.0f}th percentile" if not np.isnan(score) else "no rating yet"
@@ -133,8 +138,10 @@ def renewals(model: PortfolioModel) -> None:
             lifecycle.renew(model, s, record)
         else:
             why = (record if renew != by_rule else
+                   f"hostile board majority declines to renew ({record})" if political else
                    f"term average at the {score:.0f}th percentile, below {acc.renewal_percentile:g}")
-            if sc.sector[s] in (PARTNER_LED, PARTNER_RUN) and lifecycle.replace_operator(model, s, why, event="non_renewal"):
+            if not political and sc.sector[s] in (PARTNER_LED, PARTNER_RUN) and \
+                    lifecycle.replace_operator(model, s, why, event="non_renewal"):
                 continue
             lifecycle.revert_to_traditional(model, s, "non_renewal", why)
 
@@ -143,7 +150,7 @@ MECHANISM = Mechanism(
     name="accountability", order=5, step=step, phase="accountability", stream="accountability", stream_index=8,
     reads=("scenario.accountability", "model.last_growth", "model.rating_reference", "model.decisions",
            "schools.enrollment", "schools.mean_achievement", "schools.opened_year", "schools.contract_year",
-           "schools.sector", "operators.active"),
+           "schools.sector", "operators.active", "model.board"),
     writes=("schools.rating", "schools.rating_pct", "schools.years_below", "model.rating_history",
             "model.perceived_z"),
     calls=("lifecycle.log", "lifecycle.close_school", "lifecycle.restart_school", "lifecycle.replace_operator",
