@@ -46,6 +46,8 @@ def test_check_across_plausible_worlds_offers_progress_cancel_and_plain_words(se
     assert "% of plausible worlds" in text and "in 8 of 10 worlds" in text
     assert text.count("seed noise") + text.count("the same in every plausible world") >= 8   # every outcome
     s.shot("robustness-check")
+    problems = _axe_card(s.page)
+    assert not problems, problems
 
     # more worlds: the shown check is out of date; a new check cancelled part-way keeps the old one
     card.locator(".pz-robust-worlds button", has_text="50").click()
@@ -58,3 +60,16 @@ def test_check_across_plausible_worlds_offers_progress_cancel_and_plain_words(se
     assert button.is_enabled()
     card.locator(".pz-robust-worlds button", has_text="10").click()
     result.wait_for()                                        # the finished 10-world check is current again
+
+
+def _axe_card(page) -> list[dict]:
+    """Serious and critical axe-core violations inside the robustness card (as test_dashboard_browser's
+    audit, scoped to this card)."""
+    from portfolio_sim.dashboard import assets
+    if not page.evaluate("() => !!window.axe"):
+        page.add_script_tag(path=str(assets.axe_script()))
+    return page.evaluate("""async () => {
+        const r = await axe.run('.pz-robust', {resultTypes: ['violations']});
+        return r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
+            .map(v => ({id: v.id, help: v.help, nodes: v.nodes.slice(0, 5).map(n => n.target.join(' '))}));
+    }""")
