@@ -578,13 +578,18 @@ class WorkerPool:
         self._cancelled = None          # shared with the workers: the last 64 cancelled tokens
         self._next_slot = 0
         self._submitted = 0             # tasks given to the current executor (it is replaced after enough)
+        self._retired: list = []        # replaced executors still finishing their runs
 
     def _ensure(self):
         import multiprocessing
         ctx = multiprocessing.get_context("spawn")
         if self._executor is not None and self._submitted >= TASKS_PER_WORKER * self.workers:
             self._executor.shutdown(wait=False)         # finishes what it has, then its workers exit
+            self._retired.append(self._executor)
             self._executor = None
+        # Replaced executors are kept until they are done, so that shutdown() stops them too.
+        self._retired = [e for e in self._retired
+                         if e._executor_manager_thread is not None and e._executor_manager_thread.is_alive()]
         if self._cancelled is None:
             self._cancelled = ctx.Array("q", 64, lock=False)
         if self._executor is None:
@@ -651,6 +656,8 @@ class WorkerPool:
             self._waiting = keep
 
     def shutdown(self) -> None:
+        for e in self._retired:
+            e.shutdown(wait=False, cancel_futures=True)
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
