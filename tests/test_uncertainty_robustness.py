@@ -27,8 +27,10 @@ def test_a_design_against_itself_is_better_nowhere_and_differs_by_exactly_zero(d
 
 def test_serial_and_pool_agree_and_a_real_difference_shows(designs):
     a, b = designs
-    serial = robustness(a, b, 3, 3, root=4, years=3, workers=1)
-    pooled = robustness(a, b, 3, 3, root=4, years=3, workers=2)
+    # 4 seeds (was 3): with 3, how many students the few converted schools of an 8-school district hold
+    # varied enough by seed (after issue 11's school effects) to sit just inside 2 x seed_se.
+    serial = robustness(a, b, 3, 4, root=4, years=3, workers=1)
+    pooled = robustness(a, b, 3, 4, root=4, years=3, workers=2)
     pd.testing.assert_frame_equal(serial, pooled)
     row = serial.set_index("metric").loc["enrollment_autonomous"]  # baseline grants no autonomy
     assert row["share_better"] == 1.0 and row["p10_diff"] > 0 and row["clear_of_seed_noise"]

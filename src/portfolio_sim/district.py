@@ -212,10 +212,12 @@ def generate_district(spec: District, rng: np.random.Generator, years: int) -> D
         low_pts = hh_low[st_household[active]][st_band == b]
         local_low[idx] = np.bincount(nearest, weights=low_pts, minlength=len(idx)) / np.maximum(served, 1)
 
-    # Starting quality: correlated with local income as the scenario says.
+    # Starting quality: correlated with local poverty as the scenario says (negative: schools serving
+    # poorer neighbourhoods are weaker). (Until session 4 the sign was reversed: a negative setting gave
+    # poorer areas the stronger schools, against the lever's description.)
     rho = spec.quality_income_correlation
-    z_income = -(local_low - local_low.mean()) / (local_low.std() + 1e-9)   # high = richer
-    z = rho * z_income + math.sqrt(max(0.0, 1.0 - rho * rho)) * rng.standard_normal(len(sc_band))
+    z_poverty = (local_low - local_low.mean()) / (local_low.std() + 1e-9)   # high = poorer
+    z = rho * z_poverty + math.sqrt(max(0.0, 1.0 - rho * rho)) * rng.standard_normal(len(sc_band))
     sc_quality = spec.initial_quality_sd * z
 
     # Charter schools (outside district control), placed where the district schools are weakest.
