@@ -48,9 +48,12 @@ def test_worlds_widen_the_band_when_a_wide_assumption_matters(tiny):
     seeds_only = yearly_table(run_many(tiny, n=3, root=5))
     _, res = run_ensemble(tiny, 6, 3, root=5, vary=["achievement"])
     summary = summarize_ensemble(ensemble_yearly(res))
-    last = seeds_only[seeds_only["year"] == 3]["mean_achievement"]
+    # The income gap follows achievement.baseline_gap (plausible 0.3-1.0 SD). (The district mean, measured
+    # here before issue 11's school effects, now moves with the seed more than with the achievement
+    # coefficients in 3 years of a 1,500-student district.)
+    last = seeds_only[seeds_only["year"] == 3]["achievement_gap"]
     seed_width = last.quantile(0.9) - last.quantile(0.1)
-    row = summary[(summary["metric"] == "mean_achievement") & (summary["year"] == 3)].iloc[0]
+    row = summary[(summary["metric"] == "achievement_gap") & (summary["year"] == 3)].iloc[0]
     assert row["p90"] - row["p10"] > 1.5 * seed_width
     assert row["worlds_p90"] - row["worlds_p10"] > row["seed_band_width"]
 
