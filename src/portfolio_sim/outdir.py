@@ -28,7 +28,7 @@ from portfolio_sim.errors import ScenarioError
 RUN_FILES = ("yearly.csv", "summary.csv", "schools.csv", "events.csv", "scenario.toml", "report.html",
              "decisions.toml",
              # run --worlds, robustness and discover (docs/UNCERTAINTY.md)
-             "worlds.csv", "robustness.csv", "boxes.csv", "prim_trajectory.csv", "sensitivity.csv",
+             "worlds.csv", "robustness.csv", "drivers.csv", "boxes.csv", "prim_trajectory.csv", "sensitivity.csv",
              "prim_tradeoff.html", "sensitivity.html")
 SYSTEM_DIRS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/sbin", "/sys",
                "/usr")                                   # never written into
