@@ -82,7 +82,8 @@ def test_new_autonomous_schools_dip_then_mature():
     g = gains_since_autonomy(r).groupby("years_autonomous").gain.median()
     assert g[0] < 0                      # first year: the implementation dip
     assert g[3] > g[0] + 0.015            # three or more years on: larger gains (seed 003, note 2)
-    assert g[4] > 0
+    # (No `g[4] > 0`: district-run conversions average about zero once mature, EVIDENCE.md E-AUT-1/7;
+    # tests/test_effects.py holds the magnitudes.)
 
 
 def test_planning_time_softens_the_dip():
@@ -227,38 +228,59 @@ def test_public_enterprise_services_leave_more_resources_than_mandatory():
     assert final(ent, "per_pupil_resources") > final(mand, "per_pupil_resources")
 
 
-def share_displaced_to_better(choice: dict, slack: float) -> float:
-    """Pooled share of students displaced by closures who land in a clearly better school."""
-    r = runs({"district": {"capacity_slack": slack, "quality_income_correlation": -0.6,
-                           "income_segregation": 0.8},
-              "accountability": {"intervention": "close", "closure_percentile": 10, "consecutive_years": 2},
-              "choice": choice, "run": {"years": 8}})
-    displaced = sum(x.yearly.displaced.sum() for x in r)
-    better = sum((x.yearly.displaced * x.yearly.displaced_to_better.fillna(0)).sum() for x in r)
-    assert displaced > 200
-    return better / displaced
+def displaced_landing(choice: dict, slack: float) -> dict[str, float]:
+    """Where students displaced by closures land, pooled over seeds and years: the share of them placed in
+    a school rated >= 75th percentile (top tier, E-CLO-3) and >= `better_school_margin` (20) points above
+    their closed school (both as published before the move), among those placed in a district school; and
+    the share who left instead."""
+    n = placed = top = better = 0
+    for seed in SEEDS:
+        m = PortfolioModel(small({"district": {"capacity_slack": slack, "quality_income_correlation": -0.6,
+                                               "income_segregation": 0.8},
+                                  "accountability": {"intervention": "close", "closure_percentile": 10,
+                                                     "consecutive_years": 2},
+                                  "choice": choice, "run": {"years": 8}}), seed=seed)
+        try:
+            for _ in range(8):
+                st = m.students
+                moved = np.flatnonzero(st.displaced & (st.grade >= 0) & (st.grade < 12))
+                closed, pct = st.school[moved].copy(), np.nan_to_num(m.schools.rating_pct, nan=50.0)
+                m.step()
+                landed = st.school[moved]
+                ok = landed >= 0
+                n += len(moved)
+                placed += int(ok.sum())
+                top += int((pct[landed[ok]] >= 75).sum())
+                better += int((pct[landed[ok]] >= pct[closed[ok]] + 20).sum())
+        finally:
+            m.release()
+    assert placed > 200
+    return {"top": top / placed, "better": better / placed, "left": 1 - placed / n}
 
 
 UNIFIED_INFORMED = {"policy": "unified", "participation": 1.0, "information_quality": 0.9}
 
 
 def test_displaced_students_land_in_better_schools_only_when_capacity_allows():
-    """de la Torre & Gwynne 2009: most students displaced by closures land in similar or weaker schools;
-    more reach clearly better ones when there are seats to take. (Without `displaced_priority` unified
-    choice alone helps little: displaced students compete with every entering student.)"""
+    """E-CLO-3 (Chicago 2013): nearly all displaced students enrolled in schools rated higher than the
+    closed one, but only about a fifth in top-tier schools; more reach the top tier when there are seats
+    to take there. (On main the tight case looked worse only because ~40% of displaced students left the
+    district for want of a seat; nobody is sent away now.)"""
     zones = {"policy": "zones"}
-    tight_zones, roomy_zones = share_displaced_to_better(zones, 0.05), share_displaced_to_better(zones, 0.6)
-    assert tight_zones < 0.5
-    assert roomy_zones > tight_zones + 0.1
-    assert share_displaced_to_better(UNIFIED_INFORMED, 0.6) > share_displaced_to_better(UNIFIED_INFORMED, 0.05)
+    tight, roomy = displaced_landing(zones, 0.05), displaced_landing(zones, 0.6)
+    assert 0.1 < tight["top"] < 0.4
+    assert roomy["top"] > tight["top"] + 0.05
+    assert tight["better"] > 0.6               # most move up from a school below the 10th percentile
+    assert tight["left"] < 0.2                 # only families who prefer the outside option leave
 
 
 def test_displaced_priority_gets_displaced_students_into_better_schools():
     """A closure plan that gives displaced students priority at the schools they rank gets more of them
-    into clearly better schools when seats are scarce."""
-    plain = share_displaced_to_better(UNIFIED_INFORMED, 0.05)
-    prioritised = share_displaced_to_better({**UNIFIED_INFORMED, "displaced_priority": True}, 0.05)
-    assert prioritised > plain + 0.1
+    into better and top-tier schools when seats are scarce."""
+    plain = displaced_landing(UNIFIED_INFORMED, 0.05)
+    prioritised = displaced_landing({**UNIFIED_INFORMED, "displaced_priority": True}, 0.05)
+    assert prioritised["better"] > plain["better"] + 0.03
+    assert prioritised["top"] > plain["top"] + 0.02
 
 
 def test_displaced_priority_ranks_displaced_between_continuing_and_siblings():

@@ -71,7 +71,7 @@ def _autonomy_unified() -> Scenario:
         "governance": {"category": "partner_run", "legal_basis": "contract", "operator_employs_staff": True},
         "autonomy": {"staffing": 1.0, "academic": 1.0, "budget": 1.0, "operations": 1.0},
         "accountability": {"closure_percentile": 20, "consecutive_years": 2, "intervention": "close",
-                           "applies_to": "all", "contract_term": 2, "renewal_percentile": 45,
+                           "applies_to": "all", "contract_term": 2, "renewal_percentile": 55,
                            "min_years_rated": 1},
         "central_office": {"autonomy_office": True, "services": "a_la_carte"},
         "talent": {"incubator": True, "leader_pipeline": 0.8},
@@ -107,9 +107,10 @@ def _denver_preset() -> Scenario:
 
 
 CASES = {
-    "baseline_5k": (_baseline, 11),
-    "autonomy_unified": (_autonomy_unified, 7),
-    "zone_plus_open_status": (_zone_plus_open_status, 3),
+    # (seed 13, was 11: with issue 11's school effects seed 11 has no restart in six years)
+    "baseline_5k": (_baseline, 13),
+    "autonomy_unified": (_autonomy_unified, 2),             # (was 7: no incubator entry since issue 11)
+    "zone_plus_open_status": (_zone_plus_open_status, 8),   # (was 3: no operator replacement since issue 11)
     "denver_innovation_5k": (_denver_preset, 5),
 }
 TABLES = ("yearly", "schools", "events", "state")

@@ -269,7 +269,8 @@ def test_debrief_export_and_cli_replay(tmp_path, store):
 def test_stories_tell_what_followed_a_school_decision(store):
     s = small(seeds=1, years=5)
     s.accountability.consecutive_years, s.accountability.min_years_rated = 1, 1
-    s.accountability.closure_percentile, s.accountability.intervention = 25.0, "close"
+    # (45, was 25: a school must be at the trigger in year 2; under issue 11's school effects seed 1 has none below 25)
+    s.accountability.closure_percentile, s.accountability.intervention = 45.0, "close"
     room, key = store.create_room(s)
     m = store.join(room.code, "Mia", "board")
     sim.step(store, room.code, key)

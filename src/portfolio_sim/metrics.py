@@ -23,7 +23,7 @@ METRIC_COLUMNS = [m.name for m in METRICS]   # declared once, in portfolio_sim.o
 # What enrollment counts during the year (choice and exits); status changes are counted from the
 # event log instead (`lifecycle.year_counts`).
 YEAR_COUNTERS = ("exits_outside", "applicants", "choosers", "first_choice", "unassigned", "displaced",
-                 "displaced_to_better")
+                 "displaced_to_better", "seats_added")
 
 
 def new_year_stats() -> dict[str, int]:

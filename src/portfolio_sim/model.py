@@ -34,7 +34,7 @@ from scipy.special import ndtri
 from portfolio_sim import lifecycle, mechanisms
 from portfolio_sim.agents import Board, CentralOffice, Family, Operator, School
 from portfolio_sim.decisions import RULES
-from portfolio_sim.district import GRADES, band_of_grade, build_district, entry_grades
+from portfolio_sim.district import GRADES, DistrictCache, band_of_grade, build_district, entry_grades
 from portfolio_sim.geography import Geography
 from portfolio_sim.mechanisms import accountability, achievement, autonomy, enrollment, finance
 from portfolio_sim.metrics import (METRIC_COLUMNS, collect, district_enrollment, new_year_stats, politics_signals,
@@ -56,9 +56,12 @@ class PortfolioModel(mesa.Model):
     Args:
         scenario: the levers (defaults: the schema's defaults, a traditional district).
         seed: the run's seed (default: `scenario.run.seed`). Same scenario + seed = same results.
+        districts: a `district.DistrictCache` to take the generated district from (same results, less
+            set-up when runs share district levers and seed).
     """
 
-    def __init__(self, scenario: Scenario | None = None, seed: int | None = None):
+    def __init__(self, scenario: Scenario | None = None, seed: int | None = None,
+                 districts: DistrictCache | None = None):
         scenario = scenario if scenario is not None else Scenario()
         seed = int(scenario.run.seed if seed is None else seed)
         super().__init__(seed=seed)
@@ -83,7 +86,9 @@ class PortfolioModel(mesa.Model):
         self.last_metrics: dict[str, Any] = {}
         self._previous: dict[str, float] = {}
 
-        data = build_district(scenario.district, self.streams["district"], scenario.run.years)
+        data = (districts.build(scenario.district, seed, self.streams["district"], scenario.run.years)
+                if districts is not None else build_district(scenario.district, self.streams["district"],
+                                                             scenario.run.years))
         self.band_structure = data.band_structure
         self.n_bands = data.n_bands
         self.band_of_grade = band_of_grade(data.band_structure)
@@ -174,6 +179,7 @@ class PortfolioModel(mesa.Model):
 
         everyone = np.flatnonzero(self.students.grade >= 0)
         enrollment.assign(self, everyone, np.zeros(len(everyone), dtype=np.int8))
+        self._settle_buildings()
         achievement.warm_start(self, rng)
         self.update_school_counts()
         if acc.framework == "status":
@@ -187,6 +193,23 @@ class PortfolioModel(mesa.Model):
         district = sc.sector != CHARTER
         self.reference_resources = float(np.median(sc.resources[district])) if district.any() else 1.0
         self.year_stats["exits_outside"] = 0   # the starting allocation is not an exit
+
+    def _settle_buildings(self) -> None:
+        """Under open or unified choice, start with buildings the regime has had time to shape: the
+        generator sizes them for attendance zones, so after the year-0 allocation each under-used district
+        school is consolidated `setup.building_adjustment` of the way to its enrollment plus
+        `district.capacity_slack` (at least one seat): the district has given up space nobody chose.
+        Popular buildings do not grow, and no student loses a seat (capacity stays >= enrollment).
+        Loaded (CSV) districts keep their real buildings; zones keep the generator's."""
+        scn, sc = self.scenario, self.schools
+        share = scn.assumptions.setup.building_adjustment
+        if scn.choice.policy == "zones" or share == 0.0 or scn.district.schools_csv:
+            return
+        self.update_school_counts(enrollment_only=True)
+        zoned = sc.capacity.copy()
+        wanted = np.minimum(zoned, np.maximum(np.ceil(sc.enrollment * (1.0 + scn.district.capacity_slack)), 1))
+        settled = np.ceil((1.0 - share) * zoned + share * wanted).astype(np.int32)
+        sc.capacity = np.where(sc.sector != CHARTER, settled, zoned).astype(np.int32)
 
     def _apply_known_ratings(self, data) -> None:
         """Ratings given in a district CSV are what families saw last year."""
@@ -228,14 +251,18 @@ class PortfolioModel(mesa.Model):
         sc.mean_achievement = np.where(n > 0, total / np.maximum(n, 1), np.nan)
 
     def refresh_perceived_quality(self) -> None:
-        """What families and operators can see: the published rating as a z-score. Unrated new schools
-        show their operator's record if it has one, else the district average (no track record)."""
-        sc = self.schools
-        z = ndtri(np.clip(np.nan_to_num(sc.rating_pct, nan=50.0), 0.5, 99.5) / 100.0)
+        """What families and operators can see: the published rating as a z-score. A school with no
+        track record shows `choice.unrated_school_z` (the prior: 0 = as an average school), or, with
+        `choice.unrated_school_view` = "operator_record", its operator's record where it has one."""
+        sc, ch = self.schools, self.scenario.choice
         unrated = np.isnan(sc.rating_pct)
-        for s in np.flatnonzero(unrated & (sc.operator >= 0)):
-            peers = ~unrated & sc.is_open & (sc.operator == sc.operator[s])
-            z[s] = z[peers].mean() if peers.any() else 0.0
+        z = ndtri(np.clip(np.where(unrated, 50.0, sc.rating_pct), 0.5, 99.5) / 100.0)
+        z[unrated] = ch.unrated_school_z
+        if ch.unrated_school_view == "operator_record":
+            for s in np.flatnonzero(unrated & (sc.operator >= 0)):
+                peers = ~unrated & sc.is_open & (sc.operator == sc.operator[s])
+                if peers.any():
+                    z[s] = z[peers].mean()
         self.perceived_z = z
 
     # -- the event log (portfolio_sim.lifecycle) ---------------------------------------------------

@@ -103,16 +103,19 @@ class Autonomy(_Group):
         "a_la_carte", "A la carte: each school picks the waivers that fit its goals (Denver, Fulton); "
         "prescribed: one set for all (LA Pilot).")
     max_effect: float = lever(
-        0.15, "Yearly value-added gain of a school using full, aligned autonomy at full capacity, before "
-        "the budget multiplier.",
+        0.10, "Yearly value-added gain of a school using full, aligned autonomy at full capacity, before "
+        "the budget multiplier (below the capacity break-even the same autonomy loses value-added; sized so "
+        "that conversions land in EVIDENCE.md E-AUT-1/5/2's ranges).",
         0.0, 0.5, "SD/yr")
     budget_multiplier: float = lever(
         0.5, "How much budget autonomy multiplies the value of the other domains (reallocated savings).",
         0.0, 2.0)
     dip_depth: float = lever(
-        0.06, "First-year implementation dip with no planning and little capacity.", 0.0, 0.5, "SD/yr")
-    maturation_years: float = lever(2.5, "Years for autonomy's benefit to mature (time constant).",
-                                    0.5, 10.0, "years")
+        0.08, "First-year implementation dip with no planning, no start-up money and little capacity "
+        "(EVIDENCE.md E-TIME-2: about -0.03 SD in a typical first year).", 0.0, 0.5, "SD/yr")
+    maturation_years: float = lever(
+        3.0, "Years for autonomy's benefit to reach its steady state (a linear ramp from the launch year; "
+        "EVIDENCE.md E-TIME-1: about 3).", 0.5, 10.0, "years")
 
 
 class Governance(_Group):
@@ -198,6 +201,9 @@ class Accountability(_Group):
     renewal_percentile: float = lever(
         20.0, "At renewal, schools rated below this percentile are not renewed.", 0.0, 100.0, "percentile")
     min_years_rated: int = lever(2, "Years a new school runs before it has a rating.", 0, 5, "years")
+    enrollment_grace_years: int = lever(
+        2, "Years a new school (or a school in a new status) runs before it can be counted under-enrolled; "
+        "closure for low enrollment also needs finance's years below the line after that.", 0, 10, "years")
     rating_noise: float = lever(
         0.04, "Noise in a school's measured rating (SD/yr), before averaging over its students.", 0.0, 0.5,
         "SD/yr")
@@ -231,6 +237,12 @@ class Choice(_Group):
         "prefers it to its nearby school.", -5.0, 5.0)
     switch_rate: float = lever(
         0.04, "Share of dissatisfied families re-entering choice in a non-transition year.", 0.0, 0.5)
+    unrated_school_view: Literal["operator_record", "prior"] = lever(
+        "operator_record", "How families judge a school with no rating yet: by its operator's record where "
+        "it has one (else the prior), or always by the prior (choice.unrated_school_z).")
+    unrated_school_z: float = lever(
+        0.0, "How families regard a school with no track record, as a rating z-score (0: like an average "
+        "school; negative: wary of the unknown; positive: drawn to the new).", -2.0, 2.0, "rating z")
 
 
 class Talent(_Group):

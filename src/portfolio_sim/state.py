@@ -68,6 +68,7 @@ class Schools:
     effective: np.ndarray
     alignment: np.ndarray
     capacity_score: np.ndarray
+    implementation_fit: np.ndarray
     autonomy_year: np.ndarray
     pre_autonomy_pct: np.ndarray
     contract_year: np.ndarray
@@ -137,7 +138,8 @@ SCHOOL_COLUMNS: tuple[Column, ...] = (
     Column("x", "float64", 0.0, "location (unit square)", "lifecycle"),
     Column("y", "float64", 0.0, "location (unit square)", "lifecycle"),
     Column("band", "int8", 0, "grade band", "lifecycle"),
-    Column("capacity", "int32", 0, "seats", "lifecycle"),
+    Column("capacity", "int32", 0, "seats; enrollment adds seats where a student has no seat anywhere in the "
+           "band (`place_administratively`)", "lifecycle", also=("enrollment",)),
     Column("sector", "int8", TRADITIONAL, "one of the sector codes above", "lifecycle"),
     Column("is_open", "bool", False, "open this year", "lifecycle"),
     Column("opened_year", "int32", 0, "year the school opened (0 = existed at start)", "lifecycle"),
@@ -159,6 +161,8 @@ SCHOOL_COLUMNS: tuple[Column, ...] = (
            "autonomy", also=("lifecycle",), shape=D4),
     Column("alignment", "float64", 0.0, "fit of granted autonomies to the school's goals", "autonomy"),
     Column("capacity_score", "float64", 0.0, "0-1 capacity to use autonomy", "autonomy"),
+    Column("implementation_fit", "float64", 0.0, "how well this school's staff and plan take to autonomy, "
+           "drawn at the grant (standard normal; unobserved school-level heterogeneity)", "autonomy"),
     Column("autonomy_year", "int32", -1, "year autonomy began (-1 never)", "lifecycle"),
     Column("pre_autonomy_pct", "float64", NAN, "rating percentile when autonomy began (new schools: 50)",
            "lifecycle"),

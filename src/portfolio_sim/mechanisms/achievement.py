@@ -10,7 +10,8 @@ persist but fade (`rho` < 1), as in value-added research, so sustained differenc
 accumulate into achievement and gap differences over several years.
 
 A school's value-added `v` sums: its model's base quality (the operator's model for partner schools),
-its principal and its share of excellent teachers (`talent`), the autonomy effect with implementation
+its principal and its share of excellent teachers in absolute terms (`talent`; a district with more
+excellent teachers gains everywhere, EVIDENCE.md E-TAL-1), the autonomy effect with implementation
 dip and maturation (`autonomy`: seed 003 note 2), per-pupil resources (`finance`) and service quality
 (`central_office.services`, seed 000 lesson 4). Charter schools' value-added is their base quality.
 """
@@ -53,10 +54,9 @@ def school_value_added(model: PortfolioModel) -> np.ndarray:
     scn = model.scenario
     a = scn.assumptions.achievement
     district = sc.sector != CHARTER
-    mean_teachers = model.talent_pool_share
     v = sc.base_quality.copy()
     v += np.where(district, a.leader_effect * sc.leader_quality, 0.0)
-    v += np.where(district, a.teacher_effect * (model.teacher_exposure - mean_teachers), 0.0)
+    v += np.where(district, a.teacher_effect * (model.teacher_exposure - a.teacher_reference_share), 0.0)
     v += np.where(district, autonomy.effect(model), 0.0)
     ref = max(model.reference_resources, 1.0)
     v += np.where(district, a.resource_effect * np.clip(sc.resources / ref - 1.0, -1.0, 1.0), 0.0)
@@ -75,6 +75,8 @@ def step(model: PortfolioModel) -> None:
     # Value-added of each student's school; 0 outside the district (private/other, ~average) and for
     # inactive slots: a lookup in value_added with a 0 appended for them.
     v = np.append(sc.value_added, 0.0)[np.where(on & (st.school >= 0), st.school, len(sc))]
+    if a.displacement_cost != 0.0 and len(model.closure_movers):   # a closure's one-year disruption (E-CLO-2)
+        v[model.closure_movers] += a.displacement_cost
     persist, level = a.rho * st.achievement, (1.0 - a.rho) * st.baseline
     new = persist + level + v + noise
     model.last_growth = np.where(on, new - persist - level, 0.0)
@@ -88,10 +90,10 @@ ACTIONS = (Action("achievement.new_students", writes=("students.low_income", "st
 
 MECHANISM = Mechanism(
     name="achievement", order=4.3, step=step, phase="schooling", stream="achievement", stream_index=7,
-    reads=("scenario.central_office", "schools.base_quality", "schools.leader_quality", "schools.sector",
+    reads=("scenario.central_office", "scenario.autonomy", "scenario.implementation", "model.office_active", "schools.base_quality", "schools.leader_quality", "schools.sector",
            "schools.resources", "schools.opted_out", "schools.need", "schools.effective", "schools.alignment",
            "schools.capacity_score", "schools.autonomy_year", "model.teacher_exposure", "students.grade",
-           "students.school", "students.baseline", "students.low_income"),
+           "students.school", "students.baseline", "students.low_income", "model.closure_movers"),
     # (update_school_counts also recounts schools.enrollment, to the same numbers: no student moves
     # between enrollment and here)
     writes=("schools.value_added", "students.achievement", "model.last_growth",

@@ -13,12 +13,19 @@ operations), each granted at a degree 0-1 (`[autonomy]`).
   Collective bargaining caps staffing autonomy for district-employed staff unless elect-to-work or a
   separate agreement applies (seed 003 "Enabling Autonomy under Collective Bargaining Agreements").
   Mandatory district services cap operations autonomy (seed 003 "Operations").
-* Value: autonomy helps only where aligned with the school's goals and where the school has capacity
-  (leader, training, planning, start-up money, operator support) to use it; budget autonomy multiplies
-  the value of the others through reallocated "savings" (seed 003 "Budget", "Ensure sufficient funding").
-* Time path: an implementation dip in the first year(s), deeper with little planning time and low
-  capacity, then maturation: "median results were underwhelming for schools in the first few years ...
-  over a longer term (such as, 3 years or more), increases ... become more pronounced" (seed 003, note 2).
+* Value (EVIDENCE.md sections 1-3): autonomy helps where the school has the capacity to use it
+  (leader, pipeline training, support office, readiness from planning time and start-up money, the
+  operator's model, councils, and an unobserved school-level implementation fit) and where it covers
+  what the school's plan needs; below `capacity_breakeven` the same autonomy loses value-added (weak
+  capacity). Domains used with no plan for them (prescribed sets) and district support lost with
+  operations autonomy cost value-added too, so a meaningful share of conversions end worse than they
+  would have been (E-SPR-1, E-SPR-5). Budget autonomy multiplies the value of the others as far as the
+  savings go to the plan (`alignment`; seed 003 "Budget").
+* Time path (an imposed shape, docs/ODD.md): a first-year implementation dip, smaller with planning
+  time, start-up money and capacity, fading over `dip_decay_years`; and a linear ramp to the steady
+  state over `autonomy.maturation_years` (3: "median results were underwhelming for schools in the first
+  few years ... over a longer term (such as, 3 years or more), increases ... become more pronounced",
+  seed 003 note 2; E-TIME-1), flat after it.
 """
 
 from __future__ import annotations
@@ -42,6 +49,12 @@ def draw_needs(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.dirichlet(np.ones(4), size=n)
 
 
+def plan_relevance(model: PortfolioModel, need: np.ndarray) -> np.ndarray:
+    """0-1 per domain: how far a school's plan relies on it (1 at or above `need_to_request`, the share at
+    which an a la carte school would ask for the domain)."""
+    return np.minimum(1.0, need / model.scenario.assumptions.autonomy.need_to_request)
+
+
 def grant(model: PortfolioModel, rows: np.ndarray) -> None:
     """Set granted autonomy and alignment for schools becoming autonomous."""
     sc, a = model.schools, model.scenario.autonomy
@@ -50,13 +63,17 @@ def grant(model: PortfolioModel, rows: np.ndarray) -> None:
     if a.waivers == "a_la_carte":
         requested = need >= model.scenario.assumptions.autonomy.need_to_request
         sc.granted[rows] = np.where(requested, ceiling, 0.0)
-        sc.alignment[rows] = 1.0
     else:
         sc.granted[rows] = ceiling
-        # Overlap of needs with the prescribed set (cosine similarity).
-        denom = np.linalg.norm(need, axis=1) * max(np.linalg.norm(ceiling), 1e-9)
-        sc.alignment[rows] = (need @ ceiling) / denom
+    # Alignment: the share of the granted autonomy that the school's plan relies on (1 for a la carte,
+    # where a school only gets what it asked for; less for a prescribed set that includes domains it
+    # has no plan for).
+    g = sc.granted[rows]
+    sc.alignment[rows] = (plan_relevance(model, need) * g).sum(1) / np.maximum(g.sum(1), 1e-9)
     sc.rollback[rows] = 0.0
+    # Schools given the same autonomy use it differently for reasons the district does not see (staff
+    # culture, the leader's fit with the school): EVIDENCE.md E-SPR-2. Drawn from the caller's stream.
+    sc.implementation_fit[rows] = model.streams["authorizing"].standard_normal(len(rows))
 
 
 def interference(model: PortfolioModel) -> np.ndarray:
@@ -87,44 +104,65 @@ def update_effective(model: PortfolioModel) -> None:
     sc.capacity_score = capacity(model)
 
 
+def readiness(model: PortfolioModel) -> tuple[float, float]:
+    """(planning, funding) readiness 0-1 of schools launched under this scenario: planning months against
+    `full_readiness_months`, start-up money per pupil against `startup_full_funding`."""
+    imp, k = model.scenario.implementation, model.scenario.assumptions.autonomy
+    return (min(1.0, imp.planning_months / k.full_readiness_months),
+            min(1.0, imp.startup_funding / k.startup_full_funding))
+
+
 def capacity(model: PortfolioModel) -> np.ndarray:
-    """0-1 capacity to use autonomy: leader, pipeline training, support office, start-up money, operator."""
+    """0-1 capacity to use autonomy: leader, pipeline training, support office, readiness built by planning
+    time and start-up money (lasting: E-TIME-4), the operator's model, councils, and the school's own
+    implementation fit."""
     sc, scn = model.schools, model.scenario
     a = scn.assumptions.autonomy
     op_q = np.zeros(len(sc))
     run = sc.operator >= 0            # schools run by an operator (none when the district has no operators)
     if run.any():
         op_q[run] = model.operators.quality[sc.operator[run]]
+    planned, funded = readiness(model)
     c = (a.capacity_base + a.capacity_leader * sc.leader_quality + a.capacity_trained * sc.leader_trained
          + a.capacity_office * model.office_active * scn.central_office.office_strength
-         + a.capacity_startup * min(1.0, scn.implementation.startup_funding / a.startup_full_funding)
-         * (sc.startup_left > 0)
+         + a.capacity_planning * planned + a.capacity_startup * funded
          + a.capacity_operator * op_q
-         + a.capacity_councils * scn.implementation.governance_councils)
+         + a.capacity_councils * scn.implementation.governance_councils
+         + a.capacity_fit_sd * sc.implementation_fit)
     return np.clip(c, 0.0, 1.0)
 
 
 def effect(model: PortfolioModel) -> np.ndarray:
-    """Value-added from autonomy this year (SD/yr), with dip and maturation."""
-    sc, a, imp = model.schools, model.scenario.autonomy, model.scenario.implementation
+    """Value-added from autonomy this year (SD/yr): a steady state that can be negative, reached by a
+    linear ramp over `maturation_years` (an imposed shape, docs/ODD.md), minus a first-year dip."""
+    sc, a = model.schools, model.scenario.autonomy
     k = model.scenario.assumptions.autonomy
-    usefulness = (sc.need * sc.effective).sum(1) * sc.alignment
-    multiplier = 1.0 + a.budget_multiplier * sc.effective[:, BUDGET]
+    c = sc.capacity_score
+    # Aligned use: the part of the plan the usable autonomy covers; budget autonomy multiplies it only
+    # as far as the savings go to the plan (alignment).
+    fit = (sc.need * sc.effective).sum(1)
+    multiplier = 1.0 + a.budget_multiplier * sc.effective[:, BUDGET] * sc.alignment
+    gain = a.max_effect * fit * multiplier * (c - k.capacity_breakeven) / (1.0 - k.capacity_breakeven)
+    # Harm beyond weak capacity (gain < 0 below the break-even): domains used with no plan for them, and
+    # district support lost with operations autonomy where no autonomy office replaces it.
+    unplanned = ((1.0 - plan_relevance(model, sc.need)) * sc.effective).mean(1)
+    office = model.office_active * model.scenario.central_office.office_strength
+    harm = k.misaligned_cost * unplanned + k.support_loss * sc.effective[:, OPERATIONS] * (1.0 - office)
     years = np.where(sc.autonomy_year >= 0, model.year - sc.autonomy_year, 0).astype(float)
-    maturity = 1.0 - np.exp(-(years + 1.0) / a.maturation_years)
-    readiness = min(1.0, imp.planning_months / k.full_readiness_months)
-    dip = a.dip_depth * (1.0 - k.readiness_dip_reduction * readiness) \
-        * (1.0 - k.capacity_dip_reduction * sc.capacity_score) * np.exp(-years / k.dip_decay_years)
-    gain = a.max_effect * usefulness * multiplier * sc.capacity_score * maturity
-    return np.where(sc.autonomous & (sc.autonomy_year >= 0), gain - dip, 0.0)
+    maturity = np.minimum(1.0, years / a.maturation_years)
+    planned, funded = readiness(model)
+    dip = a.dip_depth * (1.0 - k.readiness_dip_reduction * planned) * (1.0 - k.funding_dip_reduction * funded) \
+        * (1.0 - k.capacity_dip_reduction * c) * np.exp(-years / k.dip_decay_years)
+    return np.where(sc.autonomous & (sc.autonomy_year >= 0), maturity * (gain - harm) - dip, 0.0)
 
 
-ACTIONS = (Action("autonomy.grant", writes=("schools.granted", "schools.alignment", "schools.rollback")),)
+ACTIONS = (Action("autonomy.grant", writes=("schools.granted", "schools.alignment", "schools.rollback",
+                                            "schools.implementation_fit"), streams=("authorizing",)),)
 
 MECHANISM = Mechanism(
     name="autonomy", order=4.1, step=update_effective, phase="schooling",
     reads=("scenario.autonomy", "scenario.governance", "scenario.central_office", "scenario.implementation",
            "schools.granted", "schools.rollback", "schools.sector", "schools.leader_quality", "schools.leader_trained",
-           "schools.startup_left", "schools.operator", "operators.quality", "model.office_active"),
+           "schools.operator", "operators.quality", "model.office_active", "schools.implementation_fit"),
     writes=("schools.effective", "schools.capacity_score"), assumptions="autonomy",
 )

@@ -9,7 +9,9 @@ enrollment decline):
   outside the district at an entry grade (they may come back), and a share `choice.switch_rate` of
   dissatisfied students in other years.
 * What they rank: a family values a school by perceived quality (last year's published rating seen
-  through noise set by `choice.information_quality`; new schools have no track record), distance,
+  through noise set by `choice.information_quality`; low-income families weigh it less, the less so
+  the better the information, EVIDENCE.md E-CHO-1b; a school with no track record shows
+  `choice.unrated_school_z` or its operator's record), distance,
   a taste for autonomous schools, and an idiosyncratic taste. It considers the
   `choice.consideration_set` nearest schools of the band. A share `choice.participation` of families
   rank actively; the rest take the nearest school. Schools worth less than the outside option
@@ -21,8 +23,10 @@ enrollment decline):
 * Assignment: student-proposing deferred acceptance (`portfolio_sim.matching`) with priorities
   continuing student > displaced student (only with `choice.displaced_priority`) > sibling > zone, and
   one lottery number per student breaking ties. Students the lottery leaves unassigned are placed
-  administratively at the nearest district school with room. Capacity is never exceeded; if no seat
-  exists at all, the student leaves the district. Without a priority of their own, students displaced
+  administratively at the nearest district school with room; if the band has no seat left anywhere,
+  the nearest district school they consider adds seats. Capacity is never exceeded, and nobody leaves
+  the district for want of a seat. Any family choosing a school, active or passive, leaves when the
+  outside option beats its zone school. Without a priority of their own, students displaced
   by a closure compete with every entering student for seats in better schools, which is why most land
   in similar or weaker ones (de la Torre & Gwynne 2009; DOMAIN.md patterns).
 
@@ -40,7 +44,7 @@ import numpy as np
 from portfolio_sim.matching import _descending_key as descending_key
 from portfolio_sim.matching import deferred_acceptance
 from portfolio_sim.mechanisms import Mechanism, achievement
-from portfolio_sim.state import CHARTER, OUTSIDE
+from portfolio_sim.state import CHARTER, OUTSIDE, Column
 
 if TYPE_CHECKING:
     from portfolio_sim.model import PortfolioModel
@@ -151,11 +155,15 @@ def utilities(model: PortfolioModel, rows: np.ndarray, schools: np.ndarray, rng:
         dist = distances(model, rows, schools, at)
     band = model.band_of_grade[st.grade[rows]]
     d = dist / model.geo.spacing[band][:, None]
-    noise_sd = model.scenario.assumptions.enrollment.info_noise_at_zero * (1.0 - ch.information_quality)
+    e = model.scenario.assumptions.enrollment
+    noise_sd = e.info_noise_at_zero * (1.0 - ch.information_quality)
     u = rng.standard_normal(schools.shape)
     u *= noise_sd
     u += at(model.perceived_z)            # the rating z as this family sees it
-    if ch.weight_quality != 1.0:
+    low_weight = quality_weight_low_income(model)
+    if low_weight != 1.0:                 # low-income families weigh published quality less (E-CHO-1b)
+        u *= np.where(st.low_income[rows], ch.weight_quality * low_weight, ch.weight_quality)[:, None]
+    elif ch.weight_quality != 1.0:
         u *= ch.weight_quality
     if ch.weight_distance != 1.0:
         d *= ch.weight_distance
@@ -166,6 +174,20 @@ def utilities(model: PortfolioModel, rows: np.ndarray, schools: np.ndarray, rng:
     if schools.min(initial=0) < 0:
         u[schools < 0] = -np.inf
     return u
+
+
+def quality_weight_low_income(model: PortfolioModel) -> float:
+    """Low-income families' weight on published quality relative to other families': the assumption
+    `low_income_quality_weight` at information_quality 0, multiplied by up to `information_weight_gain`
+    at full information (linear in between), never above other families' weight (Hastings, Van Weelden
+    & Weinstein 2007: simple information doubled low-income parents' implicit weight on academics)."""
+    e, info = model.scenario.assumptions.enrollment, model.scenario.choice.information_quality
+    return min(1.0, e.low_income_quality_weight * (1.0 + (e.information_weight_gain - 1.0) * info))
+
+
+def _utility_of(u: np.ndarray, cand: np.ndarray, school: np.ndarray) -> np.ndarray:
+    """Per row, the utility of school `school[i]` among the candidates `cand[i]` (-inf if not there)."""
+    return np.where(cand == school[:, None], u, -np.inf).max(1)
 
 
 def _compact(values: np.ndarray, mask: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -356,6 +378,17 @@ def ranked_lists(model: PortfolioModel, rows: np.ndarray, kinds: np.ndarray, act
             take_zone &= (n_alt > 0) | (u_zone >= u_out[chooser])
             out[chooser] = _append(alt, n_alt, zone_ch, take_zone)
             out[passive, 0] = zone[passive]
+        # Any family choosing a school, active or passive, first decides whether to stay in the district:
+        # it leaves when the outside option beats its address-based school (the zone school), the
+        # option every family knows (EVIDENCE.md E-ENR-1b, E-ENR-4). Active and passive families leave
+        # alike, so participation changes where families go, not how many leave. (Switchers compare
+        # their current school and alternatives with it above.)
+        if len(chooser) + len(passive):
+            # (the zone school's column in each cell's consideration set: a small per-cell table)
+            zone_col = np.argmax(geo.considered[b] == geo.zone[b][:, None], axis=1)
+            u_zone_all = u[np.arange(len(sel)), zone_col[cells]]
+            leave = (kind != SWITCHER) & (u_zone_all < u_out)
+            out[leave] = -1
         lists[sel] = out
     return lists, zone_of
 
@@ -447,9 +480,14 @@ def assign(model: PortfolioModel, rows: np.ndarray, kinds: np.ndarray) -> None:
         school[unmatched] = place_administratively(model, rows[unmatched], lottery[unmatched], left)
 
     st.school[rows] = np.where(school >= 0, school, OUTSIDE)
+    # Students a closure moved carry a one-year disruption cost in achievement (achievement.step).
+    model.closure_movers = rows[st.displaced[rows] & (school >= 0)]
     st.displaced[rows] = False
-    # Who chose actively this year and where everyone landed (for analysis of choice effects).
-    model.last_choice = {"rows": rows, "active": active, "school": school}
+    # Who chose actively this year, what they ranked first with which priority there, and where
+    # everyone landed (for analysis of choice effects: `lottery_estimate`).
+    model.last_choice = {"rows": rows, "active": active, "school": school, "first": lists[:, 0],
+                         "first_class": np.rint(scores[:, 0] - (1.0 - lottery)).astype(np.int8),
+                         "lottery": lottery}
 
     now_out = (school < 0) | (sc.sector[np.maximum(school, 0)] == CHARTER)
     y = model.year_stats
@@ -473,7 +511,10 @@ def assign(model: PortfolioModel, rows: np.ndarray, kinds: np.ndarray) -> None:
 def place_administratively(model: PortfolioModel, rows: np.ndarray, lottery: np.ndarray, free: np.ndarray
                            ) -> np.ndarray:
     """Unassigned students go to the nearest district school of their band with room (by lottery order);
-    if the consideration set is full, to any district school of the band with room; else nowhere."""
+    if the consideration set is full, to any district school of the band with room; if every district
+    school of the band is full, to the nearest district school they consider, which adds the seats
+    (portable classrooms, a welcoming school taking in a closed school's students): a district places
+    every resident who wants a public school, it does not send them away."""
     st, sc, geo = model.students, model.schools, model.geo
     out = np.full(len(rows), -1, dtype=np.int32)
     band = model.band_of_grade[st.grade[rows]]
@@ -500,15 +541,49 @@ def place_administratively(model: PortfolioModel, rows: np.ndarray, lottery: np.
             take = rest[np.argsort(lottery[rest], kind="stable")][: len(seats)]
             out[take] = seats[: len(take)]
             free -= np.bincount(seats[: len(take)], minlength=len(free))
+            still = rest[out[rest] < 0]
+            if len(still):   # no seat anywhere in the band: the nearest considered school adds seats
+                nearest = near[np.searchsorted(sel, still), 0]
+                ok = nearest >= 0
+                out[still[ok]] = nearest[ok]
+                added = np.bincount(nearest[ok], minlength=len(free))
+                sc.capacity += added.astype(sc.capacity.dtype)
+                model.year_stats["seats_added"] += int(added.sum())
     return out
+
+
+def lottery_estimate(model: PortfolioModel) -> tuple[float, int]:
+    """The lottery estimate of the last assignment (`model.last_choice`), as lottery studies measure it:
+    among active choosers, winners (placed at their first choice) minus losers (placed elsewhere) in the
+    value-added of the school they attend, within strata of first choice x priority class there (only
+    strata with both winners and losers), averaged with weights = stratum size. Returns (estimate in
+    SD/yr, students in the strata used); NaN if no stratum has both."""
+    c, va = model.last_choice, model.schools.value_added
+    use = c["active"] & (c["first"] >= 0) & (c["school"] >= 0)
+    first, cls, school = c["first"][use].astype(np.int64), c["first_class"][use].astype(np.int64), c["school"][use]
+    win = school == first
+    stratum = np.unique(first * (int(cls.max(initial=0)) + 1) + cls, return_inverse=True)[1]
+    n = np.bincount(stratum)
+    n_win = np.bincount(stratum, weights=win)
+    y = va[school]
+    sum_win = np.bincount(stratum, weights=np.where(win, y, 0.0))
+    sum_lose = np.bincount(stratum, weights=np.where(win, 0.0, y))
+    both = (n_win > 0) & (n_win < n)
+    if not both.any():
+        return float("nan"), 0
+    gap = sum_win[both] / n_win[both] - sum_lose[both] / (n[both] - n_win[both])
+    return float(np.average(gap, weights=n[both])), int(n[both].sum())
 
 
 MECHANISM = Mechanism(
     name="enrollment", order=3, step=step, phase="enrollment", stream="enrollment", stream_index=5,
     reads=("scenario.choice", "scenario.district", "model.perceived_z", "model.entry_grade", "model.band_of_grade",
            "schools.is_open", "schools.sector", "schools.capacity", "schools.band", "schools.x", "schools.y",
-           "schools.rating_pct", "schools.autonomous"),
+           "schools.rating_pct", "schools.autonomous", "students.low_income"),
     writes=("students.grade", "students.school", "students.displaced", "model.entrants", "model.last_choice", "model.year_stats", "model.geo",
+            "schools.capacity",
             "model.geo_dirty", "schools.enrollment"),
     calls=("achievement.new_students",), assumptions="enrollment",
+    state=(Column("closure_movers", "int[]", np.zeros(0, dtype=np.int64), "students a closure moved this year "
+                  "(slots): achievement charges them the one-year disruption cost", "enrollment"),),
 )

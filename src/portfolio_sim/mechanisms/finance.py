@@ -9,7 +9,9 @@ Per school: revenue = per-pupil funding x enrollment (+ start-up funding); costs
 keeping the building open + services (a share of funding; schools that opt out buy outside at a
 discount; public enterprises become cheaper). What is left per pupil is the school's per-pupil
 resources for instruction; budget autonomy stretches it. A school enrolled below
-`district.min_viable_share` of capacity for two years in a row closes (consolidation).
+`district.min_viable_share` of capacity for `viability_years` (2) in a row closes (consolidation), once
+past its grace period (`accountability.enrollment_grace_years`, default 2: a new school can first
+close for low enrollment at the end of its fourth year).
 """
 
 from __future__ import annotations
@@ -60,8 +62,10 @@ def step(model: PortfolioModel) -> None:
     model.funding_factor += a.shock_recovery * (1.0 - model.funding_factor)
     fund_schools(model)
     sc = model.schools
-    # New schools and schools in a new status (conversion, restart) get time to build enrollment.
-    settled = (model.year - sc.opened_year >= a.viability_years) & (model.year - sc.status_year >= a.viability_years)
+    # New schools and schools in a new status (conversion, restart) get time to build enrollment: a
+    # grace period (`accountability.enrollment_grace_years`, a lever), then `viability_years` under the line.
+    grace = model.scenario.accountability.enrollment_grace_years
+    settled = (model.year - sc.opened_year >= grace) & (model.year - sc.status_year >= grace)
     district = sc.is_open & (sc.sector != CHARTER) & settled
     small = district & (sc.enrollment < model.scenario.district.min_viable_share * sc.capacity)
     sc.low_enroll_years = np.where(small, sc.low_enroll_years + 1, 0).astype(np.int32)
@@ -72,7 +76,8 @@ def step(model: PortfolioModel) -> None:
 
 MECHANISM = Mechanism(
     name="finance", order=6, step=step, phase="finance",
-    reads=("scenario.district", "scenario.central_office", "scenario.implementation", "schools.enrollment",
+    reads=("scenario.district", "scenario.central_office", "scenario.implementation", "scenario.accountability",
+           "schools.enrollment",
            "schools.capacity", "schools.sector", "schools.effective", "schools.opened_year", "schools.status_year"),
     writes=("model.funding_factor", "schools.resources", "schools.startup_left", "schools.opted_out",
             "schools.low_enroll_years"),

@@ -10,9 +10,12 @@ prepare principals to run autonomous schools.
   leader pipeline, which trains up to PIPELINE_PER_SCHOOL x `leader_pipeline` x (schools) leaders a
   year; pipeline leaders are stronger and trained to use autonomy. Other vacancies draw from the
   general pool.
-* Excellent teachers are a fixed share of all teachers. Each year a share of them re-sort towards
-  attractive schools (high rating, resources, and staffing autonomy to recruit). Allocation is
-  zero-sum: one school's gain is another's loss.
+* Excellent teachers are a fixed share of all teachers (`talent.excellent_teacher_share`). Each year
+  `teacher_exit` of every school's teachers leave (EVIDENCE.md E-TAL-4); the excellent teachers not
+  staying anywhere are the year's excellent applicants, and they fill vacancies at attractive schools
+  first (high rating, resources, and staffing autonomy a school's plan uses to recruit), but no school's
+  hires are more than `hire_share_cap` times as excellent as the pool. Allocation is zero-sum and
+  bounded: a school's share moves only through its vacancies and stays within [0, cap].
 * Differentiated staffing (with staffing autonomy) extends excellent teachers' reach to more students
   without adding teachers.
 """
@@ -26,6 +29,7 @@ import numpy as np
 from portfolio_sim.state import CHARTER, STAFFING
 
 from portfolio_sim.mechanisms import Action, Mechanism
+from portfolio_sim.mechanisms.autonomy import plan_relevance
 
 if TYPE_CHECKING:
     from portfolio_sim.model import PortfolioModel
@@ -68,30 +72,41 @@ def step(model: PortfolioModel) -> None:
 
 
 def allocate_teachers(model: PortfolioModel) -> None:
+    """Excellent teachers fill this year's vacancies: a limited supply, sorted towards attractive schools
+    but bounded by turnover (only vacancies are filled) and by applicant pools (no school's hires are more
+    than `hire_share_cap` times as excellent as the pool)."""
     sc, t, a = model.schools, model.scenario.talent, model.scenario.assumptions.talent
     district = sc.is_open & (sc.sector != CHARTER)
     if not district.any():
         return
+    teachers = np.where(district, np.maximum(sc.enrollment, 1), 0).astype(float)   # teachers ~ students
+    staying = (1.0 - a.teacher_exit) * sc.teacher_share * teachers
+    vacancies = a.teacher_exit * teachers
+    # The district's supply of excellent teachers is a fixed share of its posts: those not staying
+    # (leavers re-sorting, new entrants) are this year's excellent applicants.
+    pool = float(np.clip(t.excellent_teacher_share * teachers.sum() - staying.sum(), 0.0, vacancies.sum()))
     rz = np.nan_to_num(model.perceived_z, nan=0.0)
     res = sc.resources / max(model.reference_resources, 1.0) - 1.0
-    attract = rz + a.attract_resources * res + a.attract_staffing * sc.effective[:, STAFFING]
-    weight = np.where(district, np.exp(a.attraction * np.clip(attract, -3, 3)) * np.maximum(sc.enrollment, 1), 0.0)
-    pool = t.excellent_teacher_share * np.maximum(sc.enrollment[district], 1).sum()
-    target = np.zeros(len(sc))
-    target[district] = pool * weight[district] / weight[district].sum() / np.maximum(sc.enrollment[district], 1)
-    # No school can staff more than all its teachers as excellent: spread the excess to others.
-    for _ in range(10):
-        over = np.clip(target - 1.0, 0.0, None) * np.maximum(sc.enrollment, 1)
-        if over.sum() < 1e-9:
+    recruits = sc.effective[:, STAFFING] * plan_relevance(model, sc.need[:, STAFFING])
+    attract = rz + a.attract_resources * res + a.attract_staffing * recruits
+    weight = np.where(district, np.exp(a.attraction * np.clip(attract, -3, 3)), 0.0)
+    cap = min(1.0, a.hire_share_cap * pool / max(vacancies.sum(), 1e-9))
+    # Excellent share of each school's hires: min(cap, lam * weight), lam set so that hires use the pool
+    # (water-filling; the capped set only grows, so this ends within a few rounds).
+    capped = np.zeros(len(sc), dtype=bool)
+    lam = 0.0
+    for _ in range(len(sc) + 1):
+        free = district & ~capped
+        denom = float((weight[free] * vacancies[free]).sum())
+        lam = (pool - cap * vacancies[capped].sum()) / denom if denom > 0 else 0.0
+        newly = free & (lam * weight >= cap)
+        if not newly.any():
             break
-        target = np.minimum(target, 1.0)
-        room = district & (target < 1.0)
-        if not room.any():
-            break
-        target[room] += over.sum() * weight[room] / weight[room].sum() / np.maximum(sc.enrollment[room], 1)
-    raw = (1 - a.teacher_mobility) * sc.teacher_share + a.teacher_mobility * target
+        capped |= newly
+    hired = np.where(capped, cap, np.minimum(cap, lam * weight))
+    share = (staying + vacancies * hired) / np.maximum(teachers, 1.0)
+    sc.teacher_share = np.where(district, share, sc.teacher_share)
     # Differentiated staffing extends reach; it needs staffing autonomy to redesign roles.
-    sc.teacher_share = np.where(district, raw, sc.teacher_share)
     reach = 1.0 + a.reach_per_differentiation * t.differentiated_staffing * sc.effective[:, STAFFING]
     model.teacher_exposure = np.minimum(1.0, sc.teacher_share * reach)
 
@@ -102,6 +117,7 @@ ACTIONS = (Action("talent.new_leaders", writes=("schools.leader_quality", "schoo
 MECHANISM = Mechanism(
     name="talent", order=4.2, step=step, phase="schooling", stream="talent", stream_index=6,
     reads=("scenario.talent", "schools.is_open", "schools.sector", "schools.rollback", "schools.effective",
+           "schools.need", "schools.teacher_share",
            "schools.resources", "schools.enrollment", "model.perceived_z", "model.reference_resources"),
     writes=("model.pipeline_available", "schools.teacher_share", "model.teacher_exposure"),
     calls=("talent.new_leaders",), assumptions="talent",
