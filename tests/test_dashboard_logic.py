@@ -261,7 +261,8 @@ def test_upload_validation_messages():
         b"[nonsense]\nx = 1": "unknown field",
         b'extends = "../../etc/passwd"': "must name a preset",
         b'[district]\nschools_csv = "/etc/passwd"': "CSV",
-        b"\xff\xfe\x00bad": "not a text file",
+        b"\xff\xfe\x00bad": "not UTF-8 text",
+        b"name = 'x'\x00": "NUL bytes",
         b"": "empty",
         b'[district]\nstudents = 1900000': "portfolio-sim run",
     }
@@ -272,6 +273,8 @@ def test_upload_validation_messages():
     big = parse_upload("big.toml", b"#" * (MAX_UPLOAD_BYTES + 1))
     assert not big.ok and "64 KB" in big.message
     assert not parse_upload("big.toml", None, size=10 * MAX_UPLOAD_BYTES).ok
+    from portfolio_sim import inputs                        # one place for every input limit
+    assert MAX_UPLOAD_BYTES is inputs.MAX_UPLOAD_BYTES
 
 
 def test_results_zip_has_the_cli_files_and_a_runnable_scenario():
@@ -280,7 +283,7 @@ def test_results_zip_has_the_cli_files_and_a_runnable_scenario():
     snap = sim.snapshot()
     z = zipfile.ZipFile(io.BytesIO(results_zip(snap)))
     assert set(z.namelist()) == {"yearly.csv", "summary.csv", "schools.csv", "events.csv", "scenario.toml",
-                                 "report.html"}
+                                 "report.html", "run_info.json"}     # the CLI's files, and what they are of
     again = loads_scenario(z.read("scenario.toml").decode())
     assert again == snap.scenario
     yearly = pd.read_csv(z.open("yearly.csv"))
@@ -495,15 +498,34 @@ def test_charts_are_colour_blind_safe_with_dash_and_marker_cues(snapshot):
     assert [list(s) for s in scale] == figures.CIVIDIS
 
 
-def test_charts_leave_out_categories_the_scenario_does_not_have(snapshot):
-    fig = figures.build_chart("enrollment", snapshot)
-    names = {t.name for t in fig.data if t.showlegend is not False}
-    y = snapshot.yearly
-    for m, name in (("enrollment_partner_run", "Partner-run"), ("enrollment_charter", "Charter")):
-        if (y[m] == 0).all():
-            assert name not in names
+def test_absent_categories_keep_their_legend_entry_greyed_and_their_style(snapshot):
+    """Item 5: a category the run does not have (no partner-run schools, no restarts) draws no flat
+    line but keeps its legend entry, greyed ("none in this run"), with the same colour, dash and marker
+    as in a run that has it: legends read the same across scenarios."""
+    plain = Simulation(tiny())                    # no autonomy policy: no autonomous enrollment, conversions
+    plain.run()
+    bare = plain.snapshot()
+
+    def legend(fig):
+        return {t.legendgroup: (t.name, t.visible, t.line.color, t.line.dash, t.marker.symbol)
+                for t in fig.data if t.showlegend is not False}
+
+    for key in ("enrollment", "schools"):
+        full, empty = legend(figures.build_chart(key, snapshot)), legend(figures.build_chart(key, bare))
+        assert full.keys() == empty.keys(), key                          # the same entries
+        for group, (name, visible, *style) in empty.items():
+            assert tuple(style) == full[group][2:], (key, group)         # the same look
+            zero = (bare.yearly[group] == 0).all() and group != "schools_open"
+            assert (visible == "legendonly") == zero, (key, group, visible)
+            assert name.endswith(figures.NONE_IN_RUN) == zero
+        assert "conversions" in {g for g, v in empty.items() if v[1] == "legendonly"} or key != "schools"
+        bands = [t for t in figures.build_chart(key, bare).data if t.showlegend is False
+                 and t.legendgroup in {g for g, v in empty.items() if v[1] == "legendonly"}]
+        assert bands and all(t.visible is False for t in bands)      # no band of an absent category
+    assert "Conversions" in " ".join(figures.absent_labels("schools", bare))
     sch = figures.build_chart("schools", snapshot)
     assert sch.layout.yaxis2.rangemode == "tozero" and sch.layout.yaxis.rangemode == "tozero"
+
 
 # ------------------------------------------------------------------------------------------------
 # Assumptions: controls from the declarations, editable like levers, through export and upload
@@ -577,6 +599,31 @@ def test_runs_in_worker_processes_give_the_in_process_results_and_queue_position
         pool.shutdown()
 
 
+def test_steps_in_worker_processes_give_the_in_process_steps():
+    """Step in the worker pool (the server's way): each year's snapshot and the decisions taken with a
+    step are the in-process stepping's, the server holds no model, and Run continues from the steps."""
+    from conftest import result_digest
+    from portfolio_sim.decisions import Decisions
+    from portfolio_sim.dashboard.simulation import WorkerPool, run_in_workers, step_in_workers
+    s = tiny(**AUTONOMY_POLICY)
+    s.politics.initial_support, s.run.years, s.run.seeds = 0.9, 4, 2
+    reverse = Decisions(board="reverse")
+    local, remote = Simulation(s), Simulation(s)
+    pool = WorkerPool(1)
+    try:
+        for year, decided in ((1, Decisions()), (2, reverse)):
+            assert local.step_year(decisions=decided)
+            assert step_in_workers(remote, pool, decisions=decided)
+            assert remote.year == year and all(r.model is None for r in remote.runs)
+            assert result_digest(local.snapshot()) == result_digest(remote.snapshot())
+        assert dict(remote.decisions) == {2: reverse}
+        assert local.run() and run_in_workers(remote, pool)
+        assert result_digest(local.snapshot()) == result_digest(remote.snapshot())
+        assert remote.done and remote.snapshot().year == 4
+    finally:
+        pool.shutdown()
+
+
 def test_load_several_sessions_echo_and_memory_release():
     """A bounded load test: 4 sessions run at once through the worker pool while a 5th moves a lever;
     the lever change is processed while the runs go on (UI thread free), and after three rounds of
@@ -631,3 +678,56 @@ def test_cancel_stops_a_seed_running_in_a_worker():
         assert run_in_workers(Simulation(quick), pool)
     finally:
         pool.shutdown()
+
+
+# ------------------------------------------------------------------------------------------------
+# Plain-language summary (item 7) and exports that say what they are of (item 8)
+# ------------------------------------------------------------------------------------------------
+
+def test_plain_summary_against_the_levers_as_loaded():
+    base_s = tiny(**AUTONOMY_POLICY)
+    base_s.run.years, base_s.run.seeds = 5, 4
+    changed_s = base_s.model_copy(deep=True)
+    changed_s.politics.initial_support = 0.2          # a board far less supportive: support drops clearly
+    runs = {}
+    for key, s in (("base", base_s), ("changed", changed_s)):
+        sim = Simulation(s)
+        sim.run()
+        runs[key] = sim.snapshot()
+    text = figures.plain_summary(runs["changed"], runs["base"], ["Initial political support"], "preset baseline")
+    assert text.startswith("Against preset baseline, on the same 4 seed(s) and years")
+    assert "(Initial political support)" in text
+    assert "Political support" in text and "lower (worse)" in text, text     # measured, clear of noise
+    from portfolio_sim.dashboard.compare import final_by_seed, paired_difference
+    d = paired_difference(final_by_seed(runs["changed"], "political_support"),
+                          final_by_seed(runs["base"], "political_support"))
+    assert d.clear and d.median < 0
+    # without a comparable baseline (other seeds): what happened over the run, and how to compare
+    other = figures.plain_summary(runs["changed"], None, ["Initial political support"], "preset baseline")
+    assert other.startswith("From ") and "went from" in other and "Compare scenarios" in other
+    same = figures.plain_summary(runs["base"], runs["base"], [], "preset baseline")
+    assert "These are the levers of preset baseline" in same
+
+
+def test_exports_carry_scenario_seeds_years_version_and_date(snapshot):
+    import json as _json
+
+    from portfolio_sim.dashboard import exports
+    info = _json.loads(exports.run_info_json(snapshot))
+    assert info["scenario"] == snapshot.scenario.name and info["seeds"] == list(snapshot.seeds)
+    assert info["years"] == snapshot.years and info["model_version"] == exports.model_version()
+    assert "UTC" in info["exported"]
+    z = zipfile.ZipFile(io.BytesIO(results_zip(snapshot)))
+    assert _json.loads(z.read("run_info.json"))["seeds"] == list(snapshot.seeds)
+    assert not z.read("yearly.csv").startswith(b"#")                  # the zip's CSVs: the CLI's
+    headed = exports.yearly_csv(snapshot, headed=True)
+    assert headed.startswith("# yearly metrics") and f"# scenario: {snapshot.scenario.name}" in headed
+    assert f"# seeds: {' '.join(map(str, snapshot.seeds))}" in headed and "model version" in headed
+    pd.testing.assert_frame_equal(pd.read_csv(io.StringIO(headed), comment="#"),
+                                  pd.read_csv(io.StringIO(exports.yearly_csv(snapshot))))
+    report = exports.report_html(snapshot)
+    assert "Exported from the portfolio_sim dashboard: model version" in report
+    cap = exports.caption(snapshot)
+    assert snapshot.scenario.name in cap and f"{len(snapshot.seeds)} seed(s)" in cap
+    html_chart = exports.figure_html(figures.build_chart("achievement", snapshot), "Achievement", cap)
+    assert cap.split(" · ")[0] in html_chart and "exported 20" in html_chart

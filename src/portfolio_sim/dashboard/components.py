@@ -40,7 +40,11 @@ TAB_LABELS = {"overview": "Overview", "charts": "Charts", "map": "District map",
 TAB_ICONS = {"overview": "mdi-view-dashboard-outline", "charts": "mdi-chart-line", "map": "mdi-map-marker-radius",
              "events": "mdi-format-list-bulleted", "compare": "mdi-compare", "export": "mdi-download"}
 
-CSS = (Path(__file__).parent / "dashboard.css").read_text(encoding="utf-8")
+# The stylesheet: served by Solara as /static/assets/custom.css, which its page template puts in the
+# <head> (the page is styled from its first paint, not when the widgets arrive); solara.Style(CSS) in
+# Dashboard styles it where no such template runs (a notebook).
+HEAD = Path(__file__).parent / "head"
+CSS = (HEAD / "custom.css").read_text(encoding="utf-8")
 
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": False,
                  "toImageButtonOptions": {"format": "png", "scale": 2, "filename": "portfolio-sim-chart"},
@@ -78,15 +82,17 @@ PLOTLY_SRC = "/static/assets/plotly.min.js"
 
 
 def serve_plotly_js() -> None:
-    """Let Solara serve plotly.py's own plotly.min.js at /static/assets/ (no CDN, no copy)."""
+    """Let Solara serve plotly.py's own plotly.min.js at /static/assets/ (no CDN, no copy), and the
+    dashboard's stylesheet as custom.css (head/)."""
     try:
         import plotly
         import solara.server.settings as server_settings
     except ImportError:  # pragma: no cover
         return
     package_data = str(Path(plotly.__file__).parent / "package_data")
-    if package_data not in server_settings.assets.extra_locations:
-        server_settings.assets.extra_locations.append(package_data)
+    for location in (str(HEAD), package_data):
+        if location not in server_settings.assets.extra_locations:
+            server_settings.assets.extra_locations.append(location)
 
 
 serve_plotly_js()
@@ -104,6 +110,7 @@ class PlotlyView(v.VuetifyTemplate):
     config = traitlets.Dict({}).tag(sync=True)
     height = traitlets.Int(400).tag(sync=True)
     filename = traitlets.Unicode("chart").tag(sync=True)
+    caption = traitlets.Unicode("").tag(sync=True)     # under the title of a downloaded PNG (with the date)
     src = traitlets.Unicode(PLOTLY_SRC).tag(sync=True)
 
     def __init__(self, **kwargs: Any) -> None:
@@ -121,13 +128,13 @@ class PlotlyView(v.VuetifyTemplate):
 
 @solara.component
 def PlotlyChart(figure: FigureRef, on_click: Callable[[dict], None] | None = None, filename: str = "chart",
-                png_request: int = 0):
+                png_request: int = 0, caption: str = ""):
     """A plotly figure that fills its container's width at the figure's height. `on_click(point)` gets
     {curve, index, customdata} of a clicked point; raising `png_request` downloads a PNG."""
     payload = solara.use_memo(lambda: pio.to_json(figure.fig, validate=False), [figure])
     height = int(figure.fig.layout.height or 420)
     config = {**PLOTLY_CONFIG, "toImageButtonOptions": {**PLOTLY_CONFIG["toImageButtonOptions"], "filename": filename}}
-    element = PlotlyView.element(figure=payload, config=config, height=height, filename=filename)
+    element = PlotlyView.element(figure=payload, config=config, height=height, filename=filename, caption=caption)
 
     def attach() -> None:
         widget = cast(PlotlyView, solara.get_widget(element))
@@ -432,6 +439,15 @@ class ProgressView(v.VuetifyTemplate):
     state = traitlets.Unicode("idle").tag(sync=True)
 
 
+class PageFixes(v.VuetifyTemplate):
+    """Accessibility fixes for markup Solara's template and Vuetify leave out (page_fixes.vue): the page
+    language, a zoomable viewport, accessible names for sliders, inputs and progress bars. Every page
+    (the dashboard, each room page) mounts one."""
+
+    template = traitlets.Instance(Template).tag(sync=True, **widget_serialization)  # type: ignore[assignment]
+    template_file = (__file__, "page_fixes.vue")
+
+
 def _duration(seconds: float) -> str:
     seconds = max(0.0, seconds)
     if seconds < 60:
@@ -531,6 +547,36 @@ def RunButtons(state: DashboardState):
 
 
 @solara.component
+def ChangedLevers(state: DashboardState):
+    """The levers changed from the scenario as loaded, next to Run (the lever panel below is long):
+    each says from what to what, and a click puts it back."""
+    scenario, base = state.scenario.value, state.base.value
+    changed = levers.changed(scenario, base)
+    with solara.Div(classes=["pz-changed", "pz-col"], attributes={"data-testid": "changed-levers"}) as main:
+        if not changed:
+            solara.Text(f"No lever changed from {state.source.value or 'the scenario as loaded'}.",
+                        classes=["pz-help"])
+            return main
+        with solara.Row(gap="6px", style={"align-items": "center", "justify-content": "space-between"}):
+            solara.Text(f"{len(changed)} lever(s) changed from {state.source.value or 'the scenario as loaded'}",
+                        classes=["pz-lever-label"])
+            solara.Button("Reset all", icon_name="mdi-restore", text=True, small=True, on_click=state.reset_all,
+                          classes=["pz-reset-all"])
+        with solara.Row(gap="4px", style={"flex-wrap": "wrap"}):
+            for p in changed[:12]:
+                s = levers.spec(p)
+                solara.Button(f"{s.label}: {s.format(levers.get_value(base, p))} → "
+                              f"{s.format(levers.get_value(scenario, p))}", icon_name="mdi-close", small=True,
+                              text=True, classes=["pz-changed-chip"], on_click=lambda p=p: state.reset_lever(p),
+                              attributes={"title": f"put {s.label} back to {s.format(levers.get_value(base, p))}",
+                                          "aria-label": f"{s.label} changed to {s.format(levers.get_value(scenario, p))}; "
+                                                        "reset it"})
+            if len(changed) > 12:
+                solara.Text(f"and {len(changed) - 12} more (Policy levers: Only changed)", classes=["pz-help"])
+    return main
+
+
+@solara.component
 def RunCard(state: DashboardState):
     scenario = state.scenario.value
     errors = state.lever_errors.value
@@ -546,6 +592,7 @@ def RunCard(state: DashboardState):
                 s = run_specs[name]
                 LeverControl(state, s, levers.get_value(scenario, s.path),
                              levers.get_value(state.base.value, s.path), errors.get(s.path))
+        ChangedLevers(state)
         RunButtons(state)
         RunError(state, ("run", "step"))
         ResultLine(state)
@@ -627,20 +674,29 @@ def SchoolDecisions(state: DashboardState, by_school: dict[str, pd.DataFrame]):
 # ------------------------------------------------------------------------------------------------
 
 @solara.component
-def ChartCard(figure: FigureRef, title: str, note: str = "", on_click=None):
+def ChartCard(figure: FigureRef, title: str, note: str = "", on_click=None, caption: str = ""):
+    """A chart with its note and HTML / PNG downloads; `caption` (scenario, seeds, years, version) goes
+    under the title of both downloads, with the date."""
     png_request, set_png_request = solara.use_state(0)
     name = exports.safe_name(title)
     with solara.Column(classes=["pz-card", "pz-chart"], gap="4px") as main:
-        PlotlyChart(figure, on_click=on_click, filename=name, png_request=png_request)
+        PlotlyChart(figure, on_click=on_click, filename=name, png_request=png_request, caption=caption)
         with solara.Row(style={"align-items": "center", "justify-content": "space-between"}, gap="8px"):
             solara.Text(note, classes=["pz-help"], style={"flex": "1 1 auto"})
             with solara.Row(gap="4px", style={"align-items": "center", "flex": "0 0 auto"}):
-                with solara.FileDownload(lambda: exports.figure_html(figure.fig, title), filename=f"{name}.html",
+                with solara.FileDownload(lambda: exports.figure_html(figure.fig, title, caption), filename=f"{name}.html",
                                          mime_type="text/html"):
                     solara.Button("HTML", icon_name="mdi-download", text=True, small=True, classes=["pz-dl"])
                 solara.Button("PNG", icon_name="mdi-image-outline", text=True, small=True, classes=["pz-dl"],
                               on_click=lambda: set_png_request(png_request + 1))
     return main
+
+
+def _compare_caption(store) -> str:
+    st = store.settings
+    names = " vs ".join(e.label for e in store.ready())
+    return (f"Compared: {names} · same {st.seeds} seed(s), root seed {st.seed} · {st.years} years · "
+            f"portfolio_sim {exports.model_version()}")
 
 
 def _kpi_html(rows: list[dict]) -> str:
@@ -673,11 +729,16 @@ def Overview(state: DashboardState, result: RunSnapshot):
             "autonomy" if result.scenario.has_autonomy_policy else "below_bar")
     figs = solara.use_memo(lambda: [ref(figures.build_chart(k, result)) for k in keys], [result.id])
     changed = levers.changed(result.scenario, state.base.value)
+    base = state.base_result(result)
+    summary = solara.use_memo(lambda: figures.plain_summary(result, base, [levers.spec(p).label for p in changed],
+                                                            state.source.value),
+                              [result.id, base.id if base is not None else 0, tuple(changed)])
     with solara.Column(gap="14px") as main:
         with solara.Column(classes=["pz-card"], gap="6px"):
             H2(result.scenario.name)
             if result.scenario.description:
                 solara.Text(result.scenario.description.splitlines()[0], classes=["pz-help"])
+            rv.Html(tag="p", class_="pz-summary", children=[summary], attributes={"data-testid": "plain-summary"})
             solara.Text(key_levers(result.scenario), classes=["pz-levers-line"])
             if changed:
                 chips = "".join(
@@ -694,7 +755,7 @@ def Overview(state: DashboardState, result: RunSnapshot):
         with solara.Div(classes=["pz-grid2"]):
             for key, fig in zip(keys, figs, strict=True):
                 spec = figures.chart(key)
-                ChartCard(fig, spec.title, spec.note)
+                ChartCard(fig, spec.title, spec.note, caption=exports.caption(result))
     return main
 
 
@@ -714,7 +775,11 @@ def Charts(state: DashboardState, result: RunSnapshot):
                 if c.section == "Autonomy" and not result.scenario.has_autonomy_policy:
                     note = ("No school can become autonomous in this scenario (Eligibility: none, or no "
                             "conversions or new schools), so these lines stay at 0. ") + note
-                ChartCard(figs[c.key], c.title, note)
+                gone = figures.absent_labels(c.key, result)
+                if gone:
+                    note = (f"None in this run: {', '.join(gone)} (greyed in the legend; click one to draw it). "
+                            + note)
+                ChartCard(figs[c.key], c.title, note, caption=exports.caption(result))
     return main
 
 
@@ -749,22 +814,19 @@ def DistrictMap(state: DashboardState, result: RunSnapshot):
                 pass
 
     with solara.Column(gap="12px") as main:
-        with solara.Row(classes=["pz-card"], gap="18px", style={"align-items": "center", "flex-wrap": "wrap"}):
-            with solara.Column(gap="0px", style={"min-width": "260px", "flex": "1 1 260px"}):
+        # fixed-width controls: choosing a school or a year never moves them (nor the map below)
+        with solara.Div(classes=["pz-card", "pz-map-controls"], attributes={"data-testid": "map-controls"}):
+            with solara.Column(gap="0px", classes=["pz-map-year"]):
                 solara.Text(f"Year: {result.start_year + year}" + (" (start)" if year == 0 else ""),
                             classes=["pz-lever-label"])
                 solara.SliderInt("", value=year, min=0, max=max(result.year, 1), on_value=state.map_year.set,
                                  disabled=result.year == 0, thumb_label=False)
             solara.ToggleButtonsSingle(value=color, values=["type", "rating"], on_value=state.map_color.set,
                                        classes=["pz-map-color"])
-            if len(seeds) > 1:
-                rv.Select(label="Seed", items=[{"title": f"seed {i + 1}", "value": i} for i in range(len(seeds))],
-                         v_model=seed_i, on_v_model=state.map_seed.set, density="compact", variant="outlined",
-                         hide_details=True, style_="max-width: 140px")
-            rv.Autocomplete(label="Find a school", items=[{"title": k, "value": v_} for k, v_ in options.items()],
-                           v_model=selected, on_v_model=state.selected_school.set, density="compact",
-                           variant="outlined", hide_details=True, clearable=True, style_="min-width: 280px",
-                           class_="pz-school-pick")
+            rv.Select(label="Seed", items=[{"title": f"seed {i + 1}", "value": i} for i in range(len(seeds))],
+                      v_model=seed_i, on_v_model=state.map_seed.set, density="compact", variant="outlined",
+                      hide_details=True, class_="pz-map-seed", disabled=len(seeds) < 2)
+            SchoolSearch(state, options)
         with solara.Row(gap="12px", style={"align-items": "flex-start", "flex-wrap": "wrap"}):
             with solara.Column(classes=["pz-card", "pz-map"], style={"flex": "3 1 560px", "min-width": "0"}, gap="4px"):
                 PlotlyChart(fig, on_click=on_click)
@@ -783,6 +845,28 @@ def DistrictMap(state: DashboardState, result: RunSnapshot):
 
 
 @solara.component
+def SchoolSearch(state: DashboardState, options: dict[str, int]):
+    """'Find a school': type part of a name, pick from the matches (at most 8). The box only searches:
+    what you type never joins the selected school's name, and the box keeps its size."""
+    text, set_text = solara.use_state("")
+    picks, set_picks = solara.use_state(0)       # a pick empties the box (a new box: no stale typed text)
+    q = text.strip().lower()
+    matches = [(k, v_) for k, v_ in options.items() if q and q in k.lower()][:8]
+    with solara.Column(gap="2px", classes=["pz-school-search"]) as main:
+        solara.InputText("Find a school", value=text, on_value=set_text, continuous_update=True,
+                         classes=["pz-input", "pz-school-find"]).key(f"school-find-{picks}")
+        if q:
+            with solara.Div(classes=["pz-school-matches", "pz-col"], attributes={"data-testid": "school-matches"}):
+                if not matches:
+                    solara.Text(f"No school's name contains '{text.strip()}'.", classes=["pz-help"])
+                for k, v_ in matches:
+                    solara.Button(k, text=True, small=True, classes=["pz-school-match"],
+                                  on_click=lambda v_=v_: (state.selected_school.set(v_), set_text(""),
+                                                          set_picks(picks + 1)))
+    return main
+
+
+@solara.component
 def SchoolPanel(state: DashboardState, result: RunSnapshot, seed: int, school_id: int, year: int):
     facts = figures.school_facts(result, seed, school_id, year)
     fig = solara.use_memo(lambda: ref(figures.school_history_figure(result, seed, school_id)),
@@ -793,7 +877,8 @@ def SchoolPanel(state: DashboardState, result: RunSnapshot, seed: int, school_id
             names = result.schools.loc[result.schools["school_id"] == school_id, "name"]
             H2(str(names.iloc[-1]) if len(names) else f"School {school_id}")
             solara.Button(icon_name="mdi-close", icon=True, text=True,
-                          on_click=lambda: state.selected_school.set(None))
+                          on_click=lambda: state.selected_school.set(None),
+                          attributes={"aria-label": "Close the school's history", "title": "Close"})
         rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v_)}</td></tr>" for k, v_ in facts)
         solara.HTML(tag="div", unsafe_innerHTML=f'<table class="pz-table pz-facts">{rows}</table>')
         for point, due in workshop.decidable_by_school(result).items():   # the workshop decides this school
@@ -850,7 +935,8 @@ def EventLog(state: DashboardState, result: RunSnapshot):
             with solara.Row(style={"align-items": "center", "justify-content": "space-between"}):
                 Txt(f"{len(table):,} event(s) shown of {len(result.events):,}", classes=["pz-lever-label"],
                     testid="event-count")
-                solara.FileDownload(lambda: table.to_csv(index=False), filename="events_filtered.csv",
+                solara.FileDownload(lambda: exports.events_csv(result, table, headed=True),
+                                    filename=f"{exports.safe_name(result.scenario.name)}_events_filtered.csv",
                                     label="Download these events (CSV)", mime_type="text/csv")
         with solara.Column(classes=["pz-card"], gap="4px"):
             if table.empty:
@@ -927,7 +1013,8 @@ def CompareView(state: DashboardState):
                                       on_click=lambda k=e.key: state.compare_reference(k),
                                       attributes={"title": "use as the reference for differences"})
                         solara.Button(icon_name="mdi-delete-outline", icon=True, text=True,
-                                      on_click=lambda k=e.key: state.compare_remove(k))
+                                      on_click=lambda k=e.key: state.compare_remove(k),
+                                      attributes={"aria-label": f"remove {e.label}", "title": "remove"})
                 with solara.Row(gap="16px", style={"align-items": "center", "flex-wrap": "wrap"}):
                     with solara.Column(gap="0px", style={"width": "200px"}):
                         solara.Text(f"Years: {st.years}", classes=["pz-lever-label"])
@@ -975,6 +1062,9 @@ def CompareView(state: DashboardState):
                 with solara.Row(gap="8px"):
                     solara.FileDownload(lambda: exports.comparison_zip(store), filename="comparison.zip",
                                         label="Download comparison (CSV + TOML, zip)", mime_type="application/zip")
+            if len(ready) >= 2:
+                from portfolio_sim.dashboard.robust_view import RobustnessCard  # imports this module
+                RobustnessCard(state)
             with solara.Column(classes=["pz-card"], gap="6px"):
                 rv.Select(label="Charts", multiple=True, chips=True, closable_chips=True,
                          items=[{"title": m.title, "value": m.metric} for m in figures.COMPARE_METRICS],
@@ -982,7 +1072,7 @@ def CompareView(state: DashboardState):
                          density="compact", variant="outlined", hide_details=True)
             with solara.Div(classes=["pz-grid2"], attributes={"data-testid": "compare-charts"}):
                 for m, f in zip(metrics, figs, strict=False):
-                    ChartCard(f, figures.compare_metric(m).title)
+                    ChartCard(f, figures.compare_metric(m).title, caption=_compare_caption(store))
             if diff_fig is not None:
                 with solara.Column(classes=["pz-card"], gap="4px"):
                     rv.Select(label="Difference chart", items=[{"title": m.title, "value": m.metric}
@@ -1011,14 +1101,16 @@ def ExportView(state: DashboardState, result: RunSnapshot):
         ("All results (zip)", f"{name}_results.zip", lambda: exports.results_zip(result), "application/zip",
          "yearly.csv, summary.csv, schools.csv, events.csv, scenario.toml and report.html: the files "
          "`portfolio-sim run` writes."),
-        ("yearly.csv", f"{name}_yearly.csv", lambda: exports.yearly_csv(result), "text/csv",
+        ("yearly.csv", f"{name}_yearly.csv", lambda: exports.yearly_csv(result, headed=True), "text/csv",
          "One row per seed and year: every metric (docs/METRICS.md)."),
-        ("summary.csv", f"{name}_summary.csv", lambda: exports.summary_csv(result), "text/csv",
+        ("summary.csv", f"{name}_summary.csv", lambda: exports.summary_csv(result, headed=True), "text/csv",
          "Median, 10th and 90th percentile of every metric and year across seeds."),
-        ("schools.csv", f"{name}_schools.csv", lambda: exports.schools_csv(result), "text/csv",
+        ("schools.csv", f"{name}_schools.csv", lambda: exports.schools_csv(result, headed=True), "text/csv",
          "The per-school yearly panel (every seed)."),
-        ("events.csv", f"{name}_events.csv", lambda: exports.events_csv(result), "text/csv",
+        ("events.csv", f"{name}_events.csv", lambda: exports.events_csv(result, headed=True), "text/csv",
          "The event log: year, event, school, operator, cause."),
+        ("run_info.json", f"{name}_run_info.json", lambda: exports.run_info_json(result), "application/json",
+         "What these results are of: scenario, seeds, years, model version, date (also in the zip)."),
         ("report.html", f"{name}_report.html", lambda: exports.report_html(result), "text/html",
          "The CLI's self-contained report: every chart with bands, the levers, the events; opens offline."),
         ("scenario.toml (of these results)", f"{name}.toml", lambda: result.scenario.to_toml(), "application/toml",
@@ -1038,9 +1130,12 @@ def ExportView(state: DashboardState, result: RunSnapshot):
                 with solara.Row(gap="12px", style={"align-items": "center"}, classes=["pz-export-row"]):
                     solara.FileDownload(data, filename=filename, label=title, mime_type=mime)
                     solara.Text(note, classes=["pz-help"])
-            solara.Text("Charts: every chart has an HTML button (a file with plotly.js inside: it opens offline) "
-                        "and a PNG button (the image is drawn by your browser; the chart's toolbar has one too).",
-                        classes=["pz-help"])
+            solara.Text("Each CSV starts with a few lines beginning with # that say what it is of (scenario, "
+                        "seeds, years, model version, date): spreadsheets show them on top; in pandas use "
+                        "read_csv(file, comment='#'). The zip holds the CLI's plain files and run_info.json. "
+                        "Charts: every chart has an HTML button (a file with plotly.js inside: it opens offline) "
+                        "and a PNG button (drawn by your browser, with the legend and the same context under "
+                        "the title).", classes=["pz-help"])
     return main
 
 
@@ -1109,7 +1204,8 @@ def Results(state: DashboardState):
             with solara.Row(style={"align-items": "flex-start"}):
                 with solara.Column(style={"flex": "1"}):
                     Message(notice[0], notice[1], testid="notice")
-                solara.Button(icon_name="mdi-close", icon=True, text=True, on_click=lambda: state.notice.set(None))
+                solara.Button(icon_name="mdi-close", icon=True, text=True, on_click=lambda: state.notice.set(None),
+                              attributes={"aria-label": "Dismiss this message", "title": "Dismiss"})
         if tab == "compare":
             CompareView(state)
             return main
@@ -1197,6 +1293,7 @@ def Dashboard(state: DashboardState):
     with solara.Column(gap="0px", classes=["pz-app"]) as main:
         solara.Title("Portfolio district simulator")
         solara.Style(CSS)
+        PageFixes.element()
         # an empty, hidden chart: the browser starts loading plotly.js while the first run computes
         solara.Div(children=[PlotlyView.element(figure="", height=0)], style="display: none")
         Header(state)

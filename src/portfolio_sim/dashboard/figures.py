@@ -160,17 +160,22 @@ class ChartSpec:
     build: Callable[[RunSnapshot], go.Figure]
 
 
-def present(summary: pd.DataFrame, metrics: list[str]) -> list[str]:
-    """The metrics this run has: a category that is zero in every year and seed (no partner-run
-    schools in this scenario, say) is left out rather than drawn as a flat line in the legend."""
+def absent(summary: pd.DataFrame, metrics: list[str]) -> list[str]:
+    """The metrics that are zero in every year and seed of this run (no partner-run schools, no restarts)."""
     if summary.empty:
-        return metrics
-    keep = []
+        return []
+    out = []
     for m in metrics:
         rows = summary[summary["metric"] == m]
-        if not rows.empty and float(rows[["p10", "median", "p90"]].abs().to_numpy().max()) > 0:
-            keep.append(m)
-    return keep or metrics[:1]
+        if not rows.empty and float(rows[["p10", "median", "p90"]].abs().to_numpy().max()) == 0:
+            out.append(m)
+    return out
+
+
+def present(summary: pd.DataFrame, metrics: list[str]) -> list[str]:
+    """The metrics this run has (not :func:`absent`); at least the first."""
+    gone = set(absent(summary, metrics))
+    return [m for m in metrics if m not in gone] or metrics[:1]
 
 
 # Chart titles must fit a half-width card (the card's note says the rest).
@@ -178,15 +183,40 @@ SHORT_TITLES = {"schools": "School openings, closures and schools open",
                 "exits": "Students leaving for outside options",
                 "autonomy": "Autonomy granted vs effective",
                 "autonomy_domains": "Autonomy by domain: granted vs effective"}
-DROP_ABSENT = {"enrollment"}            # categories the scenario does not have are left out
+# Charts of categories: one that is absent from the run keeps its legend entry (same colour, dash and
+# place in every scenario, greyed: "none in this run", a click draws it) but draws no flat line.
+CATEGORIES = {"enrollment": (), "schools": ("schools_open",), "autonomy_domains": ()}   # (never greyed)
 FROM_ZERO = {"enrollment", "schools"}   # counts start at 0: a drop of 6 schools of 60 is not a collapse
+NONE_IN_RUN = " (none in this run)"
+
+
+def grey_absent(fig: go.Figure, gone: list[str]) -> go.Figure:
+    """Traces of the `gone` metrics (by legendgroup): the line legend-only, renamed, its band hidden."""
+    for tr in fig.data:
+        if getattr(tr, "legendgroup", None) in gone:
+            if tr.showlegend is False:
+                tr.visible = False
+            else:
+                tr.visible = "legendonly"
+                if tr.name and not tr.name.endswith(NONE_IN_RUN):
+                    tr.name = tr.name + NONE_IN_RUN
+    return fig
+
+
+def absent_labels(key: str, r: RunSnapshot) -> list[str]:
+    """The categories of chart `key` this run does not have, as the legend names them."""
+    if key not in CATEGORIES:
+        return []
+    c = next(c for c in outputs.CHARTS if c.key == key)
+    return [label(m) for m in absent(r.summary, [m for m in c.metrics if m not in CATEGORIES[key]])]
 
 
 def _build(c: outputs.Chart) -> Callable[[RunSnapshot], go.Figure]:
     def build(r: RunSnapshot) -> go.Figure:
-        chart = replace(c, metrics=tuple(present(r.summary, list(c.metrics)))) if c.key in DROP_ABSENT else c
         title = SHORT_TITLES.get(c.key, c.title if len(c.title) <= 48 else None)
-        fig = polish(chart_figure(chart, r.summary, r.yearly, r.scenario, start_year=r.start_year), title=title)
+        fig = polish(chart_figure(c, r.summary, r.yearly, r.scenario, start_year=r.start_year), title=title)
+        if c.key in CATEGORIES:
+            grey_absent(fig, absent(r.summary, [m for m in c.metrics if m not in CATEGORIES[c.key]]))
         if c.key in FROM_ZERO:
             fig.update_layout(yaxis_rangemode="tozero")
             if "yaxis2" in fig.layout:
@@ -698,3 +728,82 @@ def event_counts(result: RunSnapshot, types: list[str] | None = None) -> pd.Data
                                                               aggfunc="size", fill_value=0)
     t.index = [i.replace("_", " ") for i in t.index]
     return t
+
+
+# ------------------------------------------------------------------------------------------------
+# The run in plain words
+# ------------------------------------------------------------------------------------------------
+
+def _listing(items: list[str], most: int = 3) -> str:
+    if len(items) > most:
+        items = [*items[:most], f"{len(items) - most} more"]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def comparable(result: RunSnapshot, base: RunSnapshot | None) -> bool:
+    """`base` can be paired with `result`: both complete, on the same seeds and years."""
+    return (base is not None and base is not result and result.complete and base.complete
+            and base.seeds == result.seeds and base.years == result.years)
+
+
+def plain_summary(result: RunSnapshot, base: RunSnapshot | None = None, changed: list[str] | None = None,
+                  source: str = "") -> str:
+    """One paragraph a board member can read: against the levers as loaded (`base`, the same seeds and
+    years), which key numbers moved clear of seed noise and which way; without a comparable `base`,
+    what happened over the run."""
+    changed = changed or []
+    rows = key_numbers(result)
+    if not rows:
+        return "No years simulated yet."
+    first, last = rows[0]["first_year"], rows[0]["last_year"]
+    n = len(result.seeds)
+    where = source or "the levers as loaded"
+    if changed and comparable(result, base):
+        assert base is not None
+        clear, noise = [], []
+        for km in KEY_METRICS:
+            d = paired_difference(final_by_seed(result, km.metric, km.cumulative),
+                                  final_by_seed(base, km.metric, km.cumulative))
+            if d is None:
+                continue
+            name = km.label                       # with its unit: "Political support (0-1 scale)"
+            if d.clear:
+                kind = "whole" if km.kind == "count" else km.kind
+                amount = fmt_value(abs(d.median) if d.median else abs(d.mean), kind)
+                way = "higher" if (d.median or d.mean) > 0 else "lower"
+                judge = ("" if not km.better else
+                         " (better)" if (way == "higher") == (km.better == "up") else " (worse)")
+                clear.append(f"{name} {amount} {way}{judge}")
+            else:
+                noise.append(name)
+        text = (f"Against {where}, on the same {n} seed(s) and years {first}-{last}, your change "
+                f"({_listing(changed)}) ")
+        if clear:
+            text += "makes a difference clear of seed noise: " + "; ".join(clear) + "."
+            if noise:
+                text += f" No clear difference in {_listing(noise, 4)}."
+        else:
+            text += ("moves none of the key numbers by more than seed noise: on these numbers the two designs "
+                     "look alike (more seeds could tell them apart).")
+        return text
+    parts, still = [], []
+    for r in rows:
+        name = r["label"]
+        kind = "whole" if r["kind"] == "count" else r["kind"]
+        if r["cumulative"]:
+            shown = fmt_value(r["median"], kind)
+            (parts if r["median"] else still).append(f"{name}: {shown} in all" if r["median"] else name)
+        else:
+            a, b = fmt_value(r["start"], kind), fmt_value(r["median"], kind)
+            (parts if a != b else still).append(f"{name} went from {a} to {b}" if a != b else name)
+    parts = parts[:5]
+    spread = f"the middle of {n} possible futures" if n > 1 else "one possible future (one seed)"
+    text = f"From {first} to {last} ({spread}): " + ("; ".join(parts) + "." if parts else "no key number moved.")
+    if still:
+        text += f" Unchanged or none: {_listing(still, 4)}."
+    if changed:
+        text += (f" You changed {_listing(changed)} from {where}; for a side-by-side reading, Run {where} "
+                 "with the same years and seeds (Reset all, Run), or use Compare scenarios.")
+    else:
+        text += f" These are the levers of {where}: change a lever and Run to see what it changes against them."
+    return text

@@ -27,7 +27,7 @@ import solara
 import traitlets
 
 from portfolio_sim.dashboard import figures, workshop
-from portfolio_sim.dashboard.components import PlotlyChart, PlotlyView, Txt, ref
+from portfolio_sim.dashboard.components import PageFixes, PlotlyChart, PlotlyView, Txt, ref
 from portfolio_sim.dashboard.simulation import RunSnapshot
 from portfolio_sim.decisions import CHOICES, QUESTIONS, SCHOOL_CHOICES
 from portfolio_sim.room import sim
@@ -721,6 +721,7 @@ def RoomRoute():
     router = solara.use_router()
     with solara.Div(classes=["room-app"]) as main:
         solara.Style(CSS)
+        PageFixes.element()            # page language, zoomable viewport, accessible names
         solara.Title("Workshop room")
         _route_page(router.path)
     return main

@@ -8,6 +8,9 @@ the CLI derives them, so an exported scenario reproduces the dashboard's numbers
 - *run to the end*: seed after seed, each model released as soon as its years are done (memory for one
   model at a time); a stepped simulation continues from where it is.
 
+On the server both go to the worker pool (:func:`run_in_workers`, :func:`step_in_workers`): a worker
+replays a stepped seed from year 0 with the decisions taken so far, so the server holds frames, not models.
+
 Workshop decisions (`portfolio_sim.decisions`) are taken with a step and apply to that year in every
 seed; they are kept by year, so a seed that catches up later, or a run to the end, replays them; years
 nobody decided follow the scenario's rules.
@@ -34,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from portfolio_sim.decisions import RULES, Decisions
-from portfolio_sim.kernel import Run, derive_seeds, summarize
+from portfolio_sim.kernel import Run, derive_seeds, stack_seeds, summarize
 from portfolio_sim.model import PortfolioModel
 from portfolio_sim.scenario import Scenario
 
@@ -127,19 +130,6 @@ class RunSnapshot:
         return f"year {self.year} of {self.years}, {len(self.seeds)} of {len(self.all_seeds)} seed(s)"
 
 
-def _with_seed(seed: int, frame: pd.DataFrame) -> pd.DataFrame:
-    f = frame.copy()
-    f.insert(0, "seed", seed)
-    return f
-
-
-def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    nonempty = [f for f in frames if not f.empty]
-    if nonempty:
-        return pd.concat(nonempty, ignore_index=True)
-    return frames[0] if frames else pd.DataFrame()
-
-
 @dataclass
 class SeedRun:
     seed: int
@@ -202,7 +192,7 @@ class Simulation:
     def can_step(self) -> tuple[bool, str]:
         if self.done:
             return False, f"All {self.years} years are done; raise Years to go further."
-        live = sum(1 for r in self.runs if r.frames is None)
+        live = sum(1 for r in self.runs if r.year < self.years)
         if live > max_step_seeds(self.scenario):
             return False, (f"Stepping keeps every seed's district in memory: with "
                            f"{self.scenario.district.students:,} students use at most "
@@ -225,11 +215,8 @@ class Simulation:
         """One year of one seed, with the players' decisions for that year (the rules otherwise)."""
         run.year = Run.of(model).advance(self.decisions.get(run.year + 1, RULES))
 
-    def step_year(self, should_stop: Callable[[], bool] = lambda: False,
-                  on_progress: Callable[[int, int, str], None] | None = None,
-                  decisions: Decisions = RULES) -> bool:
-        """Advance every seed to the next year, with the workshop players' `decisions` for that year;
-        False if stopped part-way (seeds stay consistent per seed, and a later step or run continues)."""
+    def next_step(self, decisions: Decisions) -> int:
+        """The year the next step simulates, with the players' `decisions` recorded for it (checked)."""
         ok, why = self.can_step()
         if not ok:
             raise SimulationLimit(why)
@@ -238,6 +225,14 @@ class Simulation:
             self.decisions[target] = decisions
         else:
             self.decisions.pop(target, None)
+        return target
+
+    def step_year(self, should_stop: Callable[[], bool] = lambda: False,
+                  on_progress: Callable[[int, int, str], None] | None = None,
+                  decisions: Decisions = RULES) -> bool:
+        """Advance every seed to the next year, with the workshop players' `decisions` for that year;
+        False if stopped part-way (seeds stay consistent per seed, and a later step or run continues)."""
+        target = self.next_step(decisions)
         t0 = time.perf_counter()
         for i, run in enumerate(self.runs):
             if should_stop():
@@ -307,18 +302,15 @@ class Simulation:
             return None
         top = max(r.year for r in started)
         shown = [r for r in started if r.year == top]
-        yearly, schools, events = [], [], []
-        for r in shown:
-            y, s, e = r.current_frames()
-            yearly.append(_with_seed(r.seed, y))
-            schools.append(_with_seed(r.seed, s))
-            events.append(_with_seed(r.seed, e))
-        yearly_df = _concat(yearly)
+        frames = [(r.seed, r.current_frames()) for r in shown]
+        yearly_df = stack_seeds((seed, f[0]) for seed, f in frames)
         return RunSnapshot(
             id=next(_ids), label=self.label, scenario=self.scenario, seeds=tuple(r.seed for r in shown),
             all_seeds=tuple(self.seeds), years=self.years, year=top, complete=self.done,
-            yearly=yearly_df, summary=summarize(yearly_df), schools=_concat(schools), events=_concat(events),
-            neighbourhoods=_concat([self.neighbourhoods[r.seed] for r in shown if r.seed in self.neighbourhoods]),
+            yearly=yearly_df, summary=summarize(yearly_df), schools=stack_seeds((s, f[1]) for s, f in frames),
+            events=stack_seeds((s, f[2]) for s, f in frames),
+            neighbourhoods=pd.concat([self.neighbourhoods[r.seed] for r in shown if r.seed in self.neighbourhoods]
+                                     or [pd.DataFrame()], ignore_index=True),
             step_seconds=self.last_step_seconds, elapsed=self.elapsed,
             decisions=tuple(sorted(self.decisions.items())))
 
@@ -538,16 +530,18 @@ def _is_cancelled(token: int) -> bool:
     return bool(token) and _CANCELLED is not None and token in _CANCELLED[:]
 
 
-def run_seed(scenario_data: dict, seed: int, decisions: dict[int, Decisions], token: int = 0):
-    """One seed to the last year, exactly as :meth:`Simulation.run` does in process (same model, same
-    decisions by year): (yearly, schools, events, neighbourhoods). Runs in a worker process; the
-    scenario comes as its validated data (pydantic's dump), as plain as a pickle can carry."""
+def run_seed(scenario_data: dict, seed: int, decisions: dict[int, Decisions], token: int = 0,
+             until: int | None = None):
+    """One seed to the last year (or to year `until`), exactly as :meth:`Simulation.run` does in process
+    (same model, same decisions by year): ((yearly, schools, events), neighbourhoods). Runs in a worker
+    process; the scenario comes as its validated data (pydantic's dump), as plain as a pickle can carry."""
     scenario = Scenario.model_validate(scenario_data)
+    last = scenario.run.years if until is None else min(until, scenario.run.years)
     with Run(scenario, seed) as run:
         model = run.model
         nb = pd.DataFrame({"seed": seed, "x": model.nb_xy[:, 0], "y": model.nb_xy[:, 1],
                            "low_income_share": np.asarray(model.nb_low_income, float)})
-        while run.year < scenario.run.years:
+        while run.year < last:
             if _is_cancelled(token):      # Cancel stops a running seed after the current year, too
                 return None
             run.advance(decisions.get(run.year + 1, RULES))
@@ -559,9 +553,15 @@ class WorkerPool:
     """A bounded pool of 'spawn' worker processes with a queue the page can see into.
 
     At most `workers` seeds run at once (one per process); the rest wait here in submission order, so a
-    job's position is known ("2 runs ahead of yours"). Workers are replaced every TASKS_PER_WORKER
-    seeds (memory goes back to the OS) and stop with the server, even one killed with kill -9
-    (a watchdog thread polls the parent, as in sweep pool workers)."""
+    job's position is known ("2 runs ahead of yours"). Workers are replaced after about TASKS_PER_WORKER
+    seeds each (memory goes back to the OS) and stop with the server, even one killed with kill -9
+    (a watchdog thread polls the parent, as in sweep pool workers).
+
+    Workers are replaced here, a whole executor at a time, not with the executor's own
+    `max_tasks_per_child`: on Python 3.11 to 3.13 that can fail to replace a worker that exited at its
+    limit (its idle-worker semaphore keeps stale tokens), leaving queued tasks with no worker (CPython
+    gh-115634, fixed in later releases). The retired executor finishes the runs it has, then its
+    processes exit; the next task starts a fresh one."""
 
     def __init__(self, workers: int = WORKERS):  # noqa: D107
         self.workers = max(1, workers)
@@ -571,15 +571,27 @@ class WorkerPool:
         self._running: dict[Any, int] = {}                            # executor future -> token
         self._cancelled = None          # shared with the workers: the last 64 cancelled tokens
         self._next_slot = 0
+        self._submitted = 0             # tasks given to the current executor (it is replaced after enough)
+        self._retired: list = []        # replaced executors still finishing their runs
 
     def _ensure(self):
-        if self._executor is None:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-            ctx = multiprocessing.get_context("spawn")
+        import multiprocessing
+        ctx = multiprocessing.get_context("spawn")
+        if self._executor is not None and self._submitted >= TASKS_PER_WORKER * self.workers:
+            self._executor.shutdown(wait=False)         # finishes what it has, then its workers exit
+            self._retired.append(self._executor)
+            self._executor = None
+        # Replaced executors are kept until they are done, so that shutdown() stops them too.
+        self._retired = [e for e in self._retired
+                         if e._executor_manager_thread is not None and e._executor_manager_thread.is_alive()]
+        if self._cancelled is None:
             self._cancelled = ctx.Array("q", 64, lock=False)
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=ctx, max_tasks_per_child=TASKS_PER_WORKER,
-                                                 initializer=_init_worker, initargs=(self._cancelled, os.getpid()))
+        if self._executor is None:
+            from concurrent.futures import ProcessPoolExecutor
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
+                                                 initargs=(self._cancelled, os.getpid()))
+            self._submitted = 0
+        self._submitted += 1
         return self._executor
 
     def submit(self, token: int, fn: Callable, *args: Any):
@@ -638,6 +650,8 @@ class WorkerPool:
             self._waiting = keep
 
     def shutdown(self) -> None:
+        for e in self._retired:
+            e.shutdown(wait=False, cancel_futures=True)
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
@@ -667,46 +681,96 @@ def run_in_workers(sim: Simulation, pool: WorkerPool, should_stop: Callable[[], 
     continue here). Same seeds, same code: the results are the in-process run's. False if stopped:
     waiting seeds are dropped, seeds running in a worker finish there and are kept."""
     token = next(_tokens)
-    fresh = [r for r in sim.runs if not r.started]
+    # seeds with no model here start (again) from year 0 in a worker: never started, or stepped in workers
+    fresh = [r for r in sim.runs if r.model is None and r.year < sim.years]
     futures = {r.seed: pool.submit(token, run_seed, sim.scenario.model_dump(), r.seed, dict(sim.decisions), token) for r in fresh}
     t0 = time.perf_counter()
     try:
-        live = [r for r in sim.runs if r.started and r.year < sim.years]
+        live = [r for r in sim.runs if r.model is not None and r.year < sim.years]
         if live:
             ok = Simulation.run(_Only(sim, live), should_stop, on_progress)
             if not ok:
                 return False
-        pending = dict(futures)
-        last_queue = -1
-        while pending:
-            if should_stop():
-                return False
-            ahead = pool.ahead_of(token)
-            if on_queue and ahead != last_queue:
-                on_queue(ahead)
-                last_queue = ahead
-            for seed, fut in list(pending.items()):
-                if fut.done():
-                    out = fut.result()
-                    if out is None:       # stopped in the worker
-                        return False
-                    (frames, nb) = out
-                    run = next(r for r in sim.runs if r.seed == seed)
-                    run.frames, run.year = frames, sim.years
-                    sim.neighbourhoods[seed] = nb
-                    del pending[seed]
-                    if on_progress:
-                        on_progress(*sim.progress(), f"{len(sim.runs) - len(pending)} of {len(sim.runs)} seeds done")
-                    if on_seed_done:
-                        on_seed_done()
-            if pending:
-                time.sleep(0.05)
+        def seed_done(left: int) -> None:
+            if on_progress:
+                on_progress(*sim.progress(), f"{len(sim.runs) - left} of {len(sim.runs)} seeds done")
+            if on_seed_done:
+                on_seed_done()
+
+        if not _collect(sim, pool, token, futures, sim.years, should_stop, on_queue, seed_done):
+            return False
         for r in sim.runs:
             r.freeze()
         return True
     finally:
         pool.cancel(token)
         sim.elapsed += time.perf_counter() - t0
+
+
+def _collect(sim: Simulation, pool: WorkerPool, token: int, futures: dict, year: int,
+             should_stop: Callable[[], bool], on_queue: Callable[[int], None] | None,
+             on_seed: Callable[[int], None]) -> bool:
+    """Wait for the workers' seeds (`futures` by seed), keeping each one's frames as of `year`, telling
+    `on_queue` the queue position and `on_seed(seeds left)` after each; False if stopped."""
+    pending, last_queue = dict(futures), -1
+    while pending:
+        if should_stop():
+            return False
+        ahead = pool.ahead_of(token)
+        if on_queue and ahead != last_queue:
+            on_queue(ahead)
+            last_queue = ahead
+        for seed, fut in list(pending.items()):
+            if fut.done():
+                out = fut.result()
+                if out is None:       # stopped in the worker
+                    return False
+                frames, nb = out
+                run = next(r for r in sim.runs if r.seed == seed)
+                run.frames, run.year = frames, year
+                sim.neighbourhoods[seed] = nb
+                del pending[seed]
+                on_seed(len(pending))
+        if pending:
+            time.sleep(0.03)
+    return True
+
+
+def step_in_workers(sim: Simulation, pool: WorkerPool, should_stop: Callable[[], bool] = lambda: False,
+                    on_progress: Callable[[int, int, str], None] | None = None,
+                    on_queue: Callable[[int], None] | None = None, decisions: Decisions = RULES) -> bool:
+    """:meth:`Simulation.step_year` with every seed advanced in a worker process, as full runs are: a
+    worker replays the seed from year 0 to the next year with the decisions taken so far (same seed, same
+    decisions: the in-process step's numbers) and sends back its frames; the server keeps no model. A
+    step costs the years so far (fine for the districts Step allows, see max_step_seeds). False if
+    stopped: seeds keep the year they had."""
+    target = sim.next_step(decisions)
+    token = next(_tokens)
+    t0 = time.perf_counter()
+    todo = [r for r in sim.runs if r.year < target]
+    for r in todo:                   # a model left by an in-process step is not needed any more
+        if r.model is not None:
+            r.model.release()
+            r.model = None
+    futures = {r.seed: pool.submit(token, run_seed, sim.scenario.model_dump(), r.seed, dict(sim.decisions), token,
+                                   target) for r in todo}
+    try:
+        if on_progress:
+            on_progress(*sim.progress(), f"year {target}: {len(todo)} seed(s) in the workers")
+
+        def seed_done(left: int) -> None:
+            if on_progress:
+                on_progress(*sim.progress(), f"year {target}: seed {len(todo) - left} of {len(todo)}")
+
+        if not _collect(sim, pool, token, futures, target, should_stop, on_queue, seed_done):
+            return False
+        sim.last_step_seconds = time.perf_counter() - t0
+        sim.elapsed += sim.last_step_seconds
+        if on_progress:
+            on_progress(*sim.progress(), f"year {target} done")
+        return True
+    finally:
+        pool.cancel(token)
 
 
 class _Only:

@@ -21,10 +21,11 @@ import solara
 from portfolio_sim.dashboard import levers
 from portfolio_sim.dashboard.compare import ComparisonStore
 from portfolio_sim.dashboard.exports import UploadResult, parse_upload
+from portfolio_sim.dashboard.robust import RobustnessOffer
 from portfolio_sim.dashboard.simulation import (ESTIMATE_SECONDS_PER_STUDENT_YEAR, MAX_SEEDS, JobHandle,
                                                 RunController, RunStatus, Simulation, SimulationLimit,
                                                 check_limits, estimate_seconds, max_step_seeds, run_in_workers,
-                                                worker_pool)
+                                                step_in_workers, worker_pool)
 from portfolio_sim.decisions import RULES
 from portfolio_sim.errors import ScenarioError
 from portfolio_sim.scenario import Scenario, list_presets, load_scenario
@@ -79,7 +80,11 @@ class DashboardState:
         self.compare_metrics = solara.reactive(["mean_achievement", "achievement_gap", "political_support",
                                                 "autonomy_effective", "enrollment_autonomous", "cum_closures"])
         self.diff_metric = solara.reactive("mean_achievement")
+        self.robustness = RobustnessOffer(self)     # the comparison's check across plausible worlds
         self._sim: Simulation | None = None
+        # complete results of the levers as loaded (no lever changed), by (seeds, years): what the
+        # plain-language summary pairs a changed design with
+        self._base_results: dict[tuple, Any] = {}
         # Which loaded scenario (preset / upload) the results belong to: results of another scenario are
         # never shown under this one's name (the page says "not run yet" instead).
         self._loaded = 0
@@ -113,15 +118,22 @@ class DashboardState:
         if kind == "main":
             if len(value) > 2:
                 self._result_loaded = value[2]
-            self.result.value = value[1]
+            snap = value[1]
+            if (snap is not None and snap.complete and self._result_loaded == self._loaded
+                    and not levers.changed(snap.scenario, self.base.value)):
+                self._base_results = {(snap.seeds, snap.years): snap}     # the latest one only
+            self.result.value = snap
         elif kind == "compare":
             _, key, snap = value
             with self._compare_lock:
                 self.compare.value = self.compare.value.with_result(key, snap)
+        elif kind == "robustness":
+            self.robustness.result.value = value[1]
 
     # -- scenario --------------------------------------------------------------------------------------
     def _set_scenario(self, scenario: Scenario, source: str, preset: str | None, autorun: bool) -> None:
         self._loaded += 1
+        self._base_results = {}
         self.base.value = scenario.model_copy(deep=True)
         self.scenario.value = scenario
         self.source.value = source
@@ -227,10 +239,15 @@ class DashboardState:
         """Why Step cannot run with the current levers ('' if it can)."""
         s = self.scenario.value
         if s.run.seeds > max_step_seeds(s):
-            return (f"Step keeps every seed's district in memory: with {s.district.students:,} students it can "
-                    f"hold at most {max_step_seeds(s)} seed(s) (you have {s.run.seeds}). Set Seeds to "
+            return (f"Step simulates every seed's district again each year (in the workers; in memory without "
+                    f"them): with {s.district.students:,} students it can take at most {max_step_seeds(s)} "
+                    f"seed(s) (you have {s.run.seeds}). Set Seeds to "
                     f"{max_step_seeds(s)} to step, or Run to the end.")
         return ""
+
+    def base_result(self, result: Any) -> Any:
+        """Complete results of the levers as loaded on `result`'s seeds and years (None if not run)."""
+        return None if result is None else self._base_results.get((result.seeds, result.years))
 
     @property
     def results_stale(self) -> bool:
@@ -324,7 +341,10 @@ class DashboardState:
 
         def job(h: JobHandle) -> str:
             s = self._simulation_for(scenario)
-            done = s.step_year(should_stop=h.stopped, on_progress=h.progress, decisions=decided)
+            pool = worker_pool()
+            done = (step_in_workers(s, pool, should_stop=h.stopped, on_progress=h.progress, on_queue=h.queued,
+                                    decisions=decided) if pool is not None else
+                    s.step_year(should_stop=h.stopped, on_progress=h.progress, decisions=decided))
             h.publish(("main", s.snapshot(), loaded), force=True)
             if not done:
                 return "Cancelled."
