@@ -141,7 +141,7 @@ DECLARED: tuple[Assumption, ...] = (
        "Yearly drift of the political climate (0.2 log-odds ~ 0.05 of opinion near 0.5; opinion follows it part-way).",
        "EVIDENCE.md E-POL-11 (year-to-year SD of opinion ~0.03 [0.02, 0.06])"),
     _a("politics", "results_match_k", 3, 1, 10, "schools", "Traditional schools matched to each converted "
-       "school on its rating before conversion (the comparison group; a metric definition).", MC, integer=True),
+       "school on its rating and principal before conversion (the comparison group; a metric definition).", MC, integer=True),
     _a("politics", "results_lag", 1, 0, 3, "years",
        "Years before a year's relative results reach the public (publication and reporting).", MC, integer=True),
     _a("politics", "results_noise", 5.0, 0.0, 15.0, "percentile points",

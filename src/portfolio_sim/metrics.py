@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
+from scipy.special import ndtri
 
 from portfolio_sim import lifecycle
 from portfolio_sim.outputs import COMPUTED, METRICS
@@ -134,10 +135,13 @@ def relative_results(model: PortfolioModel, match_k: int) -> float | None:
     """Autonomous schools' results against a fair comparison, in percentile points (None: none to judge).
 
     A converted school: its rating change since the year before it converted minus the mean change, over
-    the same years, of the `match_k` traditional schools rated closest to it then (a matched difference in
-    differences, so regression to the mean cancels). A new school: its rating minus the traditional
-    schools' mean rating. Schools become comparable once rated after their first autonomous year."""
-    sc, hist = model.schools, model.rating_history
+    the same years, of the `match_k` traditional schools closest to it then on both things the school was
+    selected on: its rating and its principal (the district's principal evaluation, which the authorizer
+    judged the plan by). A matched difference in differences: regression to the mean in the rating and
+    principals' reversion toward average (turnover) happen to both alike, so neither is credited or
+    blamed on the initiative. A new school: its rating minus the traditional schools' mean rating.
+    Schools become comparable once rated after their first autonomous year."""
+    sc, hist, leaders = model.schools, model.rating_history, model.leader_history
     now = sc.rating_pct
     rated = sc.is_open & ~np.isnan(now)
     trad = np.flatnonzero(rated & (sc.sector == TRADITIONAL))
@@ -155,7 +159,11 @@ def relative_results(model: PortfolioModel, match_k: int) -> float | None:
         peers = peers[~np.isnan(before[peers])]
         if len(peers) == 0:
             continue
-        near = peers[np.argsort(np.abs(before[peers] - before[s]), kind="stable")[:match_k]]
+        # Distance in standard-deviation units: the rating as a z-score, the principal as rated.
+        z = ndtri(np.clip(before[np.append(peers, s)], 0.5, 99.5) / 100.0)
+        lead = leaders[ref][np.append(peers, s)]
+        distance = np.hypot(z[:-1] - z[-1], lead[:-1] - lead[-1])
+        near = peers[np.argsort(distance, kind="stable")[:match_k]]
         gaps.append(float((now[s] - before[s]) - (now[near] - before[near]).mean()))
     return float(np.mean(gaps)) if gaps else None
 

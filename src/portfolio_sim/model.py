@@ -78,6 +78,7 @@ class PortfolioModel(mesa.Model):
         self.closed_this_year: list[int] = []
         self.pending: list[dict[str, Any]] = []
         self.rating_history: list[np.ndarray] = []
+        self.leader_history: list[np.ndarray] = []
         self.funding_factor = 1.0
         self.office_active = bool(scenario.central_office.autonomy_office)
         self.decisions = RULES            # this year's workshop decisions (portfolio_sim.decisions)
@@ -189,6 +190,7 @@ class PortfolioModel(mesa.Model):
             sc.rating_pct = accountability.to_percentile(self, status)
             self._apply_known_ratings(data)
         self.rating_history.append(sc.rating_pct.copy())
+        self.leader_history.append(sc.leader_quality.copy())
         finance.fund_schools(self)
         district = sc.sector != CHARTER
         self.reference_resources = float(np.median(sc.resources[district])) if district.any() else 1.0

@@ -231,6 +231,8 @@ MODEL_STATE: tuple[Column, ...] = (
     Column("perceived_z", "float[S]", None, "published rating as a z-score, what families see",
            "accountability", also=("lifecycle",)),
     Column("rating_history", "list[float[S]]", [], "each year's published percentiles", "accountability"),
+    Column("leader_history", "list[float[S]]", [], "each year's principal evaluations (leader quality at "
+           "rating time; what a fair comparison matches on)", "accountability"),
     Column("entrants", "int[]", None, "this year's new kindergartners (slots)", "enrollment"),
     Column("last_choice", "dict", None, "who chose actively this year and where they landed", "enrollment"),
     Column("last_growth", "float[N]", None, "each student's growth this year", "achievement"),

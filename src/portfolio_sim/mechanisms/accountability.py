@@ -70,6 +70,9 @@ def step(model: PortfolioModel) -> None:
     sc.rating = np.where(rated, rating, sc.rating)
     sc.rating_pct = np.where(rated, to_percentile(model, rating), sc.rating_pct)
     model.rating_history.append(np.where(rated, sc.rating_pct, np.nan))
+    # The district's principal evaluations, kept with the ratings: the authorizer selects conversions on
+    # the principal, so a fair comparison of results must match on it too (metrics.relative_results).
+    model.leader_history.append(sc.leader_quality.copy())
     model.refresh_perceived_quality()
 
     district = sc.is_open & (sc.sector != CHARTER)
@@ -150,8 +153,9 @@ MECHANISM = Mechanism(
     name="accountability", order=5, step=step, phase="accountability", stream="accountability", stream_index=8,
     reads=("scenario.accountability", "model.last_growth", "model.rating_reference", "model.decisions",
            "schools.enrollment", "schools.mean_achievement", "schools.opened_year", "schools.contract_year",
-           "schools.sector", "operators.active", "model.board"),
+           "schools.sector", "schools.leader_quality", "operators.active", "model.board"),
     writes=("schools.rating", "schools.rating_pct", "schools.years_below", "model.rating_history",
+            "model.leader_history",
             "model.perceived_z"),
     calls=("lifecycle.log", "lifecycle.close_school", "lifecycle.restart_school", "lifecycle.replace_operator",
            "lifecycle.revert_to_traditional", "lifecycle.renew"),

@@ -16,8 +16,9 @@ Rates: docs/EVIDENCE.md E-POL-1..11. Every coefficient: `scenario.assumptions.po
   negotiated), community engagement, families' satisfaction with their schools, councils, and noise.
 * **Results against a comparison.** What the public credits is a difference in differences: each
   converted school's rating change since conversion minus the change, over the same years, of the
-  traditional schools rated closest to it when it converted (matched comparison: both regress to the
-  mean alike), and new schools' rating against the traditional mean. It is published `results_lag`
+  traditional schools closest to it when it converted on its rating and its principal (what the
+  authorizer selected on: both regress to the mean alike, and their principals revert alike), and new
+  schools' rating against the traditional mean. It is published `results_lag`
   years late with noise (`metrics.politics_signals` computes it; this module publishes it). An
   initiative with no effect earns no credit; a real effect earns it slowly.
 * **A board of seats** (`politics.board_seats`), two classes with staggered terms, one class up at each
