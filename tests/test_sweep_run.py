@@ -380,7 +380,9 @@ def test_results_export_csv_and_parquet(reference: tuple[Path, Path], tmp_path: 
     assert main(["results", str(db), "--table", "events", "--out", str(events)]) == 0
     assert {"event", "cause", "accountability.closure_percentile"} <= set(pd.read_parquet(events).columns)
     capsys.readouterr()
-    assert main(["results", str(db)]) == 0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("COLUMNS", "200")        # piped output is COLUMNS wide: an 80-column parent would truncate names
+        assert main(["results", str(db)]) == 0
     summary = capsys.readouterr().out
     assert "tiny" in summary and "grid" in summary
 
