@@ -28,6 +28,8 @@ from browser_helpers import (ROOT, axe, browser_type_launch_args, free_port, off
 require_chromium("the room's browser tests")
 
 ARTIFACTS = ROOT / "test-artifacts" / "room"
+# Solara's front end now and then reports "widget model not found" in a full run (as in the dashboard file)
+pytestmark = pytest.mark.flaky(reruns=1, reruns_delay=2)
 
 
 class Server:
