@@ -136,11 +136,20 @@ def test_rigorous_authorizing_approves_fewer_and_stronger_operators():
 
 
 def test_budget_autonomy_multiplies_the_value_of_autonomy():
-    layers = layered(AUTONOMY_POLICY, {"governance": {"legal_basis": "state_law"}, "run": {"years": 8}})
+    """Seed 003 "Budget": budget autonomy lets a school make the most of its other autonomies by
+    reallocating savings to its plan. That is a gain only where the school can use autonomy (capacity above
+    the break-even, autonomy.py), so the design gives schools capacity: 18 months of planning, full start-up
+    money and an autonomy office. Same seeds with and without the multiplier; from year 3 the mean gain
+    rises by > 0.03 SD/yr (measured 0.035 -> 0.105). Below the break-even a loss is not multiplied (in the
+    default design, without that support: -0.031 -> -0.019, the capable schools' gains alone)."""
+    layers = layered(AUTONOMY_POLICY, {"governance": {"legal_basis": "state_law"}, "run": {"years": 8},
+                                       "implementation": {"planning_months": 18, "startup_funding": 1500},
+                                       "central_office": {"autonomy_office": True}})
     low = gains_since_autonomy(runs(layers, {"autonomy": {"budget_multiplier": 0.0, "max_effect": 0.2}}))
     high = gains_since_autonomy(runs(layers, {"autonomy": {"budget_multiplier": 2.0, "max_effect": 0.2}}))
     late = lambda d: d[d.years_autonomous >= 3].gain.mean()   # noqa: E731
-    assert late(high) > late(low)
+    assert late(low) > 0                        # capable schools gain from autonomy at all
+    assert late(high) > late(low) + 0.03
 
 
 def test_outside_option_appeal_drives_exits():
