@@ -261,7 +261,8 @@ def test_upload_validation_messages():
         b"[nonsense]\nx = 1": "unknown field",
         b'extends = "../../etc/passwd"': "must name a preset",
         b'[district]\nschools_csv = "/etc/passwd"': "CSV",
-        b"\xff\xfe\x00bad": "not a text file",
+        b"\xff\xfe\x00bad": "not UTF-8 text",
+        b"name = 'x'\x00": "NUL bytes",
         b"": "empty",
         b'[district]\nstudents = 1900000': "portfolio-sim run",
     }
@@ -272,6 +273,8 @@ def test_upload_validation_messages():
     big = parse_upload("big.toml", b"#" * (MAX_UPLOAD_BYTES + 1))
     assert not big.ok and "64 KB" in big.message
     assert not parse_upload("big.toml", None, size=10 * MAX_UPLOAD_BYTES).ok
+    from portfolio_sim import inputs                        # one place for every input limit
+    assert MAX_UPLOAD_BYTES is inputs.MAX_UPLOAD_BYTES
 
 
 def test_results_zip_has_the_cli_files_and_a_runnable_scenario():

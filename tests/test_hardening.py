@@ -313,13 +313,16 @@ def test_validate_and_dry_run_read_the_csvs(capsys, tmp_path):
 
 # -- item 10: --out safety --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("out", ["/", "/etc", "/usr/lib/portfolio", "/proc/self", "SRC"])
+@pytest.mark.parametrize("out", ["/", "/etc", "/usr/lib/portfolio", "/proc/self", "SRC", "SRC_PARENT"])
 def test_out_refuses_system_and_source_folders(capsys, out):
     if out == "SRC":
         out = str(Path(cli.__file__).resolve().parent / "runs")
+    elif out == "SRC_PARENT":                       # src/ in a checkout: --force must not write beside the package
+        out = str(Path(cli.__file__).resolve().parent.parent)
     code, err = run_cli(capsys, "run", "baseline", *TINY, "--years", "1", "-q", "--out", out, "--force")
     assert code == 2 and "--out" in err
-    assert not Path(out).exists() or out in ("/", "/etc", "/proc/self")
+    assert not Path(out).exists() or out in ("/", "/etc", "/proc/self") or "source folder" in err
+    assert not (Path(out) / "yearly.csv").exists()
 
 
 def test_out_refuses_unrelated_non_empty_folders_without_force(capsys, tmp_path):

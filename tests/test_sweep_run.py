@@ -385,6 +385,39 @@ def test_results_export_csv_and_parquet(reference: tuple[Path, Path], tmp_path: 
     assert "tiny" in summary and "grid" in summary
 
 
+def test_results_out_follows_the_output_rules(reference: tuple[Path, Path], tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """`results --out` goes through portfolio_sim.outdir like every other output: no system folder, root or
+    package source, no folder or device in the way, a symlink replaced (its target untouched), a name too
+    long refused clearly; an existing export is replaced whole (temp file + rename)."""
+    import portfolio_sim
+
+    _, db = reference
+    src = Path(portfolio_sim.__file__).resolve().parent
+    (tmp_path / "dir.csv").mkdir()
+    os.mkfifo(tmp_path / "fifo.csv")
+    for bad, says in (("/etc/x.csv", "system folder /etc"), ("/x.parquet", "file-system root"),
+                      (str(src / "x.csv"), "source folder"), (str(tmp_path / "dir.csv"), "is a folder"),
+                      (str(tmp_path / "fifo.csv"), "not a regular file"), (str(tmp_path / ("n" * 300 + ".csv")), "at most 255")):
+        assert main(["results", str(db), "--out", bad]) == 2, bad
+        err = capsys.readouterr().err
+        assert says in err and "Traceback" not in err, (bad, err)
+        assert main(["results", str(db), "--scenario", "0", "--out", bad]) == 2, bad
+        assert says in capsys.readouterr().err
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me", encoding="utf-8")
+    link = tmp_path / "link.csv"
+    link.symlink_to(victim)
+    assert main(["results", str(db), "--out", str(link)]) == 0
+    assert victim.read_text(encoding="utf-8") == "keep me" and not link.is_symlink()
+    assert main(["results", str(db), "--out", str(link)]) == 0          # an earlier export: replaced
+    assert "replacing" in capsys.readouterr().err and len(pd.read_csv(link)) == 32
+    scen = tmp_path / "deep" / "p0.toml"
+    assert main(["results", str(db), "--scenario", "0", "--out", str(scen)]) == 0
+    assert "[run]" in scen.read_text(encoding="utf-8")
+    assert not [p.name for p in tmp_path.rglob(".*.tmp")]                # no temporary file left
+
+
 def test_point_scenario_repeats_the_points_runs(reference: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
     """`results DB --scenario N` prints TOML that `portfolio-sim run` accepts and that repeats the point's
     replicates exactly (run.seed is the point's seed, run.seeds the replicates)."""

@@ -226,14 +226,12 @@ def test_every_point_is_validated_and_a_bad_one_is_reported(tmp_path: Path, monk
         [factors."accountability.closure_percentile"]
         bounds = [0, 20]
         """)
-    real = designs.generate
+    real = designs.Design.params
 
-    def broken(exp):  # noqa: ANN001, ANN202
-        params, rows, problem = real(exp)
-        params[2] = {"accountability.closure_percentile": 75.0}
-        return params, rows, problem
+    def broken(self, i):  # noqa: ANN001, ANN202
+        return {"accountability.closure_percentile": 75.0} if i == 2 else real(self, i)
 
-    monkeypatch.setattr(designs, "generate", broken)
+    monkeypatch.setattr(designs.Design, "params", broken)
     with pytest.raises(SpecError) as err:
         load_spec(path)
     msg = str(err.value)
@@ -335,3 +333,84 @@ def test_dry_run_shows_the_design_and_writes_nothing(tmp_path: Path, capsys: pyt
     assert "tiny: grid design, 4 point(s) x 2 replicate(s) = 8 runs of 3 years" in out
     assert "point 0: accountability.closure_percentile=0.0, governance.category='district_run'" in out
     assert not db.exists()
+
+
+# -- streamed designs: point i computed from i, never a list of every point ------------------------
+
+def _grid_spec(tmp_path: Path, n_closure: int, n_operators: int, name: str) -> Path:
+    return spec_file(tmp_path, f"""
+        [factors]
+        "accountability.closure_percentile" = {{bounds = [0, 20], num = {n_closure}}}
+        "district.operators" = {{bounds = [1, 200], num = {n_operators}}}
+        """, name=name)
+
+
+def test_grid_index_to_point_is_the_nested_loop_order() -> None:
+    """Mixed radix, last factor fastest: the order itertools.product gave when points were a list; on a
+    design of 10^12 points, far beyond any list, point i is computed at once."""
+    import itertools
+
+    from portfolio_sim.sweep.spec import Factor
+
+    values = [[0.0, 5.0, 10.0], ["a", "b"], [1, 2, 3, 4]]
+    factors = [Factor(f"g.f{k}", "values", values=v) for k, v in enumerate(values)]
+    design = designs.Design(factors, 24)
+    assert [tuple(design.params(i).values()) for i in range(24)] == list(itertools.product(*values))
+    huge = [Factor(f"g.f{k}", "values", values=list(range(10_000))) for k in range(3)]
+    big = designs.Design(huge, 10_000 ** 3)
+    assert big.params(123_456_789_012) == {"g.f0": 1234, "g.f1": 5678, "g.f2": 9012}
+    with pytest.raises(IndexError):
+        big.params(10_000 ** 3)
+
+
+def test_sampled_points_are_the_rows_salib_draws(tmp_path: Path) -> None:
+    exp = load_spec(spec_file(tmp_path, """
+        [design]
+        kind = "sobol"
+        samples = 8
+        [factors]
+        "accountability.closure_percentile" = {bounds = [0, 20]}
+        "governance.category" = {levels = ["district_run", "partner_led", "partner_run"]}
+        """))
+    assert exp.problem is not None
+    X = designs.sample("sobol", exp.problem, 8, exp.design_seed or 0)
+    assert len(exp.points) == len(X) == 32
+    for i in (0, 7, 31):
+        assert exp.points[i].row == [float(v) for v in X[i]]
+    assert exp.points[-1].index == 31 and [p.index for p in exp.points[30:]] == [30, 31]
+
+
+def test_a_large_design_plans_in_bounded_memory(tmp_path: Path) -> None:
+    """Loading (every point validated), fingerprinting and planning a design keep only aggregates: the peak
+    does not grow with the design (10x the points, about the same peak) and stays a small fraction of what
+    the points would take as a list, as they did before they were streamed."""
+    import tracemalloc
+
+    from portfolio_sim.sweep.runner import plan_runs
+
+    def peak(path: Path) -> tuple[int, int, int]:
+        tracemalloc.start()
+        try:
+            exp = load_spec(path)
+            exp.fingerprint()
+            plan = plan_runs(exp, {(0, 0): "done"})
+            planned = sum(1 for _ in plan)
+            return tracemalloc.get_traced_memory()[1], planned, len(plan)
+        finally:
+            tracemalloc.stop()
+
+    small_peak, _, _ = peak(_grid_spec(tmp_path, 6, 20, "small.toml"))           # 120 points
+    big = _grid_spec(tmp_path, 30, 40, "big.toml")                                # 1,200 points
+    big_peak, planned, n_planned = peak(big)
+    assert planned == n_planned == 1_200 * 2 - 1                                 # 2 replicates, one done
+    exp = load_spec(big)
+    assert exp.max_students == 2000 and len(exp.points) == 1_200
+    tracemalloc.start()
+    as_list = [exp.points[i] for i in range(0, 1_200, 10)]                       # a tenth, as a list
+    list_bytes = tracemalloc.get_traced_memory()[0] * 10
+    tracemalloc.stop()
+    del as_list
+    print(f"peak {small_peak / 2**20:.2f} MB (120 points), {big_peak / 2**20:.2f} MB (1,200 points); "
+          f"1,200 points as a list {list_bytes / 2**20:.1f} MB")
+    assert big_peak < 1.5 * small_peak + 2**19, (small_peak, big_peak)
+    assert big_peak < list_bytes / 5 and big_peak - small_peak < list_bytes / 50, (big_peak, list_bytes)

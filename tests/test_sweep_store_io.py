@@ -64,17 +64,28 @@ def test_export_streams_in_chunks_to_parquet_and_csv(db: Path, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     import portfolio_sim.sweep.commands as commands
     monkeypatch.setattr(commands, "EXPORT_CHUNK_ROWS", 10)
+    monkeypatch.setattr(commands, "PARQUET_ROW_GROUP", 50)
     with Results(db) as res:
         schools, events = res.schools(), res.events()
+    read: list[int] = []
+    real = Results.iter_table
+
+    def counting(self, *a, **k):  # noqa: ANN001, ANN202
+        for df in real(self, *a, **k):
+            read.append(len(df))
+            yield df
+
+    monkeypatch.setattr(Results, "iter_table", counting)
     out = tmp_path / "schools.parquet"
     assert main(["results", str(db), "--table", "schools", "--out", str(out)]) == 0
-    assert pq.ParquetFile(out).num_row_groups == -(-len(schools) // 10)      # written a chunk at a time
+    assert max(read) == 10 and sum(read) == len(schools)                       # read a chunk at a time
+    assert pq.ParquetFile(out).num_row_groups == -(-len(schools) // 50)      # written in row groups of 50
     pd.testing.assert_frame_equal(pd.read_parquet(out), schools, check_exact=True, check_dtype=False)
     gz = tmp_path / "events.csv.gz"
     assert main(["results", str(db), "--table", "events", "--out", str(gz)]) == 0
     back = pd.read_csv(gz, keep_default_na=False, na_values=[""])
     assert len(back) == len(events) and list(back.columns) == list(events.columns)
-    assert not list(tmp_path.glob(".*partial"))
+    assert not list(tmp_path.glob(".*.tmp"))
 
 
 # -- issue 15, items 7 and 11 ----------------------------------------------------------------------------
@@ -103,9 +114,12 @@ def test_a_foreign_experiments_table_is_refused_and_left_alone(tmp_path: Path,
     assert "not a portfolio_sim results database" in err and "experiments" in err and "Traceback" not in err
     assert main(["results", str(other)]) == 2
     assert "not a" in capsys.readouterr().err
+    assert err.count("not a portfolio_sim results database") == 1         # said once, not wrapped twice
     con = sqlite3.connect(other)
     assert con.execute("SELECT title FROM experiments").fetchall() == [("lab notebook",)]
+    assert [r[0] for r in con.execute("SELECT name FROM sqlite_master")] == ["experiments"]   # nothing created
     con.close()
+    assert hashlib.sha256(other.read_bytes()).hexdigest() == before
 
 
 @pytest.mark.parametrize("damage", ["bad_json", "missing_table", "missing_runs"])

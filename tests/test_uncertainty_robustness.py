@@ -44,6 +44,8 @@ def test_cli_writes_robustness_csv(tmp_path, capsys):
     t = pd.read_csv(out / "robustness.csv")
     assert (t["share_better"] == 0).all() and (t["median_diff"] == 0).all()
     assert "better in" in capsys.readouterr().out
+    drivers = pd.read_csv(out / "drivers.csv")                 # no differences: nothing to follow
+    assert list(drivers.columns) == ["metric", "assumption", "rho", "p_adjusted"] and drivers.empty
 
 
 @pytest.mark.parametrize("argv,needle", [
@@ -61,3 +63,57 @@ def test_cli_bad_input_exits_2(tmp_path, capsys, argv, needle):
 def test_cli_missing_against_exits_2(capsys):
     assert main(["robustness", "baseline"]) == 2
     assert "--against" in capsys.readouterr().err
+
+
+def test_district_cache_gives_bit_identical_runs_and_is_reused_by_pairs(designs):
+    from portfolio_sim.district import DistrictCache
+    from portfolio_sim.kernel import single_run
+
+    a, _ = designs
+    b = a.model_copy(deep=True)                      # the same district under another design
+    b.governance.legal_basis = "mou"
+    cache = DistrictCache()
+    plain = [single_run(s, 11, years=2) for s in (a, b, a)]
+    cached = [single_run(s, 11, years=2, districts=cache) for s in (a, b, a)]
+    assert (cache.misses, cache.hits, len(cache)) == (1, 2, 1)       # one district for the three runs
+    for x, y in zip(plain, cached, strict=True):
+        for frame in ("yearly", "schools", "events"):
+            pd.testing.assert_frame_equal(getattr(x, frame), getattr(y, frame), check_exact=True)
+    other = a.model_copy(deep=True)
+    other.district.students += 100                                      # other district levers: a miss
+    single_run(other, 11, years=1, districts=cache)
+    assert cache.misses == 2
+    assert single_run(designs[1], 11, years=1, districts=cache) and cache.misses == 3   # baseline's own district
+    tiny_budget = DistrictCache(max_bytes=1)                            # too big to keep: built each time
+    single_run(a, 11, years=1, districts=tiny_budget)
+    single_run(a, 11, years=1, districts=tiny_budget)
+    assert (len(tiny_budget), tiny_budget.hits) == (0, 0)
+
+
+def test_robustness_through_the_cache_equals_runs_without_it(designs):
+    from portfolio_sim.kernel import RunResult, single_run
+
+    def uncached(tasks):
+        out = []
+        for t in tasks:
+            r = single_run(t.build(), t.seed, years=t.years)
+            out.append((t.world, RunResult(r.scenario, r.seed, r.yearly, r.schools, r.events)))
+        return out
+
+    a, b = designs
+    pd.testing.assert_frame_equal(robustness(a, b, 2, 2, root=9, years=2),
+                                  robustness(a, b, 2, 2, root=9, years=2, run=uncached), check_exact=True)
+
+
+def test_drivers_name_the_assumption_a_difference_follows_and_not_chance():
+    import numpy as np
+
+    from portfolio_sim.uncertainty.robustness import drivers
+    rng = np.random.default_rng(3)
+    worlds = pd.DataFrame(rng.uniform(size=(30, 40)), columns=[f"assumptions.g.a{i}" for i in range(40)])
+    worlds.index.name = "world"
+    diffs = pd.DataFrame({"mean_achievement": 2 * worlds["assumptions.g.a7"] + 0.1 * rng.standard_normal(30),
+                          "closures": rng.standard_normal(30)}, index=worlds.index)
+    found = drivers(diffs, worlds)
+    assert list(found["assumption"]) == ["assumptions.g.a7"] and found["rho"].iloc[0] > 0.8
+    assert (found["metric"] == "mean_achievement").all()               # pure noise: nothing reported

@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rob = sub.add_parser("robustness", help="a design against an alternative across plausible worlds",
                          description="Run SCENARIO and --against OTHER on the same plausible worlds and seeds "
-                                     "(common random numbers) and write robustness.csv (docs/UNCERTAINTY.md).")
+                                     "(common random numbers) and write robustness.csv and drivers.csv (docs/UNCERTAINTY.md).")
     rob.add_argument("scenario", metavar="SCENARIO", help="the design: a scenario file path or a preset name")
     rob.add_argument("--against", required=True, metavar="OTHER", help="the alternative design")
     rob.add_argument("--years", type=int, metavar="Y", help="simulated years (default: SCENARIO's run.years)")

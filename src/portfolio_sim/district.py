@@ -260,3 +260,54 @@ def build_district(spec: District, rng: np.random.Generator, years: int) -> Dist
         from portfolio_sim.district_csv import load_district_csv
         return load_district_csv(spec, rng, years)
     return generate_district(spec, rng, years)
+
+
+class DistrictCache:
+    """Generated districts by (district levers, seed, years), for runs that share them: paired runs of two
+    designs on the same seed, and the plausible worlds of an ensemble (the generator reads only the
+    `[district]` levers and the seed's own "district" stream, never an assumption or another lever).
+
+    Exact: a hit hands out copies of the arrays (the model may change them in place) and puts the
+    "district" stream where generating would have left it, so a run is bit-identical with or without the
+    cache. Bounded: at most `max_bytes` of arrays, least recently used first out. Districts read from CSV
+    files are not cached (a file may change between runs)."""
+
+    def __init__(self, max_bytes: int = 256 * 2**20):
+        self.max_bytes = int(max_bytes)
+        self._entries: dict[tuple, tuple[DistrictData, dict, int]] = {}   # key -> (data, stream state, bytes)
+        self.hits = self.misses = 0
+
+    @staticmethod
+    def _nbytes(data: DistrictData) -> int:
+        return sum(v.nbytes for v in vars(data).values() if isinstance(v, np.ndarray))
+
+    @staticmethod
+    def _copy(data: DistrictData) -> DistrictData:
+        return DistrictData(**{k: (v.copy() if isinstance(v, np.ndarray) else list(v) if isinstance(v, list) else v)
+                               for k, v in vars(data).items()})
+
+    def build(self, spec: District, seed: int, rng: np.random.Generator, years: int) -> DistrictData:
+        """`build_district(spec, rng, years)`, from the cache when this (spec, seed, years) was built before."""
+        if spec.schools_csv or spec.neighbourhoods_csv:
+            return build_district(spec, rng, years)
+        key = (spec.model_dump_json(), int(seed), int(years))
+        if key in self._entries:
+            data, state, size = self._entries.pop(key)
+            self._entries[key] = (data, state, size)          # most recently used last
+            rng.bit_generator.state = state
+            self.hits += 1
+            return self._copy(data)
+        data = build_district(spec, rng, years)
+        self.misses += 1
+        size = self._nbytes(data)
+        if size <= self.max_bytes:
+            self._entries[key] = (self._copy(data), rng.bit_generator.state, size)
+            while sum(e[2] for e in self._entries.values()) > self.max_bytes:
+                self._entries.pop(next(iter(self._entries)))
+        return data
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -3,7 +3,8 @@
 Every file argument (scenario, `extends` parents, decisions, experiment specs, district CSVs) is read
 through :func:`read_user_file`: only a regular file is opened (a FIFO, a device such as /dev/zero, a
 directory or a socket is refused before anything is read, so nothing hangs or fills memory), and at most
-a size limit is read. TOML is parsed by :func:`parse_toml`, which accepts a UTF-8 byte-order mark (as the
+a size limit is read; a file uploaded to the dashboard goes through :func:`read_upload` (its own,
+smaller limit, :data:`MAX_UPLOAD_BYTES`, kept here with the others). TOML is parsed by :func:`parse_toml`, which accepts a UTF-8 byte-order mark (as the
 CSV reader does) and refuses nesting deeper than :data:`MAX_TOML_DEPTH`. Limits are documented in
 README.md ("Limits and safety").
 """
@@ -20,6 +21,7 @@ from typing import Any
 from portfolio_sim.errors import ScenarioError
 
 MAX_TOML_BYTES = 1024 * 1024           # scenario, decisions and spec files: 1 MB (the largest preset is ~5 KB)
+MAX_UPLOAD_BYTES = 64 * 1024           # a scenario uploaded to the dashboard (a shared server): 64 KB
 MAX_TOML_DEPTH = 16                    # tables/arrays inside tables: a scenario needs 2, a spec 4
 MAX_SHOWN = 80                         # characters of a user value quoted in a message
 
@@ -95,6 +97,20 @@ def decode_text(data: bytes, source: str, what: str = "file") -> str:
     if "\x00" in text:
         raise ScenarioError(f"{source}: the {what} contains NUL bytes: not a text file")
     return text
+
+
+def read_upload(name: str, data: bytes | None, size: int | None = None, what: str = "file",
+                limit: int = MAX_UPLOAD_BYTES) -> str:
+    """The text of an uploaded file (the dashboard's scenario upload): at most `limit` bytes (a declared
+    `size` over it is refused before anything is read), not empty, UTF-8 without NUL bytes (a BOM is
+    dropped), or a ScenarioError saying which."""
+    if size is not None and size > limit:
+        raise ScenarioError(f"{name}: the {what} is {_size(size)}; at most {_size(limit)}")
+    if not data:
+        raise ScenarioError(f"{name}: the {what} is empty")
+    if len(data) > limit:
+        raise ScenarioError(f"{name}: the {what} is larger than {_size(limit)}; at most {_size(limit)}")
+    return decode_text(data, name, what)
 
 
 def read_text(path: str | Path, what: str, limit: int = MAX_TOML_BYTES) -> str:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from portfolio_sim.decisions import RULES, Decisions, check_schools_exist
+from portfolio_sim.district import DistrictCache
 from portfolio_sim.model import PortfolioModel
 from portfolio_sim.scenario import Scenario
 
@@ -46,9 +47,10 @@ class Run:
         run.release()                  # (or use `with Run(...) as run:`)
     """
 
-    def __init__(self, scenario: Scenario, seed: int, model: PortfolioModel | None = None):
+    def __init__(self, scenario: Scenario, seed: int, model: PortfolioModel | None = None,
+                 districts: DistrictCache | None = None):
         self.scenario, self.seed = scenario, int(seed)
-        self.model = PortfolioModel(scenario, self.seed) if model is None else model
+        self.model = PortfolioModel(scenario, self.seed, districts) if model is None else model
 
     @classmethod
     def of(cls, model: PortfolioModel) -> Run:
@@ -88,10 +90,12 @@ class Run:
 
 def single_run(scenario: Scenario, seed: int, years: int | None = None,
                on_year: Callable[[int], None] | None = None,
-               decisions: Mapping[int, Decisions] | None = None) -> RunResult:
+               decisions: Mapping[int, Decisions] | None = None,
+               districts: DistrictCache | None = None) -> RunResult:
     """Run one scenario with one seed for `years` (default `scenario.run.years`). `decisions`: what
-    workshop players decided, by year (years not listed follow the scenario's rules)."""
-    with Run(scenario, seed) as run:
+    workshop players decided, by year (years not listed follow the scenario's rules). `districts`: a
+    cache of generated districts shared by runs on the same district levers and seed (same results)."""
+    with Run(scenario, seed, districts=districts) as run:
         for year in range(1, 1 + (scenario.run.years if years is None else years)):
             run.advance((decisions or {}).get(year, RULES))
             if on_year is not None:

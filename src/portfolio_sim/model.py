@@ -34,7 +34,7 @@ from scipy.special import ndtri
 from portfolio_sim import lifecycle, mechanisms
 from portfolio_sim.agents import Board, CentralOffice, Family, Operator, School
 from portfolio_sim.decisions import RULES
-from portfolio_sim.district import GRADES, band_of_grade, build_district, entry_grades
+from portfolio_sim.district import GRADES, DistrictCache, band_of_grade, build_district, entry_grades
 from portfolio_sim.geography import Geography
 from portfolio_sim.mechanisms import accountability, achievement, autonomy, enrollment, finance
 from portfolio_sim.metrics import (METRIC_COLUMNS, collect, district_enrollment, new_year_stats, politics_signals,
@@ -56,9 +56,12 @@ class PortfolioModel(mesa.Model):
     Args:
         scenario: the levers (defaults: the schema's defaults, a traditional district).
         seed: the run's seed (default: `scenario.run.seed`). Same scenario + seed = same results.
+        districts: a `district.DistrictCache` to take the generated district from (same results, less
+            set-up when runs share district levers and seed).
     """
 
-    def __init__(self, scenario: Scenario | None = None, seed: int | None = None):
+    def __init__(self, scenario: Scenario | None = None, seed: int | None = None,
+                 districts: DistrictCache | None = None):
         scenario = scenario if scenario is not None else Scenario()
         seed = int(scenario.run.seed if seed is None else seed)
         super().__init__(seed=seed)
@@ -83,7 +86,9 @@ class PortfolioModel(mesa.Model):
         self.last_metrics: dict[str, Any] = {}
         self._previous: dict[str, float] = {}
 
-        data = build_district(scenario.district, self.streams["district"], scenario.run.years)
+        data = (districts.build(scenario.district, seed, self.streams["district"], scenario.run.years)
+                if districts is not None else build_district(scenario.district, self.streams["district"],
+                                                             scenario.run.years))
         self.band_structure = data.band_structure
         self.n_bands = data.n_bands
         self.band_of_grade = band_of_grade(data.band_structure)

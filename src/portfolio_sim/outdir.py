@@ -9,6 +9,10 @@
 * each file written to a temporary file in DIR and renamed over its name: a reader never sees half a
   file, an interrupted run leaves the previous file whole, and a symlink planted at that name is
   replaced, never followed (its target outside DIR is untouched).
+
+`portfolio-sim results DB --out FILE` (an export or a point's scenario) goes through
+:func:`check_out_file` and :func:`atomic_write` the same way: never in a system folder, the root or the
+package source, never through a symlink, never half a file.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from portfolio_sim.errors import ScenarioError
 RUN_FILES = ("yearly.csv", "summary.csv", "schools.csv", "events.csv", "scenario.toml", "report.html",
              "decisions.toml",
              # run --worlds, robustness and discover (docs/UNCERTAINTY.md)
-             "worlds.csv", "robustness.csv", "boxes.csv", "prim_trajectory.csv", "sensitivity.csv",
+             "worlds.csv", "robustness.csv", "drivers.csv", "boxes.csv", "prim_trajectory.csv", "sensitivity.csv",
              "prim_tradeoff.html", "sensitivity.html")
 SYSTEM_DIRS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/sbin", "/sys",
                "/usr")                                   # never written into
@@ -43,37 +47,80 @@ def _package_tree() -> Path:
     return here.parent.parent if here.parent.name == "src" else here   # the project root in a checkout
 
 
-def check_out_dir(path: Path, force: bool = False) -> None:
-    """Refuse an --out folder outside what a run may write (see the module docstring)."""
+def _shown(path: Path) -> str:
     text = str(path)
-    shown = text if len(text) <= 200 else text[:120] + f"...({len(text):,} characters)"
-    if len(os.fsencode(text)) > MAX_PATH:
+    return text if len(text) <= 200 else text[:120] + f"...({len(text):,} characters)"
+
+
+def _check_shape(path: Path, shown: str) -> None:
+    """Path length, depth and name lengths within what the file system takes (a clear error, not OSError)."""
+    if len(os.fsencode(str(path))) > MAX_PATH:
         raise OutputError(f"--out {shown}: the path is too long; at most {MAX_PATH} bytes")
     if len(path.parts) > MAX_DEPTH:
         raise OutputError(f"--out {shown}: {len(path.parts)} folders deep; at most {MAX_DEPTH}")
     long = [p for p in path.parts if len(os.fsencode(p)) > MAX_NAME]
     if long:
-        raise OutputError(f"--out {shown}: the folder name {long[0][:40]!r}... is {len(os.fsencode(long[0]))} "
+        raise OutputError(f"--out {shown}: the name {long[0][:40]!r}... is {len(os.fsencode(long[0]))} "
                           f"bytes long; at most {MAX_NAME}")
+
+
+def _resolve(path: Path, shown: str) -> Path:
     try:
-        real = path.resolve()
+        return path.resolve()
     except (OSError, RuntimeError) as exc:     # a symlink loop
         raise OutputError(f"--out {shown}: cannot resolve the path ({exc})") from None
-    if real == Path(real.anchor):
-        raise OutputError(f"--out {shown}: the file-system root; give a folder of its own, e.g. runs/NAME")
+
+
+def _check_not_system(real: Path, shown: str) -> None:
+    """Not inside a system folder or the package's own source tree."""
     for system in SYSTEM_DIRS:
         if real == Path(system) or Path(system) in real.parents:
             raise OutputError(f"--out {shown}: inside the system folder {system}; give a folder of your own")
+    tree = _package_tree()
+    package = Path(__file__).resolve().parent
+    # the package, anything in it, or a folder holding it within the checkout (the project root, src/)
+    if real == package or package in real.parents or (real in package.parents and (real == tree or tree in real.parents)):
+        raise OutputError(f"--out {shown}: the portfolio_sim source folder; give a folder of its own, "
+                          "e.g. runs/NAME")
+
+
+def check_out_file(path: Path) -> bool:
+    """Refuse an output FILE (``results --out F.parquet``) a user should not write: a path too long or
+    deep, a file directly in the file-system root, inside a system folder or the package source, or a
+    name taken by a folder, device, pipe or socket. Returns whether a regular file (or a symlink, which
+    the atomic write replaces without following) is there already: it is replaced, as a derived export
+    can be made again from the database."""
+    shown = _shown(path)
+    _check_shape(path, shown)
+    parent = _resolve(path.parent, shown)
+    if parent == Path(parent.anchor):
+        raise OutputError(f"--out {shown}: a file in the file-system root; give a path in a folder of your own")
+    _check_not_system(parent, shown)
+    if path.is_symlink():
+        return True
+    if path.exists():
+        if path.is_dir():
+            raise OutputError(f"--out {shown}: is a folder; give a file name, e.g. {path / 'results.parquet'}")
+        if not path.is_file():
+            raise OutputError(f"--out {shown}: exists and is not a regular file (a device, pipe or socket); "
+                              "give a file name of your own")
+        return True
+    return False
+
+
+def check_out_dir(path: Path, force: bool = False) -> None:
+    """Refuse an --out folder outside what a run may write (see the module docstring)."""
+    shown = _shown(path)
+    _check_shape(path, shown)
+    real = _resolve(path, shown)
+    if real == Path(real.anchor):
+        raise OutputError(f"--out {shown}: the file-system root; give a folder of its own, e.g. runs/NAME")
+    _check_not_system(real, shown)
     if str(real) in TOP_ONLY:
         raise OutputError(f"--out {shown}: the system folder {real} itself; give a folder of its own inside it")
     home = Path.home().resolve() if "HOME" in os.environ else None
     if home is not None and real == home:
         raise OutputError(f"--out {shown}: your home folder itself; give a folder of its own, e.g. runs/NAME")
-    tree = _package_tree()
-    package = Path(__file__).resolve().parent
-    if real == tree or real == package or package in real.parents:
-        raise OutputError(f"--out {shown}: the portfolio_sim source folder; give a folder of its own, "
-                          "e.g. runs/NAME")
     if path.exists() and not path.is_dir():
         raise OutputError(f"--out {shown}: exists and is not a folder")
     if path.is_dir() and not force:

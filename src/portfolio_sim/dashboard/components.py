@@ -975,6 +975,9 @@ def CompareView(state: DashboardState):
                 with solara.Row(gap="8px"):
                     solara.FileDownload(lambda: exports.comparison_zip(store), filename="comparison.zip",
                                         label="Download comparison (CSV + TOML, zip)", mime_type="application/zip")
+            if len(ready) >= 2:
+                from portfolio_sim.dashboard.robust_view import RobustnessCard  # imports this module
+                RobustnessCard(state)
             with solara.Column(classes=["pz-card"], gap="6px"):
                 rv.Select(label="Charts", multiple=True, chips=True, closable_chips=True,
                          items=[{"title": m.title, "value": m.metric} for m in figures.COMPARE_METRICS],

@@ -7,7 +7,8 @@ decided anything, `decisions.toml` (`portfolio-sim run scenario.toml --decisions
 them in one zip. A chart downloads as a self-contained HTML file (plotly.js inline: opens offline); PNG comes from
 the chart's own toolbar (plotly draws it in the browser, no server-side image library needed).
 
-Uploads: at most :data:`MAX_UPLOAD_BYTES`, UTF-8 TOML, validated by
+Uploads: at most :data:`portfolio_sim.inputs.MAX_UPLOAD_BYTES`, UTF-8 TOML (read by
+:func:`portfolio_sim.inputs.read_upload`, where every input limit lives), validated by
 :func:`portfolio_sim.scenario.loads_scenario` (`extends` may name a preset only). Every failure comes
 back as a message for the page, never as an exception.
 """
@@ -28,10 +29,10 @@ from portfolio_sim.dashboard.compare import ComparisonStore
 from portfolio_sim.dashboard.simulation import RunSnapshot, SimulationLimit, check_limits
 from portfolio_sim.decisions import decisions_toml
 from portfolio_sim.errors import ScenarioError
+from portfolio_sim.inputs import MAX_UPLOAD_BYTES, read_upload
 from portfolio_sim.report import write_report
 from portfolio_sim.scenario import Scenario, loads_scenario
 
-MAX_UPLOAD_BYTES = 64 * 1024
 
 
 def safe_name(text: str, default: str = "scenario") -> str:
@@ -125,18 +126,11 @@ def parse_upload(name: str, data: bytes | None, size: int | None = None) -> Uplo
     """Validate an uploaded scenario file. Never raises: errors come back as the message."""
     name = (name or "upload").strip()[:120] or "upload"
     try:
-        if size is not None and size > MAX_UPLOAD_BYTES:
-            return UploadResult(False, f"{name}: the file is {size / 1024:.0f} KB; scenario files are at most "
-                                       f"{MAX_UPLOAD_BYTES // 1024} KB.")
-        if data is None or len(data) == 0:
-            return UploadResult(False, f"{name}: the file is empty.")
-        if len(data) > MAX_UPLOAD_BYTES:
-            return UploadResult(False, f"{name}: the file is larger than {MAX_UPLOAD_BYTES // 1024} KB; scenario "
-                                       "files are short TOML files.")
         try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            return UploadResult(False, f"{name}: not a text file (scenario files are UTF-8 TOML).")
+            # size, emptiness and encoding: the limits of every user file, in portfolio_sim.inputs
+            text = read_upload(name, data, size, what="scenario file")
+        except ScenarioError as exc:
+            return UploadResult(False, f"{exc} (scenario files are short UTF-8 TOML files).")
         try:
             scenario = loads_scenario(text, source=name)
         except ScenarioError as exc:

@@ -559,9 +559,15 @@ class WorkerPool:
     """A bounded pool of 'spawn' worker processes with a queue the page can see into.
 
     At most `workers` seeds run at once (one per process); the rest wait here in submission order, so a
-    job's position is known ("2 runs ahead of yours"). Workers are replaced every TASKS_PER_WORKER
-    seeds (memory goes back to the OS) and stop with the server, even one killed with kill -9
-    (a watchdog thread polls the parent, as in sweep pool workers)."""
+    job's position is known ("2 runs ahead of yours"). Workers are replaced after about TASKS_PER_WORKER
+    seeds each (memory goes back to the OS) and stop with the server, even one killed with kill -9
+    (a watchdog thread polls the parent, as in sweep pool workers).
+
+    Workers are replaced here, a whole executor at a time, not with the executor's own
+    `max_tasks_per_child`: on Python 3.11 to 3.13 that can fail to replace a worker that exited at its
+    limit (its idle-worker semaphore keeps stale tokens), leaving queued tasks with no worker (CPython
+    gh-115634, fixed in later releases). The retired executor finishes the runs it has, then its
+    processes exit; the next task starts a fresh one."""
 
     def __init__(self, workers: int = WORKERS):  # noqa: D107
         self.workers = max(1, workers)
@@ -571,15 +577,27 @@ class WorkerPool:
         self._running: dict[Any, int] = {}                            # executor future -> token
         self._cancelled = None          # shared with the workers: the last 64 cancelled tokens
         self._next_slot = 0
+        self._submitted = 0             # tasks given to the current executor (it is replaced after enough)
+        self._retired: list = []        # replaced executors still finishing their runs
 
     def _ensure(self):
-        if self._executor is None:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-            ctx = multiprocessing.get_context("spawn")
+        import multiprocessing
+        ctx = multiprocessing.get_context("spawn")
+        if self._executor is not None and self._submitted >= TASKS_PER_WORKER * self.workers:
+            self._executor.shutdown(wait=False)         # finishes what it has, then its workers exit
+            self._retired.append(self._executor)
+            self._executor = None
+        # Replaced executors are kept until they are done, so that shutdown() stops them too.
+        self._retired = [e for e in self._retired
+                         if e._executor_manager_thread is not None and e._executor_manager_thread.is_alive()]
+        if self._cancelled is None:
             self._cancelled = ctx.Array("q", 64, lock=False)
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=ctx, max_tasks_per_child=TASKS_PER_WORKER,
-                                                 initializer=_init_worker, initargs=(self._cancelled, os.getpid()))
+        if self._executor is None:
+            from concurrent.futures import ProcessPoolExecutor
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
+                                                 initargs=(self._cancelled, os.getpid()))
+            self._submitted = 0
+        self._submitted += 1
         return self._executor
 
     def submit(self, token: int, fn: Callable, *args: Any):
@@ -638,6 +656,8 @@ class WorkerPool:
             self._waiting = keep
 
     def shutdown(self) -> None:
+        for e in self._retired:
+            e.shutdown(wait=False, cancel_futures=True)
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None

@@ -21,6 +21,7 @@ import solara
 from portfolio_sim.dashboard import levers
 from portfolio_sim.dashboard.compare import ComparisonStore
 from portfolio_sim.dashboard.exports import UploadResult, parse_upload
+from portfolio_sim.dashboard.robust import RobustnessOffer
 from portfolio_sim.dashboard.simulation import (ESTIMATE_SECONDS_PER_STUDENT_YEAR, MAX_SEEDS, JobHandle,
                                                 RunController, RunStatus, Simulation, SimulationLimit,
                                                 check_limits, estimate_seconds, max_step_seeds, run_in_workers,
@@ -79,6 +80,7 @@ class DashboardState:
         self.compare_metrics = solara.reactive(["mean_achievement", "achievement_gap", "political_support",
                                                 "autonomy_effective", "enrollment_autonomous", "cum_closures"])
         self.diff_metric = solara.reactive("mean_achievement")
+        self.robustness = RobustnessOffer(self)     # the comparison's check across plausible worlds
         self._sim: Simulation | None = None
         # Which loaded scenario (preset / upload) the results belong to: results of another scenario are
         # never shown under this one's name (the page says "not run yet" instead).
@@ -118,6 +120,8 @@ class DashboardState:
             _, key, snap = value
             with self._compare_lock:
                 self.compare.value = self.compare.value.with_result(key, snap)
+        elif kind == "robustness":
+            self.robustness.result.value = value[1]
 
     # -- scenario --------------------------------------------------------------------------------------
     def _set_scenario(self, scenario: Scenario, source: str, preset: str | None, autorun: bool) -> None:

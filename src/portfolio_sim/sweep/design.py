@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 import warnings
 from typing import TYPE_CHECKING, Any
@@ -81,20 +80,64 @@ def n_points(kind: str, n_factors: int, samples: int, second_order: bool = False
     raise ValueError(kind)
 
 
-def generate(exp: Experiment) -> tuple[list[dict[str, Any]], list[list[float]] | None, dict[str, Any] | None]:
-    """(params per point, design rows or None, SALib problem or None) for a validated experiment."""
+class Design:
+    """The points of a design as a deterministic function of their index: ``params(i)`` and ``row(i)``
+    compute point ``i`` on demand, so a design of any size (up to the cap) is never held as a list.
+
+    Grid: index -> one value per factor by mixed radix, the last factor fastest (the order of
+    ``itertools.product``, i.e. nested loops with the first factor outermost). List: the points as written.
+    Sampled: the SALib matrix, kept as one float64 array (8 bytes x factors per point; the same numbers
+    :func:`sample` always drew)."""
+
+    def __init__(self, factors: list[Factor], n: int, problem: dict[str, Any] | None = None,
+                 matrix: np.ndarray | None = None, listed: list[dict[str, Any]] | None = None):
+        self.factors = factors
+        self.paths = [f.path for f in factors]
+        self.n = n
+        self.problem = problem
+        self._matrix = matrix
+        self._listed = listed
+        self._radix = [len(f.values or []) for f in factors]
+
+    def __len__(self) -> int:
+        return self.n
+
+    def params(self, i: int) -> dict[str, Any]:
+        """The factor values of point ``i`` (before validation)."""
+        if not 0 <= i < self.n:
+            raise IndexError(f"point {i} of a design of {self.n}")
+        if self._listed is not None:
+            pt = self._listed[i]
+            return {path: pt[path] for path in self.paths}
+        if self._matrix is not None:
+            return {f.path: value_from_row(f, float(x)) for f, x in zip(self.factors, self._matrix[i], strict=True)}
+        digits = []
+        rest = i
+        for k in reversed(self._radix):        # the last factor varies fastest, as in itertools.product
+            rest, d = divmod(rest, k)
+            digits.append(d)
+        digits.reverse()
+        return {f.path: (f.values or [])[d] for f, d in zip(self.factors, digits, strict=True)}
+
+    def row(self, i: int) -> list[float] | None:
+        """The raw SALib design row of point ``i`` (sampled designs), else None."""
+        if self._matrix is None:
+            return None
+        return [float(v) for v in self._matrix[i]]
+
+
+def generate(exp: Experiment) -> Design:
+    """The design of a validated experiment (its points computed on demand; see :class:`Design`)."""
     kind, factors = exp.design, exp.factors
     if kind == "grid":
-        lists = [f.values or [] for f in factors]
-        params = [dict(zip([f.path for f in factors], combo, strict=True)) for combo in itertools.product(*lists)]
-        return params, None, None
+        n = math.prod(len(f.values or []) for f in factors) if factors else 1
+        return Design(factors, n)
     if kind == "list":
         points = exp.spec.design.points or []
-        return [{f.path: pt[f.path] for f in factors} for pt in points], None, None
+        return Design(factors, len(points), listed=points)
     problem = problem_for(factors)
     d = exp.spec.design
     assert d.samples is not None and exp.design_seed is not None
-    X = sample(kind, problem, d.samples, exp.design_seed, d.second_order, d.num_levels)
-    rows = [[float(v) for v in row] for row in X]
-    params = [{f.path: value_from_row(f, x) for f, x in zip(factors, row, strict=True)} for row in rows]
-    return params, rows, problem
+    X = np.ascontiguousarray(sample(kind, problem, d.samples, exp.design_seed, d.second_order, d.num_levels),
+                             dtype=np.float64)
+    return Design(factors, int(X.shape[0]), problem=problem, matrix=X)

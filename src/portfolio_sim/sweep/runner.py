@@ -30,7 +30,7 @@ import concurrent.futures as cf
 import socket
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -89,11 +89,7 @@ class SweepOptions:
 
 def estimated_run_seconds(exp: Experiment) -> float:
     """A generous estimate of the slowest run of the design (students x years)."""
-    worst = 0
-    for p in exp.points:
-        students = int((p.scenario.get("district") or {}).get("students") or 0)
-        worst = max(worst, students)
-    return RUN_SETUP_S + RUN_S_PER_STUDENT_YEAR * worst * exp.years
+    return RUN_SETUP_S + RUN_S_PER_STUDENT_YEAR * exp.max_students * exp.years
 
 
 def default_run_timeout(exp: Experiment) -> float:
@@ -181,18 +177,41 @@ class _NoProgress:
         pass
 
 
+class Plan:
+    """The (point index, replicate) pairs still to run, replicate-major (the whole design with replicate 0,
+    then replicate 1, ...), generated as they are taken: a plan over millions of runs holds only the
+    stored runs' states, never a list of every pair. ``len(plan)`` is the number planned."""
+
+    def __init__(self, n_points: int, replicates: int, states: dict[tuple[int, int], str],
+                 retry_failed: bool = False, limit: int | None = None):
+        self.n_points, self.replicates = n_points, replicates
+        self._skip = {key for key, state in states.items()
+                      if (state == DONE or (state == FAILED and not retry_failed))
+                      and 0 <= key[0] < n_points and 0 <= key[1] < replicates}
+        left = n_points * replicates - len(self._skip)
+        self._len = left if limit is None else min(left, limit)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        taken = 0
+        if not self._len:
+            return
+        for r in range(self.replicates):
+            for i in range(self.n_points):
+                if (i, r) in self._skip:
+                    continue
+                yield (i, r)
+                taken += 1
+                if taken >= self._len:
+                    return
+
+
 def plan_runs(exp: Experiment, states: dict[tuple[int, int], str], retry_failed: bool = False,
-              limit: int | None = None) -> list[tuple[int, int]]:
-    """(point index, replicate) pairs still to run, replicate-major: the whole design with replicate 0,
-    then replicate 1, ..."""
-    todo = []
-    for r in range(exp.replicates):
-        for p in exp.points:
-            state = states.get((p.index, r))
-            if state == DONE or (state == FAILED and not retry_failed):
-                continue
-            todo.append((p.index, r))
-    return todo[:limit] if limit is not None else todo
+              limit: int | None = None) -> Plan:
+    """(point index, replicate) pairs still to run, replicate-major (see :class:`Plan`)."""
+    return Plan(len(exp.points), exp.replicates, states, retry_failed, limit)
 
 
 def resolve_db(exp: Experiment, db: str | Path | None) -> str:
@@ -251,13 +270,13 @@ def run_sweep(spec: Experiment | str | Path, db: str | Path | None = None, execu
         store.close()
 
 
-def _execute(exp: Experiment, store: Store, exp_id: int, point_ids: dict[int, int], todo: list[tuple[int, int]],
+def _execute(exp: Experiment, store: Store, exp_id: int, point_ids: Any, todo: Plan,
              report: SweepReport, progress: ProgressSink, executor: str, workers: int, scheduler: str | None,
              retry_failed: bool, processes: bool, opts: SweepOptions) -> None:
     import portfolio_sim
 
-    points = {p.index: p for p in exp.points}
-    candidates = deque(todo)               # planned, not yet claimed
+    points = exp.points                    # built from the index on demand (a few cached)
+    candidates = _Peekable(iter(todo))     # planned, not yet claimed
     pending: deque[tuple[int, int]] = deque()   # claimed by this session, not yet submitted
     in_flight: dict[cf.Future, _Flight] = {}
     unwritten: list[tuple[dict[str, Any], dict[str, Any]]] = []    # finished, waiting to be stored
@@ -361,7 +380,7 @@ def _execute(exp: Experiment, store: Store, exp_id: int, point_ids: dict[int, in
         """Claim the next runs (a lease per run) so another driver on the same experiment takes others."""
         want = max(ex.window, opts.batch) * 2
         while len(pending) < ex.window and candidates:
-            chunk = [candidates.popleft() for _ in range(min(want, len(candidates)))]
+            chunk = candidates.take(want)
             claimed, skipped = _retrying(lambda: store.claim(exp_id, session, chunk, opts.lease, retry_failed),
                                          opts.db_retry, report, what="claim runs")
             pending.extend(claimed)
@@ -523,6 +542,26 @@ def _execute(exp: Experiment, store: Store, exp_id: int, point_ids: dict[int, in
         except Exception:
             pass
         progress.finish(report)
+
+
+class _Peekable:
+    """An iterator that knows whether it has more (``bool``) and hands out chunks."""
+
+    _END = object()
+
+    def __init__(self, it: Iterator[tuple[int, int]]):
+        self._it = it
+        self._next: Any = next(it, self._END)
+
+    def __bool__(self) -> bool:
+        return self._next is not self._END
+
+    def take(self, n: int) -> list[tuple[int, int]]:
+        out = []
+        while len(out) < n and self._next is not self._END:
+            out.append(self._next)
+            self._next = next(self._it, self._END)
+        return out
 
 
 @dataclass

@@ -32,9 +32,11 @@ import hashlib
 import json
 import os
 import types
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, Union, get_args, get_origin, overload
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -183,12 +185,16 @@ class Experiment:
     design: str
     fixed: dict[str, Any]
     factors: list[Factor]
-    points: list[Point]
+    points: Sequence[Point]                 # DesignPoints: built from the index on demand, never all at once
     problem: dict[str, Any] | None = None   # SALib problem (sampled designs)
     keep_schools: bool = False
     keep_events: bool = False
     design_seed: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    max_students: int = 0                   # the largest district of any point (the run-time estimate)
+    # (schools_csv, neighbourhoods_csv, band_structure) -> the first point using them
+    district_files: dict[tuple[Any, ...], int] = field(default_factory=dict)
+    _fingerprint: str | None = field(default=None, repr=False)
 
     def design_options(self) -> dict[str, Any]:
         """The design's settings as stored with the experiment (what SALib's analyze needs)."""
@@ -214,18 +220,13 @@ class Experiment:
         """A hash of everything that determines the stored values of each (point, replicate) run:
         years, outputs, the points' factor values, seeds and resolved scenarios. Not the replicate count
         (an experiment may grow more replicates: existing runs keep their seeds) and not names or
-        descriptions."""
-        points = []
-        for p in self.points:
-            scn = copy.deepcopy(p.scenario)
-            for key in ("name", "description", "sources"):
-                scn.pop(key, None)
-            scn.get("run", {}).pop("seeds", None)
-            points.append([p.index, p.params, p.seed, scn])
-        payload = {"years": self.years, "outputs": [self.keep_schools, self.keep_events],
-                   "crn": self.common_random_numbers, "points": points}
-        text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=True)
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+        descriptions. Computed a point at a time while :func:`load_spec` validates them."""
+        if self._fingerprint is None:
+            fp = Fingerprint(self)
+            for p in self.points:
+                fp.add(p)
+            self._fingerprint = fp.hexdigest()
+        return self._fingerprint
 
     def summary(self) -> str:
         factors = ", ".join(self.factor_paths) or "none"
@@ -581,39 +582,144 @@ def _resolve(spec: SpecFile, text: str, source: str, base_dir: Path, path: Path 
         keep_schools=spec.outputs.schools, keep_events=spec.outputs.events,
         design_seed=spec.design.seed if spec.design.seed is not None else root)
 
-    params_list, rows, problem = designs.generate(exp)
-    exp.problem = problem
+    design = designs.generate(exp)
+    exp.problem = design.problem
+    points = DesignPoints(design, base_data=base_data, base_dir=base_dir, name=spec.name, years=years,
+                          replicates=replicates, root=root, crn=spec.common_random_numbers)
+    exp.points = points
 
-    # Every point a valid scenario; its resolved form is stored with the results.
+    # Every point a valid scenario, checked one at a time (nothing kept but a few aggregates): the
+    # fingerprint, the largest district, the distinct district CSVs.
     bad: list[str] = []
-    points: list[Point] = []
-    for i, params in enumerate(params_list):
-        pseed = point_seed(root, i, spec.common_random_numbers)
-        data = copy.deepcopy(base_data)
-        for k, v in params.items():
-            _set_path(data, k, _resolve_path_value(k, v, base_dir))
-        run = dict(data.get("run") or {})
-        run.update(years=years, seeds=replicates, seed=pseed)
-        data["run"] = run
-        data["name"] = f"{spec.name}_p{i}"
-        data["description"] = (f"Point {i} of experiment {spec.name}" + (f": {_fmt_params(params)}" if params else ""))
+    fp = Fingerprint(exp)
+    for i in range(len(points)):
         try:
-            scn = Scenario.model_validate(data)
-        except ValidationError as exc:
+            pt = points.build(i)
+        except _InvalidPoint as exc:
             if len(bad) < 5:
-                detail = format_validation_error(exc, "").split("\n", 1)[-1]
-                bad.append(f"  point {i} ({_fmt_params(params)}):\n  {detail}")
+                bad.append(f"  point {i} ({_fmt_params(exc.params)}):\n  {exc.detail}")
             else:
                 bad.append("")
             continue
-        canonical = {k: _get_path(scn, k) for k in params}
-        points.append(Point(index=i, params=canonical, seed=pseed, scenario=scn.model_dump(mode="json"),
-                            row=rows[i] if rows is not None else None))
+        if bad:
+            continue
+        fp.add(pt)
+        district = pt.scenario.get("district") or {}
+        exp.max_students = max(exp.max_students, int(district.get("students") or 0))
+        if district.get("schools_csv"):
+            key = (district.get("schools_csv"), district.get("neighbourhoods_csv"), district.get("band_structure"))
+            exp.district_files.setdefault(key, i)
     if bad:
         shown = "\n".join(b for b in bad if b)
-        raise SpecError(f"{source}: {len(bad)} of {len(params_list)} design points are not valid scenarios:\n{shown}")
-    exp.points = points
+        raise SpecError(f"{source}: {len(bad)} of {len(points)} design points are not valid scenarios:\n{shown}")
+    exp._fingerprint = fp.hexdigest()
     return exp
+
+
+class _InvalidPoint(Exception):
+    def __init__(self, params: dict[str, Any], detail: str):
+        super().__init__(detail)
+        self.params, self.detail = params, detail
+
+
+class DesignPoints(Sequence[Point]):
+    """The points of an experiment, each built from its index when asked for (see
+    :class:`portfolio_sim.sweep.design.Design`): ``len``, ``points[i]``, slicing and iteration work as on
+    a list, but a design of 100,000 points never holds 100,000 resolved scenarios. Point ``i`` is the same
+    on every call (same factor values, design row, seed and scenario); the last few are cached."""
+
+    CACHE = 512
+
+    def __init__(self, design: Any, *, base_data: dict[str, Any], base_dir: Path, name: str, years: int,
+                 replicates: int, root: int, crn: bool):
+        self.design = design
+        self._base = base_data
+        self._base_dir = base_dir
+        self._name, self._years, self._root, self._crn = name, years, root, crn
+        self.replicates = replicates
+        self._cache: OrderedDict[int, Point] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.design)
+
+    @overload
+    def __getitem__(self, i: int) -> Point: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Point]: ...
+
+    def __getitem__(self, i: int | slice) -> Point | list[Point]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"point {i}: the design has {n} points")
+        pt = self._cache.get(i)
+        if pt is not None:
+            self._cache.move_to_end(i)
+            return pt
+        try:
+            pt = self.build(i)
+        except _InvalidPoint as exc:    # validated at load: only if the base changed underneath
+            raise SpecError(f"point {i} ({_fmt_params(exc.params)}): {exc.detail}") from None
+        self._cache[i] = pt
+        if len(self._cache) > self.CACHE:
+            self._cache.popitem(last=False)
+        return pt
+
+    def __iter__(self) -> Iterator[Point]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def build(self, i: int) -> Point:
+        """Point ``i``, validated (an _InvalidPoint if the schema rejects it)."""
+        params = self.design.params(i)
+        pseed = point_seed(self._root, i, self._crn)
+        data = dict(self._base)      # _set_path copies each table it writes into: the base is never changed
+        for k, v in params.items():
+            _set_path(data, k, _resolve_path_value(k, v, self._base_dir))
+        run = dict(data.get("run") or {})
+        run.update(years=self._years, seeds=self.replicates, seed=pseed)
+        data["run"] = run
+        data["name"] = f"{self._name}_p{i}"
+        data["description"] = (f"Point {i} of experiment {self._name}" + (f": {_fmt_params(params)}" if params else ""))
+        try:
+            scn = Scenario.model_validate(data)
+        except ValidationError as exc:
+            raise _InvalidPoint(params, format_validation_error(exc, "").split("\n", 1)[-1]) from None
+        canonical = {k: _get_path(scn, k) for k in params}
+        return Point(index=i, params=canonical, seed=pseed, scenario=scn.model_dump(mode="json"),
+                     row=self.design.row(i))
+
+
+class Fingerprint:
+    """The experiment's fingerprint built a point at a time: the SHA-256 of exactly the JSON text
+    ``json.dumps({"crn", "outputs", "points": [...], "years"}, sort_keys=True)`` that a list of every point
+    gives (so stores created before points were streamed still match)."""
+
+    def __init__(self, exp: Experiment):
+        self._h = hashlib.sha256()
+        self._first = True
+        self._tail = f"],{_dumps('years')}:{_dumps(exp.years)}}}"
+        self._h.update((f"{{{_dumps('crn')}:{_dumps(exp.common_random_numbers)},{_dumps('outputs')}:"
+                        f"{_dumps([exp.keep_schools, exp.keep_events])},{_dumps('points')}:[").encode("utf-8"))
+
+    def add(self, p: Point) -> None:
+        scn = {k: v for k, v in p.scenario.items() if k not in ("name", "description", "sources")}
+        if isinstance(scn.get("run"), dict):
+            scn["run"] = {k: v for k, v in scn["run"].items() if k != "seeds"}
+        self._h.update((("" if self._first else ",") + _dumps([p.index, p.params, p.seed, scn])).encode("utf-8"))
+        self._first = False
+
+    def hexdigest(self) -> str:
+        h = self._h.copy()
+        h.update(self._tail.encode("utf-8"))
+        return h.hexdigest()
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=True)
 
 
 def max_points() -> int:
@@ -658,13 +764,8 @@ def check_point_files(exp: Experiment) -> None:
     """Read and validate every distinct pair of district CSVs the points use (a SpecError naming a point)."""
     from portfolio_sim.district_csv import check_district_csv
 
-    seen: set[tuple[Any, ...]] = set()
-    for p in exp.points:
-        d = p.scenario.get("district", {})
-        key = (d.get("schools_csv"), d.get("neighbourhoods_csv"), d.get("band_structure"))
-        if not key[0] or key in seen:
-            continue
-        seen.add(key)
+    for index in exp.district_files.values():
+        p = exp.points[index]
         try:
             check_district_csv(Scenario.model_validate(p.scenario).district, exp.years)
         except ScenarioError as exc:

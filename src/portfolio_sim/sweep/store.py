@@ -98,6 +98,7 @@ PANEL_COLUMNS: dict[str, Any] = {
 }
 
 
+POINT_CHUNK = 500                       # design points built and inserted per statement at registration
 ADVISORY_LOCK_KEY = 7_316_482_901       # pg_advisory_lock key for schema creation and registration
 # SQLite waits this long for a lock before "database is locked"; the sweep driver then retries with
 # backoff for --db-retry seconds (so a lock held for minutes by another program is survived too).
@@ -415,11 +416,23 @@ class Store:
 
     def __init__(self, url: str, create: bool = True):
         self.url = normalize_url(url)
+        path = sqlite_path(self.url)
+        if create and path is not None and path.is_file() and path.stat().st_size:
+            # Another program's SQLite file is refused before a writer opens it (which would switch it to WAL).
+            reader = make_engine(self.url, writer=False)
+            try:
+                self._check_foreign(reader)
+            except DBAPIError as exc:
+                raise StoreError(f"--db {friendly_db(self.url)}: cannot open the database "
+                                 f"({str(exc.orig).strip() if exc.orig else exc})") from None
+            finally:
+                reader.dispose()
         self.engine = make_engine(self.url, writer=True)
         self.dialect = self.engine.dialect.name
         try:
             if create:
                 with self._schema_lock():
+                    self._check_foreign(self.engine)   # before creating anything in another program's db
                     Base.metadata.create_all(self.engine)
                     self._check_schema_version()
                     self._add_missing_columns()
@@ -431,6 +444,9 @@ class Store:
             self.engine.dispose()
             raise StoreError(f"--db {friendly_db(self.url)}: cannot open the database "
                              f"({str(exc.orig).strip() if exc.orig else exc})") from None
+        except StoreError:
+            self.engine.dispose()
+            raise
         except (ValueError, TypeError) as exc:     # e.g. a meta table whose schema_version is not a number
             self.engine.dispose()
             raise StoreError(f"--db {friendly_db(self.url)}: not a portfolio_sim results database ({exc})") from None
@@ -468,6 +484,23 @@ class Store:
                     conn.commit()
                 except Exception:
                     pass
+
+    def _check_foreign(self, engine: Engine) -> None:
+        """A table of our names lacking its columns (an `experiments` table of another program) means the
+        database belongs to something else: refused before a table is created in it. Unrelated tables are
+        left alone (a shared PostgreSQL database has others)."""
+        insp = inspect(engine)
+        existing = set(insp.get_table_names())
+        if not existing:
+            return
+        migrated = {yearly_table.name, panel_table.name, sessions_table.name}   # columns added on open
+        for table in Base.metadata.sorted_tables:
+            if table.name in existing and table.name not in migrated:
+                have = {c["name"] for c in insp.get_columns(table.name)}
+                missing = [c.name for c in table.columns if c.name not in have]
+                if missing:
+                    raise StoreError(f"--db {self.display_url}: not a portfolio_sim results database (table "
+                                     f"{table.name!r} lacks column(s) {', '.join(missing[:5])}); use another --db")
 
     def _check_tables(self) -> None:
         """Every table has the columns this version writes (a database that has an `experiments` table of
@@ -549,9 +582,12 @@ class Store:
                 except IntegrityError:
                     raise StoreError(f"experiment {exp.name!r} was registered concurrently by another "
                                      "sweep; run again") from None
-                conn.execute(insert(points_table), [
-                    {"experiment_id": exp_id, "point_index": p.index, "params": p.params, "design_row": p.row,
-                     "seed": p.seed, "scenario": p.scenario} for p in exp.points])
+                # The points a chunk at a time (a design is generated from its index, never held whole).
+                for start in range(0, len(exp.points), POINT_CHUNK):
+                    conn.execute(insert(points_table), [
+                        {"experiment_id": exp_id, "point_index": p.index, "params": p.params, "design_row": p.row,
+                         "seed": p.seed, "scenario": p.scenario}
+                        for p in exp.points[start:start + POINT_CHUNK]])
                 created, before = True, exp.replicates
             else:
                 exp_id, before, created = row.id, row.replicates, False

@@ -30,7 +30,7 @@ def _vary(args: argparse.Namespace) -> list[str] | None:
 def run_worlds(args: argparse.Namespace, scenario: Scenario, prepare_out_dir: Callable[[str | None, str], Path]) -> int:
     from portfolio_sim.cli import CliError, key_metric_rows
     from portfolio_sim.report import write_report
-    from portfolio_sim.uncertainty.report import add_ensemble_section, flat_runs
+    from portfolio_sim.uncertainty.report import ensemble_runs_line, ensemble_section, flat_runs
     from portfolio_sim.uncertainty.worlds import (ensemble_tasks, ensemble_yearly, run_tasks, sample_worlds,
                                                   summarize_ensemble)
     from portfolio_sim.kernel import derive_seeds
@@ -53,11 +53,12 @@ def run_worlds(args: argparse.Namespace, scenario: Scenario, prepare_out_dir: Ca
     flat = flat_runs(yearly)
     from portfolio_sim.outdir import atomic_write
 
-    flat_events = events.drop(columns=["world"]) if "world" in events else events
+    flat_events = flat_runs(events, yearly) if "world" in events else events
 
     def report(p: Path) -> None:
-        write_report(p, flat, summary, flat_events, scenario)
-        add_ensemble_section(p, summary, len(worlds), len(seeds), worlds.shape[1], scenario.run.seed)
+        write_report(p, flat, summary, flat_events, scenario,
+                     sections=[ensemble_section(summary, len(worlds), len(seeds), worlds.shape[1], scenario.run.seed)],
+                     runs_line=ensemble_runs_line(len(worlds), len(seeds), scenario.run.seed))
 
     writers = [(name, (lambda f: lambda p: f.to_csv(p, index=False))(frame))
                for name, frame in (("yearly.csv", yearly), ("summary.csv", summary), ("schools.csv", schools),
@@ -90,7 +91,7 @@ def cmd_robustness(args: argparse.Namespace, prepare_out_dir: Callable[[str | No
     """`portfolio-sim robustness SCENARIO --against OTHER`: robustness.csv and a printed table."""
     from portfolio_sim.cli import CliError
     from portfolio_sim.scenario import load_scenario
-    from portfolio_sim.uncertainty.robustness import robustness
+    from portfolio_sim.uncertainty.robustness import robustness_detail
 
     if args.worlds is None:
         args.worlds = 20
@@ -107,12 +108,16 @@ def cmd_robustness(args: argparse.Namespace, prepare_out_dir: Callable[[str | No
     from portfolio_sim.uncertainty.worlds import sample_worlds
     sample_worlds(1, root, vary)  # bad --vary fails before any run
     out = prepare_out_dir(args.out, f"robustness_{design.name}")
-    table = robustness(design, alternative, args.worlds, args.seeds, root, design.run.years, vary, args.workers)
+    detail = robustness_detail(design, alternative, args.worlds, args.seeds, root, design.run.years, vary,
+                               args.workers)
+    table = detail.table
     from portfolio_sim.outdir import atomic_write
 
     target = out / "robustness.csv"
     try:
         atomic_write(target, lambda p: table.to_csv(p, index=False))
+        target = out / "drivers.csv"
+        atomic_write(target, lambda p: detail.drivers.to_csv(p, index=False))
     except OSError as exc:
         raise CliError(f"cannot write {target}: {exc.strerror or exc}") from None
     print(f"{design.name} against {alternative.name}: {args.worlds} world(s) x {args.seeds} seed(s), "
@@ -122,7 +127,10 @@ def cmd_robustness(args: argparse.Namespace, prepare_out_dir: Callable[[str | No
             r.clear_of_seed_noise]
         print(f"  {r.label:<30} better in {r.share_better:4.0%} of worlds; median diff {r.median_diff:+.4g} "
               f"[p10 {r.p10_diff:+.4g}, p90 {r.p90_diff:+.4g}]; {clear}")
-    print(f"Wrote robustness.csv to {out}/")
+        for d in detail.drivers[detail.drivers["metric"] == r.metric].itertuples():
+            print(f"  {'':<30}   follows {d.assumption} across worlds (Spearman rho {d.rho:+.2f}, "
+                  f"Bonferroni p {d.p_adjusted:.2g})")
+    print(f"Wrote robustness.csv, drivers.csv to {out}/")
     return 0
 
 

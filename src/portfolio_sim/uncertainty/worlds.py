@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from portfolio_sim.assumptions import BY_PATH, DECLARED, GROUP_DOCS, Assumption
+from portfolio_sim.district import DistrictCache
 from portfolio_sim.errors import ScenarioError
 from portfolio_sim.kernel import QUANTILES, RunResult, derive_seeds, single_run
 from portfolio_sim.scenario import Scenario
@@ -106,8 +107,15 @@ class Task:
         return apply_world(Scenario.model_validate(self.scenario), pd.Series(self.values, dtype=object))
 
 
-def _run_task(task: Task) -> tuple[int, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    r = single_run(task.build(), task.seed, years=task.years)
+# Generated districts a process keeps between tasks: runs on the same seed share their district (all the
+# worlds of a seed, and both designs of a pair), and building it is then skipped (results identical,
+# see district.DistrictCache). Per process, bounded; a pool's copy goes when the pool does.
+DISTRICT_CACHE_BYTES = 64 * 2**20
+_DISTRICTS = DistrictCache(DISTRICT_CACHE_BYTES)
+
+
+def _run_task(task: Task, districts: DistrictCache | None = None) -> tuple[int, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    r = single_run(task.build(), task.seed, years=task.years, districts=districts or _DISTRICTS)
     return task.world, r.yearly, r.schools, r.events  # frames only: the scenario does not pickle
 
 
@@ -126,9 +134,9 @@ def run_tasks(tasks: list[Task], workers: int = 1,
               on_done: Callable[[], None] | None = None) -> list[tuple[int, RunResult]]:
     """Run tasks serially (workers <= 1) or on a spawn process pool; results in task order either way."""
     if workers <= 1 or len(tasks) <= 1:
-        out = []
+        out, districts = [], DistrictCache(DISTRICT_CACHE_BYTES)   # this call's own: nothing kept after it
         for t in tasks:
-            out.append(_result(t, _run_task(t)))
+            out.append(_result(t, _run_task(t, districts)))
             if on_done:
                 on_done()
         return out
