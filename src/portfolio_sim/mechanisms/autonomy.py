@@ -20,7 +20,7 @@ operations), each granted at a degree 0-1 (`[autonomy]`).
   capacity). Domains used with no plan for them (prescribed sets) and district support lost with
   operations autonomy cost value-added too, so a meaningful share of conversions end worse than they
   would have been (E-SPR-1, E-SPR-5). Budget autonomy multiplies the value of the others as far as the
-  savings go to the plan (`alignment`; seed 003 "Budget").
+  savings go to the plan (`alignment`; seed 003 "Budget"), and only where that value is a gain.
 * Time path (an imposed shape, docs/ODD.md): a first-year implementation dip, smaller with planning
   time, start-up money and capacity, fading over `dip_decay_years`; and a linear ramp to the steady
   state over `autonomy.maturation_years` (3: "median results were underwhelming for schools in the first
