@@ -108,7 +108,8 @@ class Autonomy(_Group):
         "that conversions land in EVIDENCE.md E-AUT-1/5/2's ranges).",
         0.0, 0.5, "SD/yr")
     budget_multiplier: float = lever(
-        0.5, "How much budget autonomy multiplies the value of the other domains (reallocated savings).",
+        0.5, "How much budget autonomy multiplies the value of the other domains (reallocated savings); "
+        "it multiplies gains only, not the loss of a school below the capacity break-even.",
         0.0, 2.0)
     dip_depth: float = lever(
         0.08, "First-year implementation dip with no planning, no start-up money and little capacity "

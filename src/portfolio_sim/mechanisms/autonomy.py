@@ -20,7 +20,7 @@ operations), each granted at a degree 0-1 (`[autonomy]`).
   capacity). Domains used with no plan for them (prescribed sets) and district support lost with
   operations autonomy cost value-added too, so a meaningful share of conversions end worse than they
   would have been (E-SPR-1, E-SPR-5). Budget autonomy multiplies the value of the others as far as the
-  savings go to the plan (`alignment`; seed 003 "Budget").
+  savings go to the plan (`alignment`; seed 003 "Budget"), and only where that value is a gain.
 * Time path (an imposed shape, docs/ODD.md): a first-year implementation dip, smaller with planning
   time, start-up money and capacity, fading over `dip_decay_years`; and a linear ramp to the steady
   state over `autonomy.maturation_years` (3: "median results were underwhelming for schools in the first
@@ -138,11 +138,14 @@ def effect(model: PortfolioModel) -> np.ndarray:
     sc, a = model.schools, model.scenario.autonomy
     k = model.scenario.assumptions.autonomy
     c = sc.capacity_score
-    # Aligned use: the part of the plan the usable autonomy covers; budget autonomy multiplies it only
-    # as far as the savings go to the plan (alignment).
+    # Aligned use: the part of the plan the usable autonomy covers. Budget autonomy multiplies a gain only
+    # as far as the savings go to the plan (alignment); savings reallocated by a school below the capacity
+    # break-even buy more of a plan it cannot carry out, which wastes them but costs no extra value-added,
+    # so a loss is not multiplied (seed 003 "Budget": it helps a school "maximize other autonomies").
     fit = (sc.need * sc.effective).sum(1)
     multiplier = 1.0 + a.budget_multiplier * sc.effective[:, BUDGET] * sc.alignment
-    gain = a.max_effect * fit * multiplier * (c - k.capacity_breakeven) / (1.0 - k.capacity_breakeven)
+    used = a.max_effect * fit * (c - k.capacity_breakeven) / (1.0 - k.capacity_breakeven)
+    gain = np.where(used > 0.0, used * multiplier, used)
     # Harm beyond weak capacity (gain < 0 below the break-even): domains used with no plan for them, and
     # district support lost with operations autonomy where no autonomy office replaces it.
     unplanned = ((1.0 - plan_relevance(model, sc.need)) * sc.effective).mean(1)
