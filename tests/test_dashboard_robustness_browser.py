@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from browser_helpers import axe
 from test_dashboard_browser import Session, _record, browser_type_launch_args, server, session  # noqa: F401
 
 pytestmark = pytest.mark.flaky(reruns=2, reruns_delay=2)
@@ -28,6 +29,8 @@ def test_check_across_plausible_worlds_offers_progress_cancel_and_plain_words(se
     s.page.get_by_test_id("notice").filter(has_text="board flips in year 5").wait_for()
     s.page.locator(".pz-run-compare").click()
     s.page.get_by_test_id("compare-table").filter(has_text="partner-run under contract").wait_for(timeout=90_000)
+    problems = axe(s.page)                  # the filled comparison, whole page (the dashboard file audits it empty)
+    assert not problems, problems
 
     card = s.page.locator(".pz-robust")
     card.wait_for()
