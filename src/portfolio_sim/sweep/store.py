@@ -32,7 +32,7 @@ import subprocess
 import time
 from contextlib import contextmanager
 from itertools import repeat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -494,19 +494,16 @@ class Store:
         if not existing:
             return
         migrated = {yearly_table.name, panel_table.name, sessions_table.name}   # columns added on open
-        for table in Base.metadata.sorted_tables:
-            if table.name in existing and table.name not in migrated:
-                have = {c["name"] for c in insp.get_columns(table.name)}
-                missing = [c.name for c in table.columns if c.name not in have]
-                if missing:
-                    raise StoreError(f"--db {self.display_url}: not a portfolio_sim results database (table "
-                                     f"{table.name!r} lacks column(s) {', '.join(missing[:5])}); use another --db")
+        self._refuse_missing_columns(insp, [t for t in Base.metadata.sorted_tables
+                                            if t.name in existing and t.name not in migrated])
 
     def _check_tables(self) -> None:
         """Every table has the columns this version writes (a database that has an `experiments` table of
         some other program is refused, not written into)."""
-        insp = inspect(self.engine)
-        for table in Base.metadata.sorted_tables:
+        self._refuse_missing_columns(inspect(self.engine), Base.metadata.sorted_tables)
+
+    def _refuse_missing_columns(self, insp: Any, tables: Iterable[Table]) -> None:
+        for table in tables:
             have = {c["name"] for c in insp.get_columns(table.name)}
             missing = [c.name for c in table.columns if c.name not in have]
             if missing:
