@@ -145,9 +145,26 @@ def test_workers_that_join_after_the_driver_starts_are_used(tmp_path: Path, slow
 
 # -- 3. per-run timeout; Ctrl-C / SIGTERM end everything ------------------------------------------------
 
-# One retry: on a heavily loaded machine a run's clock starts when the pool dequeues it, before a worker
-# has started it (worker start-up counts against the 3 s --run-timeout).
-@pytest.mark.flaky(reruns=1)
+def test_a_process_pool_run_is_timed_from_when_its_worker_starts_it() -> None:
+    """The pool marks a queued task "running" as soon as it enters its call queue; the run clock must not
+    start then (nor while a worker is still starting up), only when a worker begins the task."""
+    from portfolio_sim.sweep.executors import open_executor
+
+    ex = open_executor("process", workers=1)
+    try:
+        submitted = time.monotonic()
+        first, second = ex.submit(time.sleep, 1.5), ex.submit(time.sleep, 0)
+        h.wait_for(lambda: first in ex.start_times([first]), timeout=60)
+        h.wait_for(second.running, timeout=10)        # queued behind `first`, yet "running" to the pool
+        started = ex.start_times([first, second])
+        assert set(started) == {first}, started
+        assert submitted <= started[first] <= time.monotonic()
+        second.result(timeout=60)
+        h.wait_for(lambda: ex.start_times([first, second]) == {}, timeout=5)   # finished runs are forgotten
+    finally:
+        ex.kill()
+
+
 def test_hung_run_in_a_process_pool_times_out_and_the_sweep_finishes(tmp_path: Path, slow: None,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(h.HANG_VAR, "1")                       # both runs of point 1 never finish
@@ -189,9 +206,6 @@ def _all_gone(procs: list[psutil.Process], timeout: float) -> bool:
     return not alive
 
 
-# One retry: once in a fresh-clone run (two test processes at once), Ctrl-C left the driver running past
-# 30 s; not reproduced since. Suspected: the interrupt landing while the main thread holds a pool lock.
-@pytest.mark.flaky(reruns=1)
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
 def test_signal_ends_the_driver_and_its_pool_within_seconds(tmp_path: Path, sig: signal.Signals) -> None:
     """A run hangs in a 2-process pool; SIGTERM (or Ctrl-C) still ends the driver and both workers within

@@ -535,6 +535,9 @@ class FakePool:
     def cancel_hung(self, future) -> None:  # noqa: ANN001
         pass
 
+    def start_times(self, futures) -> dict:  # noqa: ANN001 - its runs finish at submission
+        return {}
+
 
 def test_a_dying_worker_fails_the_runs_in_flight_and_the_pool_restarts(tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:

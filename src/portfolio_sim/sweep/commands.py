@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -177,7 +176,7 @@ def _need_sweep_extra() -> None:
 def cmd_sweep(args: argparse.Namespace) -> int:
     _need_sweep_extra()
     from portfolio_sim.sweep.executors import default_workers
-    from portfolio_sim.sweep.runner import SweepAborted, SweepOptions, resolve_db, run_sweep
+    from portfolio_sim.sweep.runner import StopSignals, SweepAborted, SweepOptions, resolve_db, run_sweep
     from portfolio_sim.sweep.spec import load_spec
 
     if args.workers is not None and args.workers < 1:
@@ -202,23 +201,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _dry_run(exp, resolve_db(exp, args.db))
 
-    # SIGTERM (a batch scheduler ending the job) stops like Ctrl-C: stored runs are kept.
-    previous = None
-    try:
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    except ValueError:  # not the main thread
-        pass
+    # Ctrl-C and SIGTERM (a batch scheduler ending the job) stop the sweep at the driver's next check, within
+    # about a second: stored runs are kept, the workers are ended, exit 130.
     progress = CliProgress(quiet=args.quiet)
     try:
-        report = run_sweep(exp, db=args.db, executor=executor, workers=workers, scheduler=args.scheduler,
-                           retry_failed=args.retry_failed, limit=args.limit, progress=progress, options=options)
+        with StopSignals() as stop:
+            report = run_sweep(exp, db=args.db, executor=executor, workers=workers, scheduler=args.scheduler,
+                               retry_failed=args.retry_failed, limit=args.limit, progress=progress,
+                               options=options, stop=stop)
     except SweepAborted as exc:
         print(f"error: the sweep could not continue: {exc}", file=sys.stderr)
         print(f"  to continue: {_command(args)}", file=sys.stderr)
         return exc.exit_code
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
 
     stored_done = report.total - report.remaining
     if report.planned:
@@ -272,10 +266,6 @@ def _command(args: argparse.Namespace, retry: bool | None = None) -> str:
     if args.run_timeout is not None:
         parts += ["--run-timeout", f"{args.run_timeout:g}"]
     return shlex.join(parts)
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 def _db_arg(url: str) -> str:

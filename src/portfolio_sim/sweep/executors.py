@@ -15,7 +15,10 @@ Workers only compute; results come back to the driver, which alone writes to the
 
 Failure behaviour (docs/SWEEPS.md, "Running on a cluster"): process-pool workers exit when the driver dies
 (``PR_SET_PDEATHSIG`` on Linux plus a watchdog thread polling the parent pid elsewhere) and ignore Ctrl-C
-(the driver ends them); :meth:`SweepExecutor.kill` ends them at once. With Dask, :meth:`SweepExecutor.alive`
+(the driver ends them); :meth:`SweepExecutor.kill` ends them at once. A process-pool run's clock
+(``--run-timeout``) starts when a worker begins it: each worker writes the task it starts, and when, into its
+slot of a shared array (:meth:`SweepExecutor.start_times`), so neither a task waiting in the pool's queue nor a
+worker still starting up counts against the run. With Dask, :meth:`SweepExecutor.alive`
 tells the driver when the scheduler connection is lost, :meth:`SweepExecutor.reconnect` waits a bounded
 time for it to come back, and :attr:`SweepExecutor.window` follows the cluster as workers join and leave.
 """
@@ -82,6 +85,36 @@ def _exit_with_parent(parent: int, deathsig: bool = True) -> None:
     threading.Thread(target=watch, name="portfolio-sim-parent-watchdog", daemon=True).start()
 
 
+# -- process-pool run clocks ---------------------------------------------------------------------------
+# A process pool marks a future "running" when it moves the task into its call queue, before any worker takes
+# it (and while a fresh worker may still be importing), so the driver cannot time a run from that. Each
+# worker instead records in its own slot of a shared array the serial number of the task it starts and the
+# time (CLOCK_MONOTONIC: one clock for every process on the machine). Slot k holds [serial, start time].
+_start_board: Any = None
+_start_slot = -1
+
+
+def _init_pool_worker(parent: int, board: Any, counter: Any) -> None:
+    """Process-pool worker initializer: exit with the driver, load the model (seconds on a busy machine,
+    which is the worker starting up, not its first run), and take a slot on the start board."""
+    global _start_board, _start_slot
+    _exit_with_parent(parent)
+    import portfolio_sim.kernel  # noqa: F401
+    import portfolio_sim.scenario  # noqa: F401
+    with counter.get_lock():
+        _start_slot = counter.value % (len(board) // 2)
+        counter.value += 1
+    _start_board = board
+
+
+def _announced(serial: int, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run ``fn`` in a pool worker after recording that task ``serial`` starts now."""
+    if _start_board is not None:
+        _start_board[2 * _start_slot + 1] = time.monotonic()   # the time first: a reader that sees the
+        _start_board[2 * _start_slot] = serial                 # new serial also sees its time
+    return fn(*args)
+
+
 class SerialExecutor(cf.Executor):
     """Runs each task at `submit` time in this process and returns an already-completed Future."""
 
@@ -126,6 +159,9 @@ class SweepExecutor:
         self.kind, self.workers, self.scheduler, self.processes = kind, workers, scheduler, processes
         self._client: Any = None
         self._cluster: Any = None
+        self._board: Any = None                      # process pools: the workers' start board
+        self._serials: dict[cf.Future, int] = {}     # process pools: each future's task serial number
+        self._next_serial = 1                        # 0 marks an empty slot
         self.executor: cf.Executor = self._start()
 
     def _start(self) -> cf.Executor:
@@ -141,8 +177,12 @@ class SweepExecutor:
                 os.environ.setdefault(var, "1")
             self._window = 2 * self.workers
             self.description = f"process ({self.workers} worker{'s' if self.workers > 1 else ''})"
-            return cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                          initializer=_exit_with_parent, initargs=(os.getpid(),))
+            context = multiprocessing.get_context("spawn")
+            self._board = context.RawArray("d", 2 * self.workers)
+            self._serials = {}
+            return cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=context,
+                                          initializer=_init_pool_worker,
+                                          initargs=(os.getpid(), self._board, context.Value("i", 0)))
         return self._start_dask()
 
     def _start_dask(self) -> cf.Executor:
@@ -246,6 +286,15 @@ class SweepExecutor:
         keys = {k for ks in processing.values() for k in ks}
         return {f for f in futures if (df := self.executor.dask_futures.get(f)) is not None and df.key in keys}
 
+    def start_times(self, futures: list[cf.Future]) -> dict[cf.Future, float]:
+        """When a process-pool worker began each of these futures' tasks (``time.monotonic``), for those a
+        worker is running now; tasks still queued, or whose worker is starting up, are absent."""
+        if self._board is None or not futures:
+            return {}
+        board = list(self._board)
+        started = {int(board[2 * k]): board[2 * k + 1] for k in range(len(board) // 2) if board[2 * k]}
+        return {f: started[s] for f in futures if (s := self._serials.get(f)) in started}
+
     def cancel_hung(self, future: cf.Future) -> None:
         """Stop a run that exceeded its time: Dask restarts the worker running it (its nanny starts a fresh
         process); a process pool cannot stop one task, so the driver kills and restarts the whole pool."""
@@ -255,7 +304,8 @@ class SweepExecutor:
     def kill(self) -> None:
         """End the worker processes now (Ctrl-C, SIGTERM, a hung run in a process pool)."""
         if self.kind == "process" and isinstance(self.executor, cf.ProcessPoolExecutor):
-            for proc in list((getattr(self.executor, "_processes", None) or {}).values()):
+            procs = list((getattr(self.executor, "_processes", None) or {}).values())
+            for proc in procs:
                 try:
                     proc.kill()
                 except Exception:
@@ -273,7 +323,16 @@ class SweepExecutor:
         self.executor = self._start()
 
     def submit(self, fn: Callable[..., Any], /, *args: Any) -> cf.Future:
-        return self.executor.submit(fn, *args)
+        if self._board is None:
+            return self.executor.submit(fn, *args)
+        serial, self._next_serial = self._next_serial, self._next_serial + 1
+        future = self.executor.submit(_announced, serial, fn, *args)
+        self._serials[future] = serial
+        future.add_done_callback(self._forget)
+        return future
+
+    def _forget(self, future: cf.Future) -> None:
+        self._serials.pop(future, None)
 
     def close(self, wait: bool = True) -> None:
         if self._client is not None and not wait and self._client.status == "running":

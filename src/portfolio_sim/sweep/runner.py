@@ -21,13 +21,17 @@ backoff for ``db_retry`` seconds while finished results wait in memory (and no n
 (``exit_code`` 3): the unstored runs are simply not done and a rerun does them.
 
 Stopping at any moment (Ctrl-C, SIGTERM, ``kill -9``, a power cut after the commit) loses no stored run and
-leaves no half-written one; running the same command again continues where it stopped.
+leaves no half-written one; running the same command again continues where it stopped. Under
+:class:`StopSignals` (the CLI's), Ctrl-C and SIGTERM are requests the loop honours at its next check, within
+about a second, not exceptions raised wherever the main thread happens to be (inside a pool's lock, say).
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import signal
 import socket
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -221,7 +225,8 @@ def resolve_db(exp: Experiment, db: str | Path | None) -> str:
 def run_sweep(spec: Experiment | str | Path, db: str | Path | None = None, executor: str = "serial",
               workers: int = 1, scheduler: str | None = None, retry_failed: bool = False,
               limit: int | None = None, progress: ProgressSink | None = None,
-              processes: bool = True, options: SweepOptions | None = None) -> SweepReport:
+              processes: bool = True, options: SweepOptions | None = None,
+              stop: StopSignals | None = None) -> SweepReport:
     """Run (or continue) an experiment into a results database; see the module docstring.
 
     Args:
@@ -232,6 +237,8 @@ def run_sweep(spec: Experiment | str | Path, db: str | Path | None = None, execu
             LocalCluster use threads (quick to start; the model is not thread-parallel, so this is for tests).
         retry_failed: run failed runs again. ``limit``: at most this many runs now.
         options: timeouts, retries and batching (:class:`SweepOptions`).
+        stop: a :class:`StopSignals` whose request the loop honours (the CLI passes one); without it a
+            KeyboardInterrupt is raised wherever the signal lands, as Python does by default.
     """
     exp = spec if isinstance(spec, Experiment) else load_spec(spec)
     if limit is not None and limit < 0:
@@ -258,7 +265,7 @@ def run_sweep(spec: Experiment | str | Path, db: str | Path | None = None, execu
             return report
         try:
             _execute(exp, store, reg.id, reg.point_ids, todo, report, progress, executor, workers, scheduler,
-                     retry_failed, processes, opts)
+                     retry_failed, processes, opts, stop or StopSignals())
         finally:
             try:
                 counts = store.counts(reg.id)
@@ -272,7 +279,7 @@ def run_sweep(spec: Experiment | str | Path, db: str | Path | None = None, execu
 
 def _execute(exp: Experiment, store: Store, exp_id: int, point_ids: Any, todo: Plan,
              report: SweepReport, progress: ProgressSink, executor: str, workers: int, scheduler: str | None,
-             retry_failed: bool, processes: bool, opts: SweepOptions) -> None:
+             retry_failed: bool, processes: bool, opts: SweepOptions, stop: StopSignals) -> None:
     import portfolio_sim
 
     points = exp.points                    # built from the index on demand (a few cached)
@@ -281,11 +288,12 @@ def _execute(exp: Experiment, store: Store, exp_id: int, point_ids: Any, todo: P
     in_flight: dict[cf.Future, _Flight] = {}
     unwritten: list[tuple[dict[str, Any], dict[str, Any]]] = []    # finished, waiting to be stored
     ex = open_executor(executor, workers, scheduler, processes)
+    stop.immediate = ex.kind == "serial"   # runs execute in the driver itself, holding no pool lock
     report.executor = ex.description
     report.run_timeout = opts.run_timeout
     session = _retrying(lambda: store.start_session(
         exp_id, host=socket.gethostname(), executor=ex.description, workers=ex.workers, spec_text=exp.text,
-        retry_failed=retry_failed, planned=len(todo)), opts.db_retry, report, what="start the session")
+        retry_failed=retry_failed, planned=len(todo)), opts.db_retry, report, what="start the session", stop=stop)
     report.session_id = session
     start = time.monotonic()
     restarts = 0
@@ -382,7 +390,7 @@ def _execute(exp: Experiment, store: Store, exp_id: int, point_ids: Any, todo: P
         while len(pending) < ex.window and candidates:
             chunk = candidates.take(want)
             claimed, skipped = _retrying(lambda: store.claim(exp_id, session, chunk, opts.lease, retry_failed),
-                                         opts.db_retry, report, what="claim runs")
+                                         opts.db_retry, report, what="claim runs", stop=stop)
             pending.extend(claimed)
             report.skipped += len(skipped)
 
@@ -393,6 +401,7 @@ def _execute(exp: Experiment, store: Store, exp_id: int, point_ids: Any, todo: P
     try:
         note_workers()
         while candidates or pending or in_flight or unwritten:
+            stop.check()
             now = time.monotonic()
             if now - last_renew > opts.lease / 3:
                 try:
@@ -411,7 +420,7 @@ def _execute(exp: Experiment, store: Store, exp_id: int, point_ids: Any, todo: P
                                        f"the queue; waiting up to {opts.reconnect_timeout:g}s for it")
                 flush(force=True)
                 try:
-                    took = ex.reconnect(opts.reconnect_timeout)
+                    took = ex.reconnect(opts.reconnect_timeout, should_stop=lambda: stop.requested is not None)
                 except SchedulerLost as exc:
                     raise SweepAborted(f"{exc}. Stored runs are kept; the runs in flight were not stored "
                                        "and are not failures: rerun the same command to continue",
@@ -464,6 +473,10 @@ def _execute(exp: Experiment, store: Store, exp_id: int, point_ids: Any, todo: P
                 # 4. Runs over --run-timeout: recorded as timed out; their worker is stopped.
                 if opts.run_timeout and broken is None:
                     now = time.monotonic()
+                    if ex.kind == "process":
+                        waiting = [f for f, fl in in_flight.items() if fl.started_at is None]
+                        for f, started_at in ex.start_times(waiting).items():
+                            in_flight[f].started_at = started_at
                     if ex.kind == "dask" and now - last_seen_check > DASK_START_POLL:
                         # A Dask task's clock starts when a worker is seen processing it (not at submission:
                         # on an empty or busy cluster it waits in the queue first).
@@ -471,8 +484,8 @@ def _execute(exp: Experiment, store: Store, exp_id: int, point_ids: Any, todo: P
                         waiting = [f for f, fl in in_flight.items() if fl.started_at is None]
                         for f in ex.on_workers(waiting):
                             in_flight[f].started_at = now
-                    hung = [f for f, fl in in_flight.items() if _started(f, fl, ex.kind)
-                            and now - fl.started > opts.run_timeout]
+                    hung = [f for f, fl in in_flight.items()
+                            if fl.started_at is not None and now - fl.started_at > opts.run_timeout]
                     for future in hung:
                         flight = in_flight.pop(future)
                         report.timed_out += 1
@@ -492,6 +505,7 @@ def _execute(exp: Experiment, store: Store, exp_id: int, point_ids: Any, todo: P
                 time.sleep(0.05 if unwritten else 0)
             flush(force=not in_flight and not pending and not candidates)
             if broken is not None:
+                stop.check()          # SIGTERM to the whole job kills the workers too: not the runs' fault
                 lost.extend(fl.task for fl in in_flight.values())
                 in_flight.clear()
                 if not pool_results:
@@ -544,6 +558,47 @@ def _execute(exp: Experiment, store: Store, exp_id: int, point_ids: Any, todo: P
         progress.finish(report)
 
 
+class StopSignals:
+    """Ctrl-C (SIGINT) and SIGTERM as a request to stop that the driver's loop checks, within a second.
+
+    Raising KeyboardInterrupt from a signal handler lands wherever the main thread is: inside a
+    ``concurrent.futures`` lock or a worker's spawn, it can leave the pool unable to shut down and the driver
+    running long after it was told to stop. The handler only records the request; the loop raises
+    KeyboardInterrupt at a point it knows (and then ends the workers). A second signal interrupts at once,
+    as does any signal while ``immediate`` is set (the serial executor runs a whole run in the driver, where
+    nothing holds a pool's lock). Handlers are installed on entry (main thread only) and restored on exit.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested: int | None = None     # the signal received, if any
+        self.immediate = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        first = self.requested is None
+        self.requested = signum
+        if self.immediate or not first:
+            raise KeyboardInterrupt
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt when a stop was asked for."""
+        if self.requested is not None:
+            raise KeyboardInterrupt
+
+
 class _Peekable:
     """An iterator that knows whether it has more (``bool``) and hands out chunks."""
 
@@ -566,21 +621,12 @@ class _Peekable:
 
 @dataclass
 class _Flight:
+    """A submitted run. ``started_at``: when a worker began it (a process-pool worker's own record, or when a
+    Dask worker was first seen processing it, polled every DASK_START_POLL seconds); None while it waits in
+    a queue or its worker starts up, which --run-timeout does not count."""
     task: dict[str, Any]
     submitted: float
     started_at: float | None = None
-
-    @property
-    def started(self) -> float:
-        return self.started_at if self.started_at is not None else self.submitted
-
-
-def _started(future: cf.Future, flight: _Flight, kind: str = "process") -> bool:
-    """Whether the run is executing: a process pool marks a future running when a worker takes it; Dask
-    futures are marked when a worker is seen processing them (polled every DASK_START_POLL seconds)."""
-    if flight.started_at is None and kind != "dask" and future.running():
-        flight.started_at = time.monotonic()
-    return flight.started_at is not None
 
 
 def _wait_time(in_flight: dict[cf.Future, _Flight], opts: SweepOptions, unwritten: list[Any]) -> float:
@@ -589,15 +635,18 @@ def _wait_time(in_flight: dict[cf.Future, _Flight], opts: SweepOptions, unwritte
         now = time.monotonic()
         for future, flight in in_flight.items():
             if flight.started_at is not None:
-                wait = min(wait, max(0.05, flight.started + opts.run_timeout - now))
+                wait = min(wait, max(0.05, flight.started_at + opts.run_timeout - now))
     return wait
 
 
-def _retrying(fn: Callable[[], Any], limit: float, report: SweepReport, what: str) -> Any:
+def _retrying(fn: Callable[[], Any], limit: float, report: SweepReport, what: str,
+              stop: StopSignals | None = None) -> Any:
     """Call ``fn`` and retry it with backoff while the database is unavailable, for up to ``limit`` s."""
     start = time.monotonic()
     delay = 0.2
     while True:
+        if stop is not None:
+            stop.check()
         try:
             return fn()
         except Exception as exc:
@@ -607,7 +656,9 @@ def _retrying(fn: Callable[[], Any], limit: float, report: SweepReport, what: st
                 raise DatabaseUnavailable(f"could not {what}: the database stayed unavailable for "
                                           f"{time.monotonic() - start:.0f}s (--db-retry {limit:g}s; last error: "
                                           f"{_short(exc)}); stored runs are kept") from None
-            time.sleep(delay)
+            until = time.monotonic() + delay
+            while time.monotonic() < until and (stop is None or stop.requested is None):
+                time.sleep(0.1)
             delay = min(delay * 2, 5.0)
 
 
