@@ -414,3 +414,34 @@ def test_a_large_design_plans_in_bounded_memory(tmp_path: Path) -> None:
           f"1,200 points as a list {list_bytes / 2**20:.1f} MB")
     assert big_peak < 1.5 * small_peak + 2**19, (small_peak, big_peak)
     assert big_peak < list_bytes / 5 and big_peak - small_peak < list_bytes / 50, (big_peak, list_bytes)
+
+
+def test_stored_states_of_a_million_runs_plan_in_a_few_megabytes() -> None:
+    """Resuming a big sweep reads every stored run's status: one byte per run (a dict keyed by (point,
+    replicate) took about 200 bytes per run), and the plan skips exactly the settled runs."""
+    import tracemalloc
+
+    from portfolio_sim.sweep.runner import Plan
+    from portfolio_sim.sweep.store import RunStates
+
+    n_points, replicates = 100_000, 10
+    tracemalloc.start()
+    try:
+        states = RunStates(n_points, replicates)
+        rows = [(p, r, "done") for p in range(0, n_points, 2) for r in range(replicates)]      # half done
+        rows += [(1, 0, "failed"), (3, 9, "failed"), (n_points + 5, 0, "done")]               # last: not in design
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        for k in range(0, len(rows), RunStates.CHUNK):
+            states.add(rows[k:k + RunStates.CHUNK])
+        del rows
+        plan = Plan(n_points, replicates, states)
+        first = next(iter(plan))
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert (states.done, states.failed) == (n_points // 2 * replicates, 2)
+    assert len(plan) == n_points * replicates // 2 - 2 and first == (3, 0)       # 1 failed at r=0: settled
+    assert len(Plan(n_points, replicates, states, retry_failed=True)) == n_points * replicates // 2
+    print(f"peak {peak / 2**20:.1f} MB for {n_points * replicates:,} runs")
+    assert peak < 12_000_000, peak           # the codes (1 MB), one chunk's arrays, one replicate's indices

@@ -39,9 +39,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from portfolio_sim.sweep.executors import SchedulerLost, open_executor
 from portfolio_sim.sweep.spec import Experiment, load_spec, run_seed
-from portfolio_sim.sweep.store import DONE, FAILED, Store, default_db_path, is_transient, normalize_url
+from portfolio_sim.sweep.store import DONE, FAILED, RunStates, Store, default_db_path, is_transient, normalize_url
 from portfolio_sim.sweep.task import failed_result, make_task, run_task
 
 MAX_POOL_RESTARTS = 3
@@ -183,16 +185,17 @@ class _NoProgress:
 
 class Plan:
     """The (point index, replicate) pairs still to run, replicate-major (the whole design with replicate 0,
-    then replicate 1, ...), generated as they are taken: a plan over millions of runs holds only the
-    stored runs' states, never a list of every pair. ``len(plan)`` is the number planned."""
+    then replicate 1, ...), generated as they are taken: a plan over millions of runs holds one byte per
+    run (the stored states, :class:`RunStates`), never a list of every pair. ``len(plan)`` is the number
+    planned."""
 
-    def __init__(self, n_points: int, replicates: int, states: dict[tuple[int, int], str],
+    def __init__(self, n_points: int, replicates: int, states: RunStates | dict[tuple[int, int], str],
                  retry_failed: bool = False, limit: int | None = None):
         self.n_points, self.replicates = n_points, replicates
-        self._skip = {key for key, state in states.items()
-                      if (state == DONE or (state == FAILED and not retry_failed))
-                      and 0 <= key[0] < n_points and 0 <= key[1] < replicates}
-        left = n_points * replicates - len(self._skip)
+        if not isinstance(states, RunStates):
+            states = RunStates.of(states, n_points, replicates)
+        self._settled = states.settled(retry_failed)
+        left = n_points * replicates - int(np.count_nonzero(self._settled))
         self._len = left if limit is None else min(left, limit)
 
     def __len__(self) -> int:
@@ -203,16 +206,14 @@ class Plan:
         if not self._len:
             return
         for r in range(self.replicates):
-            for i in range(self.n_points):
-                if (i, r) in self._skip:
-                    continue
+            for i in np.flatnonzero(~self._settled[:, r]).tolist():
                 yield (i, r)
                 taken += 1
                 if taken >= self._len:
                     return
 
 
-def plan_runs(exp: Experiment, states: dict[tuple[int, int], str], retry_failed: bool = False,
+def plan_runs(exp: Experiment, states: RunStates | dict[tuple[int, int], str], retry_failed: bool = False,
               limit: int | None = None) -> Plan:
     """(point index, replicate) pairs still to run, replicate-major (see :class:`Plan`)."""
     return Plan(len(exp.points), exp.replicates, states, retry_failed, limit)
@@ -253,9 +254,8 @@ def run_sweep(spec: Experiment | str | Path, db: str | Path | None = None, execu
     try:
         reg = store.register(exp)
         report.created = reg.created
-        states = store.run_states(reg.id)
-        report.done_before = sum(1 for s in states.values() if s == DONE)
-        report.failed_before = sum(1 for s in states.values() if s == FAILED)
+        states = store.run_states(reg.id, len(exp.points), exp.replicates)
+        report.done_before, report.failed_before = states.done, states.failed
         report.stored_done, report.stored_failed = report.done_before, report.failed_before
         todo = plan_runs(exp, states, retry_failed, limit)
         report.planned = len(todo)

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -411,6 +412,52 @@ class Registered:
     replicates_before: int           # replicates stored before (equal to the spec's unless it grew)
 
 
+class RunStates:
+    """Every stored run's status as one byte per (point, replicate) of the design: a resumed sweep of a
+    million runs holds 1 MB, where a dict keyed by (point, replicate) held about 200 MB. Runs outside the
+    design (none, for a matching fingerprint) are ignored."""
+
+    NOT_STORED, DONE_CODE, FAILED_CODE = 0, 1, 2
+    CHUNK = 50_000
+
+    def __init__(self, n_points: int, replicates: int):
+        self.codes = np.zeros((n_points, replicates), dtype=np.int8)
+
+    @classmethod
+    def of(cls, states: dict[tuple[int, int], str], n_points: int, replicates: int) -> RunStates:
+        """From a {(point, replicate): status} mapping (tests, callers with a handful of runs)."""
+        out = cls(n_points, replicates)
+        out.add([(p, r, st) for (p, r), st in states.items()])
+        return out
+
+    def add(self, rows: Any) -> None:
+        """Record (point index, replicate, status) rows."""
+        if not len(rows):
+            return
+        points = np.fromiter((int(row[0]) for row in rows), dtype=np.int64, count=len(rows))
+        reps = np.fromiter((int(row[1]) for row in rows), dtype=np.int64, count=len(rows))
+        codes = np.fromiter((self.DONE_CODE if row[2] == DONE else self.FAILED_CODE if row[2] == FAILED
+                             else self.NOT_STORED for row in rows), dtype=np.int8, count=len(rows))
+        n, r = self.codes.shape
+        inside = (points >= 0) & (points < n) & (reps >= 0) & (reps < r)
+        self.codes[points[inside], reps[inside]] = codes[inside]
+
+    @property
+    def done(self) -> int:
+        return int(np.count_nonzero(self.codes == self.DONE_CODE))
+
+    @property
+    def failed(self) -> int:
+        return int(np.count_nonzero(self.codes == self.FAILED_CODE))
+
+    def settled(self, retry_failed: bool = False) -> np.ndarray:
+        """A (points x replicates) mask of the runs a sweep does not run again: done ones, and failed ones
+        unless ``retry_failed``."""
+        if retry_failed:
+            return self.codes == self.DONE_CODE
+        return self.codes != self.NOT_STORED
+
+
 class Store:
     """A results database the sweep driver writes to (the only writer; workers never connect)."""
 
@@ -710,12 +757,16 @@ class Store:
             conn.execute(delete(claims_table).where(claims_table.c.session_id == session_id))
 
     # -- runs -------------------------------------------------------------------------------------
-    def run_states(self, exp_id: int) -> dict[tuple[int, int], str]:
-        """{(point index, replicate): status} of every stored run of an experiment."""
+    def run_states(self, exp_id: int, n_points: int, replicates: int) -> RunStates:
+        """The status of every stored run of an experiment, read a chunk of rows at a time."""
+        states = RunStates(n_points, replicates)
+        query = (select(runs_table.c.point_index, runs_table.c.replicate, runs_table.c.status)
+                 .where(runs_table.c.experiment_id == exp_id))
         with self.engine.connect() as conn:
-            rows = conn.execute(select(runs_table.c.point_index, runs_table.c.replicate, runs_table.c.status)
-                                .where(runs_table.c.experiment_id == exp_id)).all()
-        return {(int(p), int(r)): s for p, r, s in rows}
+            result = conn.execution_options(yield_per=RunStates.CHUNK).execute(query)
+            for rows in result.partitions():
+                states.add(rows)
+        return states
 
     def write_results(self, exp_id: int, items: list[tuple[int, dict[str, Any], dict[str, Any]]],
                       session_id: int | None = None) -> list[str]:
