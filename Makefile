@@ -48,7 +48,7 @@ dashboard: $(VENV)/.installed-dashboard $(VENV)/.assets
 
 test: $(VENV)/.installed-test $(VENV)/.assets
 	@bash .ci/system-deps
-	@$(BIN)/python -m pytest -q -n 2 --dist loadfile; status=$$?; bash .ci/system-deps --report; exit $$status
+	@$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15; status=$$?; bash .ci/system-deps --report; exit $$status
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/run.py
