@@ -206,6 +206,28 @@ def _all_gone(procs: list[psutil.Process], timeout: float) -> bool:
     return not alive
 
 
+def test_stop_signals_record_the_first_signal_and_interrupt_on_the_second() -> None:
+    """Under StopSignals a first Ctrl-C (or SIGTERM) is a request the driver's loop honours; a second one,
+    or any while `immediate` is set, interrupts at once; the previous handlers come back afterwards."""
+    from portfolio_sim.sweep.runner import StopSignals
+
+    before = signal.getsignal(signal.SIGTERM)
+    with StopSignals() as stop:
+        stop.immediate = False                    # as once the driver has a pool
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)                          # the handler runs in the main thread, between bytecodes
+        assert stop.requested == signal.SIGTERM
+        with pytest.raises(KeyboardInterrupt):
+            stop.check()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+    assert signal.getsignal(signal.SIGTERM) is before
+    with StopSignals() as stop, pytest.raises(KeyboardInterrupt):   # before the executor starts: at once
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
 def test_signal_ends_the_driver_and_its_pool_within_seconds(tmp_path: Path, sig: signal.Signals) -> None:
     """A run hangs in a 2-process pool; SIGTERM (or Ctrl-C) still ends the driver and both workers within

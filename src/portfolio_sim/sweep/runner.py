@@ -565,15 +565,16 @@ class StopSignals:
     ``concurrent.futures`` lock or a worker's spawn, it can leave the pool unable to shut down and the driver
     running long after it was told to stop. The handler only records the request; the loop raises
     KeyboardInterrupt at a point it knows (and then ends the workers). A second signal interrupts at once,
-    as does any signal while ``immediate`` is set (the serial executor runs a whole run in the driver, where
-    nothing holds a pool's lock). Handlers are installed on entry (main thread only) and restored on exit.
+    as does any signal while ``immediate`` is set: until the driver starts its executor (no pool yet), and
+    throughout with the serial executor (a whole run executes in the driver, where nothing holds a pool's
+    lock). Handlers are installed on entry (main thread only) and restored on exit.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.requested: int | None = None     # the signal received, if any
-        self.immediate = False
+        self.immediate = True                 # until the driver has an executor
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopSignals:
