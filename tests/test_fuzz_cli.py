@@ -91,6 +91,19 @@ def test_fuzz_run_flags(capsys, tmp_path_factory, flag, value):
 
 
 @pytest.mark.parametrize("argv", [
+    ["run", "baseline", "--years", "1", "--out", "\x00"],
+    ["sweep", "tiny", "--db", "a\x00b", "--dry-run"],
+    ["validate", "baseline", "--set", "name=a\x00"],
+])
+def test_a_nul_byte_in_any_argument_is_refused(capsys, argv):
+    """Found by the fuzz test: `--out '\\x00'` (possible only when main() is called, not from a shell)
+    ended in an internal error ("embedded null byte")."""
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "contains a NUL byte" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [
     ["run", "baseline", "--decisions", "FIFO", "--years", "1"],
     ["validate", "FIFO"],
     ["sweep", "FIFO", "--dry-run"],

@@ -406,6 +406,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("error: standard output is closed; redirect it instead (e.g. >/dev/null)", file=sys.stderr)
         return 2
     parser = build_parser()
+    given = list(sys.argv[1:] if argv is None else argv)
+    nul = next((a for a in given if isinstance(a, str) and "\x00" in a), None)
+    if nul is not None:    # a process's arguments cannot hold one; callers of main() can: no path or value may
+        print(f"error: argument {nul[:80]!r} contains a NUL byte; allowed: text without NUL bytes", file=sys.stderr)
+        return 2
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help/--version (0) or a usage error (2, message printed)
