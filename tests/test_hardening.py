@@ -471,3 +471,97 @@ def test_design_cap_can_be_raised_or_lowered(capsys, tmp_path, monkeypatch):
     assert code == 2 and "3 points; at most 2" in err
     monkeypatch.setenv("PORTFOLIO_SIM_MAX_POINTS", "3")
     assert run_cli(capsys, "sweep", str(spec), "--dry-run", "--db", str(tmp_path / "r.db"))[0] == 0
+
+
+# -- issue 15 re-audit (real hostile inputs the first pass missed) ---------------------------------------------
+
+def test_decision_values_and_keys_are_quoted_short(capsys, tmp_path):
+    """A 100 KB decision value was echoed whole (a 100,139-byte message)."""
+    path = tmp_path / "d.toml"
+    path.write_text('[year.1]\nintervention = "' + "x" * 100_000 + '"\n')
+    code, err = run_cli(capsys, "run", "baseline", *TINY, "--years", "2", "--decisions", str(path), "-q",
+                        "--out", str(tmp_path / "o"))
+    assert code == 2 and "is not a decision; allowed: rule, spare" in err and len(err) < 1_000, len(err)
+    path.write_text('[year.1]\n"' + "k" * 100_000 + '" = "spare"\n')
+    code, err = run_cli(capsys, "run", "baseline", *TINY, "--years", "2", "--decisions", str(path), "-q",
+                        "--out", str(tmp_path / "o"))
+    assert code == 2 and "unknown decision(s)" in err and len(err) < 1_000, len(err)
+
+
+def test_the_same_decision_year_twice_is_refused(capsys, tmp_path):
+    """[year.1] and [year.01] are both year 1: one silently replaced the other (the run kept "close")."""
+    path = tmp_path / "d.toml"
+    path.write_text('[year.1]\nintervention = "spare"\n[year.01]\nintervention = "close"\n')
+    code, err = run_cli(capsys, "run", "baseline", *TINY, "--years", "2", "--decisions", str(path), "-q",
+                        "--out", str(tmp_path / "o"))
+    assert code == 2 and "[year.01] is year 1 again" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_assumption_set_in_a_parent_is_reported_against_the_parent(capsys, tmp_path):
+    """A child's (even empty) [assumptions.politics] table took the blame for its parent's bad value."""
+    (tmp_path / "parent.toml").write_text('extends = "baseline"\n[assumptions.politics]\nincumbency = 9\n')
+    (tmp_path / "child.toml").write_text('extends = "parent.toml"\n[assumptions.politics]\nseat_noise = 0.5\n')
+    code, err = run_cli(capsys, "validate", str(tmp_path / "child.toml"))
+    assert code == 2 and f"{tmp_path / 'parent.toml'}: invalid scenario" in err and "child.toml" not in err
+    assert "assumptions.politics.incumbency" in err
+    # a --set of the whole table replaces the parent's values: its own errors are its own
+    code, err = run_cli(capsys, "validate", str(tmp_path / "child.toml"), "--set",
+                        "assumptions.politics={incumbency=0.5, bogus=1}")
+    assert code == 2 and "--set 'assumptions.politics={incumbency=0.5, bogus=1}': invalid value" in err
+    assert "parent.toml" not in err
+
+
+def test_run_flag_errors_name_the_flag(capsys, tmp_path):
+    """`--seeds 0` was reported as "--set 'run.seeds=0'", a --set the user never typed."""
+    code, err = run_cli(capsys, "run", "baseline", "--seeds", "0", "--out", str(tmp_path / "o"))
+    assert code == 2 and err.startswith("error: --seeds 0: invalid value") and "--set" not in err
+
+
+@pytest.mark.parametrize("command", [["run", "baseline"],
+                                     ["robustness", "baseline", "--against", "indianapolis_innovation", "--seeds", "1"]])
+def test_huge_world_counts_are_refused_with_the_estimate(capsys, tmp_path, command):
+    """--worlds 1000000000 died with MemoryError (exit 1) drawing the worlds."""
+    code, err = run_cli(capsys, *command, *TINY, "--years", "1", "--worlds", "1000000000",
+                        "--out", str(tmp_path / "o"))
+    assert code == 2 and "GB of memory" in err and "worlds" in err and "--force" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_replacing_an_earlier_runs_files_is_said(capsys, tmp_path):
+    """A folder holding a yearly.csv counts as an earlier run; the run now says what it replaces."""
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "yearly.csv").write_text("mine\n")
+    code, err = run_cli(capsys, "run", "baseline", *TINY, "--years", "1", "-q", "--out", str(out))
+    assert code == 0 and f"note: replacing yearly.csv in {out}" in err
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("argv", [["schema"], ["validate", "baseline"], ["assumptions", "--json"]])
+def test_output_to_a_full_disk_is_a_clear_error(argv):
+    """`schema > /dev/full` was "internal error: OSError: [Errno 28]" with exit 1 (like `>&-`, item 7)."""
+    import subprocess
+    import sys
+
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "-m", "portfolio_sim.cli", *argv], stdout=full,
+                           stderr=subprocess.PIPE, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert b"cannot write the output (No space left on device)" in r.stderr and b"internal error" not in r.stderr
+
+
+def test_discover_refuses_its_out_before_the_analysis(capsys, tmp_path):
+    """`discover ... --out /etc` ran PRIM and SALib (15 s here) before refusing the folder."""
+    code, err = run_cli(capsys, "discover", str(tmp_path / "missing.db"), "--outcome", "mean_achievement",
+                        "--below", "0", "--out", "/etc")
+    assert code == 2 and "no such results store" in err       # the store is checked first, as before
+    from unittest import mock
+
+    with mock.patch("portfolio_sim.uncertainty.discovery.cases_from_store",
+                    side_effect=AssertionError("analysis started")):
+        db = tmp_path / "r.db"
+        db.write_bytes(b"")
+        code, err = run_cli(capsys, "discover", str(db), "--outcome", "mean_achievement", "--below", "0",
+                            "--out", "/etc")
+    assert code == 2 and "--out /etc: inside the system folder /etc" in err

@@ -334,3 +334,26 @@ def test_room_scenarios_are_kept_small_enough_to_step_live():
     s.run.seeds = 6
     with pytest.raises(RoomError, match="6 seeds: a room steps all of them live; allowed 1 to 5"):
         sim.check_room_scenario(s)
+
+
+def test_hostile_motions_and_names_are_refused(store):
+    """Issue 15 re-audit: school=10**30 raised OverflowError out of SQLite; -5 and True were stored as
+    motions; a 100 KB choice was echoed whole; names with terminal escapes or NUL were shown to the room."""
+    import numpy as np
+
+    room, key = store.create_room(small())
+    store.open_round(room.code, key)
+    for school in (10**30, -5, True, 2.0, "3"):
+        with pytest.raises(RoomError, match="is not a school"):
+            store.propose(room.code, key, "intervention", "spare", school=school)
+    store.propose(room.code, key, "intervention", "spare", school=np.int64(2))      # numpy ids are fine
+    with pytest.raises(RoomError, match="is not a choice") as info:
+        store.propose(room.code, key, "intervention", "x" * 100_000)
+    assert len(str(info.value)) < 300
+    for name in ("\x1b[31mred", "nul\x00byte"):
+        with pytest.raises(RoomError, match="no control characters"):
+            store.join(room.code, name, "parents")
+    parent = store.join(room.code, "Pat", "parents")
+    store.call_vote(room.code, key, seconds=60)
+    with pytest.raises(RoomError, match="you joined as Parents"):
+        store.vote(room.code, parent.token, "intervention:2", "yes")

@@ -171,3 +171,89 @@ def test_reading_never_changes_the_database(db: Path, tmp_path: Path, capsys: py
     finally:
         ro.chmod(0o644)
     shutil.rmtree(tmp_path / "nothing", ignore_errors=True)
+
+
+# -- issue 15 re-audit ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("store", ["://", "/dev/null", "foreign", "damaged"])
+def test_dry_run_refuses_the_store_the_sweep_would_refuse(store: str, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """`sweep --dry-run` said OK for a --db the sweep itself refuses ('://', /dev/null, another program's
+    database, a damaged file); it checks without writing anything."""
+    path = tmp_path / "other.db"
+    if store == "foreign":
+        con = sqlite3.connect(path)
+        con.execute("CREATE TABLE experiments (id INTEGER PRIMARY KEY, title TEXT)")
+        con.commit()
+        con.close()
+    elif store == "damaged":
+        path.write_bytes(b"SQLite format 3\x00" + b"\x07" * 4000)
+    db = str(path) if store in ("foreign", "damaged") else store
+    before = path.read_bytes() if path.exists() else None
+    assert main(["sweep", str(TINY), "--db", db, "--dry-run"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: --db ") and "Traceback" not in captured.err, captured.err
+    assert "OK:" not in captured.out
+    assert (path.read_bytes() if path.exists() else None) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["other.db"] if before is not None else [])
+
+
+def test_a_new_store_in_a_system_or_source_folder_is_refused(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """`sweep --db /etc/x.db` created a 221 KB database in /etc (and in src/portfolio_sim) while
+    `run --out` and `results --out` refuse those folders."""
+    import portfolio_sim
+
+    package = Path(portfolio_sim.__file__).resolve().parent
+    for db in ("/etc/portfolio_sim_test.db", str(package / "portfolio_sim_test.db")):
+        try:
+            for extra in ([], ["--dry-run"]):
+                assert main(["sweep", str(TINY), "--db", db, "-q", *extra]) == 2
+                assert "give a folder of" in capsys.readouterr().err
+                assert not Path(db).exists()
+        finally:        # a regression must not leave a database in /etc
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                try:
+                    Path(db + suffix).unlink(missing_ok=True)
+                except OSError:
+                    pass
+
+
+def test_results_scenario_of_an_impossible_point_exits_2(db: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """--scenario 10**30 raised OverflowError (exit 1); a stored scenario that does not validate raised
+    a pydantic ValidationError (exit 1)."""
+    assert main(["results", str(db), "--scenario", str(10**30)]) == 2
+    assert "has no point 1000000000000000000000000000000 (points 0 to 3)" in capsys.readouterr().err
+    bad = copy_db(db, tmp_path)
+    con = sqlite3.connect(bad)
+    con.execute("""UPDATE points SET scenario = '{"district": 5}'""")
+    con.commit()
+    con.close()
+    assert main(["results", str(bad), "--scenario", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "point 0 holds no valid scenario" in err and "internal error" not in err
+    assert main(["results", "/dev/null"]) == 2
+    assert "not a regular file" in capsys.readouterr().err
+
+
+def test_exports_may_go_in_the_project_folder_but_not_over_its_files(db: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """README's `portfolio-sim results results/X.db --out closure.parquet`, run from the checkout, was
+    refused as "the portfolio_sim source folder"; replacing pyproject.toml with --scenario N --out is not."""
+    from portfolio_sim.outdir import _package_tree
+
+    root = _package_tree()
+    if not (root / "pyproject.toml").is_file():
+        pytest.skip("not a checkout")
+    monkeypatch.chdir(root)
+    out = root / "test_export_audit15.parquet"
+    try:
+        assert main(["results", str(db), "--out", out.name]) == 0
+        assert out.is_file()
+    finally:
+        out.unlink(missing_ok=True)
+    before = (root / "pyproject.toml").read_bytes()
+    assert main(["results", str(db), "--scenario", "0", "--out", "pyproject.toml"]) == 2
+    assert "a file of the portfolio_sim project folder" in capsys.readouterr().err
+    assert (root / "pyproject.toml").read_bytes() == before

@@ -35,13 +35,16 @@ class Estimate:
         return f"about {self.memory_mb / 1024:,.1f} GB of memory and {when} on one core"
 
 
-def estimate(scenario) -> Estimate:  # noqa: ANN001 - a Scenario
+def estimate(scenario, runs: int | None = None, workers: int = 1) -> Estimate:  # noqa: ANN001 - a Scenario
+    """`runs`: how many runs of the scenario (default its seeds; `run --worlds N`: N x seeds, `robustness`
+    twice that), `workers` processes each holding a district. Time is CPU time on one core."""
     d, r = scenario.district, scenario.run
+    runs = r.seeds if runs is None else runs
     students, schools = d.students, d.schools + d.charter_schools
     schools_end = schools + r.years * (scenario.eligibility.new_schools_per_year)
-    memory = (BASE_MB + students * MB_PER_STUDENT + schools_end * MB_PER_SCHOOL
-              + r.seeds * schools_end * (r.years + 1) * MB_PER_SCHOOL_YEAR_KEPT)
-    seconds = r.seeds * students * (SETUP_US_PER_STUDENT + max(0, r.years - 1) * US_PER_STUDENT_YEAR) / 1e6
+    memory = (BASE_MB + max(1, min(workers, runs)) * (students * MB_PER_STUDENT + schools_end * MB_PER_SCHOOL)
+              + runs * schools_end * (r.years + 1) * MB_PER_SCHOOL_YEAR_KEPT)
+    seconds = runs * students * (SETUP_US_PER_STUDENT + max(0, r.years - 1) * US_PER_STUDENT_YEAR) / 1e6
     return Estimate(memory, seconds)
 
 
@@ -60,18 +63,19 @@ def available_mb() -> float | None:
         return None
 
 
-def check_budget(scenario, force: bool = False) -> Estimate:  # noqa: ANN001
+def check_budget(scenario, force: bool = False, runs: int | None = None,  # noqa: ANN001
+                 workers: int = 1) -> Estimate:
     """The estimate; a ScenarioError when it is above what the machine has (unless `force`)."""
-    est = estimate(scenario)
+    est = estimate(scenario, runs, workers)
     if force:
         return est
     avail = available_mb()
     if avail is not None and est.memory_mb > avail:
         raise ScenarioError(f"this run needs {est.describe()}, but only {avail / 1024:,.1f} GB of memory is "
-                            "available; use fewer students, schools or seeds (or `portfolio-sim sweep`), or "
+                            "available; use fewer students, schools, seeds or worlds (or `portfolio-sim sweep`), or "
                             "--force to run anyway")
     if est.seconds > MAX_RUN_HOURS * 3600:
         raise ScenarioError(f"this run needs {est.describe()}, above the {MAX_RUN_HOURS:g}-hour limit of "
-                            "`run`; use fewer seeds or `portfolio-sim sweep` (resumable, parallel), or --force "
+                            "`run`; use fewer seeds or worlds, or `portfolio-sim sweep` (resumable, parallel), or --force "
                             "to run anyway")
     return est

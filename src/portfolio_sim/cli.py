@@ -10,6 +10,7 @@ files are TOML and `--set` values are TOML literals (see :func:`portfolio_sim.sc
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import re
 import sys
@@ -101,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     rob.add_argument("--seed", type=int, metavar="S", help="root seed (default: SCENARIO's run.seed)")
     add_set(rob)
     rob.add_argument("--out", metavar="DIR", help="output directory (default: runs/robustness_<SCENARIO>)")
+    rob.add_argument("--force", action="store_true",
+                     help="write into a non-empty --out folder that is not an earlier run, and run even when "
+                          "the estimated memory or time is above the limits (docs/PERFORMANCE.md, Limits)")
     add_world_args(rob)
     rob.set_defaults(worlds=None)
 
@@ -180,8 +184,17 @@ def prepare_out_dir(out: str | None, scenario_name: str, force: bool = False) ->
     """The run's output folder, created; refused (exit 2) where a run may not write (portfolio_sim.outputs)."""
     from portfolio_sim.outdir import check_out_dir
 
+    from portfolio_sim.outdir import RUN_FILES
+
     path = Path(out) if out else Path("runs") / _safe_dirname(scenario_name)
     check_out_dir(path, force)
+    if path.is_dir():     # an earlier run's files are replaced: say which, so nothing goes unnoticed
+        try:
+            replaced = sorted(e.name for e in os.scandir(path) if e.name in RUN_FILES)
+        except OSError:
+            replaced = []
+        if replaced:
+            print(f"note: replacing {', '.join(replaced)} in {path} (an earlier run's files)", file=sys.stderr)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -208,13 +221,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from portfolio_sim.decisions import decisions_toml, load_decisions, per_school
     from portfolio_sim.kernel import derive_seeds, single_run, stack_seeds, summarize, yearly_table
     from portfolio_sim.report import write_report
-    from portfolio_sim.scenario import load_scenario
+    from portfolio_sim.scenario import Override, load_scenario
 
     overrides = list(args.overrides)
     for flag, key in (("years", "run.years"), ("seeds", "run.seeds"), ("seed", "run.seed")):
         value = getattr(args, flag)
         if value is not None:
-            overrides.append(f"{key}={value}")
+            overrides.append(Override(f"{key}={value}", f"--{flag} {value}"))   # errors name the flag
     scenario = load_scenario(args.scenario, overrides)
     decided = load_decisions(args.decisions, scenario.run.years) if args.decisions else {}
     chosen = per_school(decided)
@@ -416,7 +429,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help/--version (0) or a usage error (2, message printed)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()          # a full disk shows here, not as "Exception ignored" at exit
+        return code
     except ScenarioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -429,13 +444,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError:
             pass
         return 0
+    except OSError as exc:
+        if exc.errno not in _NO_ROOM:
+            return _internal_error(exc)
+        # `> /dev/full`, a full disk or quota: the output cannot be written; not a fault of the program
+        print(f"error: cannot write the output ({exc.strerror}); free some space or write elsewhere",
+              file=sys.stderr)
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the flush at exit would fail again
+        except OSError:
+            pass
+        return 2
     except Exception as exc:
-        print(f"internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        if os.environ.get(DEBUG_ENV):
-            traceback.print_exc()
-        else:
-            print(f"(re-run with {DEBUG_ENV}=1 to see the traceback)", file=sys.stderr)
-        return 1
+        return _internal_error(exc)
+
+
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+
+
+def _internal_error(exc: BaseException) -> int:
+    """Exit 1 for an unexpected failure (called inside the handler, so the traceback is at hand)."""
+    print(f"internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+    if os.environ.get(DEBUG_ENV):
+        traceback.print_exc()
+    else:
+        print(f"(re-run with {DEBUG_ENV}=1 to see the traceback)", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from portfolio_sim.errors import ScenarioError
-from portfolio_sim.inputs import parse_toml, read_text, short
+from portfolio_sim.inputs import parse_toml, read_text, short, shown
 
 WORKSHOP = "workshop decision"
 
@@ -72,7 +72,7 @@ class Decisions:
             if not isinstance(school, int) or isinstance(school, bool) or school < 0:
                 raise ScenarioError(f"schools: {school!r} is not a school id; allowed: a whole number from 0")
             if point not in PER_SCHOOL:
-                raise ScenarioError(f"schools.{school}: {point!r} cannot be decided school by school; "
+                raise ScenarioError(f"schools.{school}: {shown(point)} cannot be decided school by school; "
                                     f"allowed: {', '.join(PER_SCHOOL)}")
             _check(point, choice, f"schools.{school}.{point}")
             if (school, point) in seen:
@@ -115,7 +115,7 @@ class Decisions:
 def _check(point: str, value: Any, where: str) -> None:
     allowed = get_args(_TYPES[point])
     if value not in allowed:
-        raise ScenarioError(f"{where}: {value!r} is not a decision; allowed: " + ", ".join(allowed))
+        raise ScenarioError(f"{where}: {shown(value)} is not a decision; allowed: " + ", ".join(allowed))
 
 
 _TYPES = {"intervention": Intervention, "renewal": Renewal, "applications": Applications, "board": BoardAction}
@@ -156,7 +156,7 @@ def decisions_from(data: Any, where: str = "decisions") -> Decisions:
         raise ScenarioError(f"{where}: expected a table of decisions, got {type(data).__name__}")
     unknown = sorted(set(data) - set(_TYPES) - {"schools"})
     if unknown:
-        raise ScenarioError(f"{where}: unknown decision(s) {', '.join(unknown)}; allowed: "
+        raise ScenarioError(f"{where}: unknown decision(s) {', '.join(short(k) for k in unknown[:5])}; allowed: "
                             f"{', '.join(_TYPES)}, schools")
     per_school: list[tuple[int, str, str]] = []
     table = data.get("schools", {})
@@ -204,7 +204,7 @@ def loads_decisions(text: str, source: str = "decisions", years: int | None = No
     data = parse_toml(text, source)
     extra = sorted(set(data) - {"year"})
     if extra:
-        raise ScenarioError(f"{source}: unknown table(s) {', '.join(extra)}; allowed: [year.N] tables, "
+        raise ScenarioError(f"{source}: unknown table(s) {', '.join(short(k) for k in extra[:5])}; allowed: [year.N] tables, "
                             "N a simulated year")
     table = data.get("year", {})
     if not isinstance(table, dict):
@@ -214,6 +214,8 @@ def loads_decisions(text: str, source: str = "decisions", years: int | None = No
         if not _whole_number(key) or int(key) < 1 or (years is not None and int(key) > years):
             allowed = f"1 to {years}" if years is not None else "a whole number from 1"
             raise ScenarioError(f"{source}: [year.{short(key)}] is not a simulated year; allowed: {allowed}")
+        if int(key) in out:     # [year.1] and [year.01]: one would silently replace the other
+            raise ScenarioError(f"{source}: [year.{key}] is year {int(key)} again; allowed: each year once")
         out[int(key)] = decisions_from(value, where=f"{source}: year.{key}")
     return out
 

@@ -71,31 +71,43 @@ def _resolve(path: Path, shown: str) -> Path:
         raise OutputError(f"--out {shown}: cannot resolve the path ({exc})") from None
 
 
-def _check_not_system(real: Path, shown: str) -> None:
-    """Not inside a system folder or the package's own source tree."""
+def _check_not_system(real: Path, shown: str, project_root_ok: bool = False) -> None:
+    """Not inside a system folder or the package's own source tree (`project_root_ok`: the checkout's
+    root folder itself is allowed, for a single named file such as an export)."""
     for system in SYSTEM_DIRS:
         if real == Path(system) or Path(system) in real.parents:
             raise OutputError(f"--out {shown}: inside the system folder {system}; give a folder of your own")
     tree = _package_tree()
     package = Path(__file__).resolve().parent
+    if project_root_ok and real == tree and tree != package:
+        return
     # the package, anything in it, or a folder holding it within the checkout (the project root, src/)
     if real == package or package in real.parents or (real in package.parents and (real == tree or tree in real.parents)):
         raise OutputError(f"--out {shown}: the portfolio_sim source folder; give a folder of its own, "
                           "e.g. runs/NAME")
 
 
-def check_out_file(path: Path) -> bool:
+EXPORT_SUFFIXES = (".parquet", ".csv", ".gz", ".bz2", ".xz", ".db", ".sqlite")   # files made from a store
+
+
+def check_out_file(path: Path, replace_in_project: bool = False) -> bool:
     """Refuse an output FILE (``results --out F.parquet``) a user should not write: a path too long or
     deep, a file directly in the file-system root, inside a system folder or the package source, or a
-    name taken by a folder, device, pipe or socket. Returns whether a regular file (or a symlink, which
-    the atomic write replaces without following) is there already: it is replaced, as a derived export
-    can be made again from the database."""
+    name taken by a folder, device, pipe or socket. In the root folder of a checkout (where README's
+    commands run) a new file, or an earlier export (.parquet, .csv, ...), is fine; an existing project
+    file (pyproject.toml, README.md, ...) is refused unless `replace_in_project`. Returns whether a
+    regular file (or a symlink, which the atomic write replaces without following) is there already: it
+    is replaced, as a derived export can be made again from the database."""
     shown = _shown(path)
     _check_shape(path, shown)
     parent = _resolve(path.parent, shown)
     if parent == Path(parent.anchor):
         raise OutputError(f"--out {shown}: a file in the file-system root; give a path in a folder of your own")
-    _check_not_system(parent, shown)
+    _check_not_system(parent, shown, project_root_ok=True)
+    if (parent == _package_tree() and not replace_in_project and not path.is_symlink() and path.is_file()
+            and not path.name.lower().endswith(EXPORT_SUFFIXES)):
+        raise OutputError(f"--out {shown}: a file of the portfolio_sim project folder is there; give a new "
+                          "name, or a folder of your own (e.g. results/NAME)")
     if path.is_symlink():
         return True
     if path.exists():

@@ -436,15 +436,27 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _note_origins(data: dict[str, Any], label: str, origins: dict[tuple[str, ...], str]) -> None:
-    """Record which file (or --set) set each field, so an error names the place to fix."""
+def _note_origins(data: dict[str, Any], label: str, origins: dict[tuple[str, ...], str],
+                  prefix: tuple[str, ...] = ()) -> None:
+    """Record which file (or --set) set each field, at any depth (assumptions.politics.incumbency is
+    three deep), so an error names the place to fix: a value belongs to the last place that set it, a
+    table to the first (a child's `[assumptions.politics]` does not take over its parent's values)."""
     for key, value in data.items():
+        path = (*prefix, str(key))
         if isinstance(value, dict):
-            origins[(key,)] = origins.get((key,), label)
-            for sub in value:
-                origins[(key, str(sub))] = label
+            origins[path] = origins.get(path, label)
+            _note_origins(value, label, origins, path)
         else:
-            origins[(key,)] = label
+            origins[path] = label
+
+
+def _origin(origins: dict[tuple[str, ...], str], loc: tuple[Any, ...]) -> str | None:
+    """The place that set the value at `loc`, or the nearest table holding it."""
+    key = tuple(str(p) for p in loc)
+    for n in range(len(key), 0, -1):
+        if key[:n] in origins:
+            return origins[key[:n]]
+    return None
 
 
 def load_raw(path: Path, _seen: tuple[Path, ...] = (),
@@ -495,6 +507,22 @@ def _text_field(keys: list[str]) -> bool:
     return field is not None and field.annotation in (str, str | None)
 
 
+class Override(str):
+    """A PATH=VALUE override that came from a flag such as `--seeds 3` (`label`): messages name the flag
+    the user typed, not a --set they did not."""
+
+    label: str
+
+    def __new__(cls, text: str, label: str) -> Override:
+        obj = super().__new__(cls, text)
+        obj.label = label
+        return obj
+
+
+def _set_label(text: str) -> str:
+    return text.label if isinstance(text, Override) else f"--set {shown(text)}"
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """`accountability.closure_percentile=10` -> (["accountability", "closure_percentile"], 10).
 
@@ -503,7 +531,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     (name, description, a CSV path) takes the value as written unless it is quoted. One line only: a
     newline would silently hide what follows it.
     """
-    where = f"--set {shown(text)}"
+    where = _set_label(text)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -544,9 +572,15 @@ def apply_overrides(data: dict[str, Any], overrides: list[str],
             node = child
         node[keys[-1]] = value
         if origins is not None:
-            label = f"--set {shown(text)}"
-            origins[tuple(keys[:2])] = label
-            origins[tuple(keys[:1])] = origins.get(tuple(keys[:1]), label)
+            label = _set_label(text)
+            path = tuple(keys)
+            for known in [k for k in origins if k[:len(path)] == path]:   # the --set replaced them
+                del origins[known]
+            for n in range(1, len(path)):
+                origins[path[:n]] = origins.get(path[:n], label)
+            origins[path] = label
+            if isinstance(value, dict):
+                _note_origins(value, label, origins, path)
             if len(keys) == 2 and keys[0] == "district" and keys[1] in dict(PATH_LEVERS).values() \
                     and isinstance(value, str) and value and "\x00" not in value:
                 node[keys[-1]] = str(Path(value).resolve())     # relative to where the command runs
@@ -632,12 +666,11 @@ def format_validation_error(exc: ValidationError, source: str,
     for err in exc.errors():
         origin = source
         if origins:
-            key = tuple(str(p) for p in tuple(err.get("loc", ()))[:2])
-            origin = origins.get(key) or origins.get(key[:1]) or source
+            origin = _origin(origins, tuple(err.get("loc", ()))) or source
         by_origin.setdefault(origin, []).append(_error_line(err, _allowed))
     lines: list[str] = []
     for origin, items in by_origin.items():
-        lines.append(f"{origin}: invalid scenario" if not origin.startswith("--set") else f"{origin}: invalid value")
+        lines.append(f"{origin}: invalid value" if origin.startswith("--") else f"{origin}: invalid scenario")
         lines += items
     return "\n".join(lines)
 

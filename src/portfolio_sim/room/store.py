@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 import os
 import re
 import secrets
@@ -41,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from portfolio_sim.decisions import CHOICES, PER_SCHOOL, QUESTIONS, SCHOOL_CHOICES, Decisions
+from portfolio_sim.inputs import shown
 from portfolio_sim.scenario import Scenario, loads_scenario
 
 # -- codes -------------------------------------------------------------------------------------------
@@ -92,6 +94,7 @@ VOTES = {"yes": "Yes", "no": "No", "abstain": "Abstain"}
 SIGNALS = {"support": "Support", "concern": "Concern", "question": "Question"}
 MAX_NAME = 40
 MAX_COMMENT = 280
+MAX_SCHOOL_ID = 2**31 - 1                        # a school id fits a 32-bit integer (SQLite, numpy)
 ALL_SCHOOLS = -1                                 # a motion for every school at its decision point
 PHASES = ("waiting", "agenda", "voting", "decided", "done")
 
@@ -389,6 +392,8 @@ class RoomStore:
             raise RoomError("Enter your name (as the room should see it).")
         if len(clean) > MAX_NAME:
             raise RoomError(f"Names are at most {MAX_NAME} characters.")
+        if not clean.isprintable():      # control characters (terminal escapes, NUL) shown on every screen
+            raise RoomError("Names are letters, digits, spaces and punctuation (no control characters).")
         if role not in ROLES:
             raise RoomError(f"'{role}' is not a role; allowed: {', '.join(ROLES)}")
         token = secrets.token_urlsafe(18)
@@ -452,11 +457,16 @@ class RoomStore:
         """Put a motion on this round's agenda (or change it; choice "rule" withdraws it)."""
         if point not in QUESTIONS:
             raise RoomError(f"'{point}' is not a decision point; allowed: {', '.join(QUESTIONS)}")
+        if isinstance(school, bool) or not isinstance(school, numbers.Integral) or not (
+                school == ALL_SCHOOLS or 0 <= school <= MAX_SCHOOL_ID):
+            # an id the store could not hold (10**30 overflows SQLite) or that no school has
+            raise RoomError(f"{str(school)[:20]!r} is not a school; allowed: a school id from 0 "
+                            f"(or {ALL_SCHOOLS} for every school)")
         options = CHOICES[point] if school == ALL_SCHOOLS else SCHOOL_CHOICES.get(point)
         if school != ALL_SCHOOLS and point not in PER_SCHOOL:
             raise RoomError(f"'{point}' cannot be decided school by school; allowed: {', '.join(PER_SCHOOL)}")
         if options is None or choice not in options:
-            raise RoomError(f"'{choice}' is not a choice for {point}; allowed: {', '.join(options or {})}")
+            raise RoomError(f"{shown(choice, 40)} is not a choice for {point}; allowed: {', '.join(options or {})}")
         with self._tx():
             row = self._open_room(code)
             self._proposer(row, actor)
@@ -505,7 +515,7 @@ class RoomStore:
             row = self._open_room(code)
             p = self._participant_row(row["code"], token)
             if not ROLES[p["role"]].votes:
-                raise RoomError(f"{ROLES[p['role']].label}s do not vote; board members do.")
+                raise RoomError(f"Only board members vote; you joined as {ROLES[p['role']].label} (other roles do not vote).")
             if row["phase"] == "voting" and self.clock() >= row["deadline"]:
                 self._close_vote(row, "deadline")
                 raise RoomError("Too late: the vote closed when its time ran out.")

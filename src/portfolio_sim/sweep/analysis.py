@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 from sqlalchemy import MetaData, Table, func, inspect, select
 from sqlalchemy.exc import DBAPIError, NoSuchTableError
 
@@ -59,6 +60,9 @@ class Results:
     def __init__(self, db: str | Path, experiment: str | None = None):
         self.url = normalize_url(db)
         path = sqlite_path(self.url)
+        if path is not None and path.exists() and not path.is_file():
+            raise StoreError(f"{path}: not a regular file (a folder, device or pipe); allowed: a SQLite file "
+                             "written by `portfolio-sim sweep` or a database URL")
         if path is not None and not path.is_file():
             raise StoreError(f"{path}: no such results database")
         self.engine = make_engine(self.url, writer=False)
@@ -320,12 +324,19 @@ class Results:
         from portfolio_sim.scenario import Scenario
 
         exp = self._exp(experiment)
+        if isinstance(point, bool) or not isinstance(point, int) or not 0 <= point < max(exp.n_points, 1):
+            # checked before the query: 10**30 does not fit an SQL integer (OverflowError)
+            raise StoreError(f"experiment {exp.name!r} has no point {str(point)[:40]} (points 0 to {exp.n_points - 1})")
         with self.engine.connect() as conn:
             row = conn.execute(select(points_table.c.scenario).where(
                 (points_table.c.experiment_id == exp.id) & (points_table.c.point_index == point))).first()
         if row is None:
             raise StoreError(f"experiment {exp.name!r} has no point {point} (points 0 to {exp.n_points - 1})")
-        return Scenario.model_validate(row[0])
+        try:
+            return Scenario.model_validate(row[0])
+        except ValidationError as exc:      # a damaged or hand-edited store
+            raise StoreError(f"{friendly_db(self.url)}: point {point} holds no valid scenario "
+                             f"({exc.error_count()} problem(s), first: {exc.errors()[0].get('msg', '')})") from None
 
     # -- summaries ----------------------------------------------------------------------------------
     def summary(self, metric: str, year: int | None = None, by: list[str] | None = None,

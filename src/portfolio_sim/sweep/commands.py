@@ -297,9 +297,10 @@ def _first_error(db: str, experiment: str) -> str:
 
 def _dry_run(exp: Any, db_url: str) -> int:
     from portfolio_sim.sweep.spec import check_point_files
-    from portfolio_sim.sweep.store import friendly_db, sqlite_path
+    from portfolio_sim.sweep.store import check_store, friendly_db, sqlite_path
 
     check_point_files(exp)      # district CSVs, read and validated as the runs will
+    check_store(db_url)         # an unusable --db is refused here as the sweep would refuse it
     print(f"OK: {exp.summary()}")
     print(f"  base: {exp.base_path}; seed {exp.seed}" + (" (common random numbers)" if exp.common_random_numbers else ""))
     outputs = ["yearly"] + (["schools"] if exp.keep_schools else []) + (["events"] if exp.keep_events else [])

@@ -336,6 +336,7 @@ def make_engine(url: str, writer: bool = False) -> Engine:
                 raise StoreError(f"--db {path}: not a regular file; allowed: a SQLite database file (existing "
                                  "or to be created) or a database URL")
             if path is not None and writer:
+                check_store_place(path)
                 try:
                     path.parent.mkdir(parents=True, exist_ok=True)
                 except OSError as exc:
@@ -369,6 +370,59 @@ def make_engine(url: str, writer: bool = False) -> Engine:
         raise
     except (ImportError, SQLAlchemyError) as exc:
         raise StoreError(f"--db {display_url(url)}: cannot use this database ({exc})") from None
+
+
+def refuse_foreign(engine: Engine, shown: str) -> None:
+    """A table of our names lacking its columns (an `experiments` table of another program) means the
+    database belongs to something else: refused before a table is created in it. Unrelated tables are
+    left alone (a shared PostgreSQL database has others)."""
+    insp = inspect(engine)
+    existing = set(insp.get_table_names())
+    if not existing:
+        return
+    migrated = {yearly_table.name, panel_table.name, sessions_table.name}   # columns added on open
+    refuse_missing_columns(insp, [t for t in Base.metadata.sorted_tables
+                                  if t.name in existing and t.name not in migrated], shown)
+
+
+def refuse_missing_columns(insp: Any, tables: Iterable[Table], shown: str) -> None:
+    for table in tables:
+        have = {c["name"] for c in insp.get_columns(table.name)}
+        missing = [c.name for c in table.columns if c.name not in have]
+        if missing:
+            raise StoreError(f"--db {shown}: not a portfolio_sim results database (table "
+                             f"{table.name!r} lacks column(s) {', '.join(missing[:5])}); use another --db")
+
+
+def check_store_place(path: Path) -> None:
+    """A SQLite store the sweep writes obeys the rules of every other output (portfolio_sim.outdir): never
+    in the file-system root, a system folder (/etc, /usr, ...) or the package source."""
+    from portfolio_sim.outdir import OutputError, check_out_file
+
+    try:
+        check_out_file(path, replace_in_project=True)   # an existing file is resumed or refused as foreign
+    except OutputError as exc:
+        raise StoreError(str(exc).replace("--out ", "--db ", 1)) from None
+
+
+def check_store(url: str) -> None:
+    """What a sweep would refuse about its store, checked without writing anything (for --dry-run): a
+    URL that does not parse, a path that is not a regular file, a system folder, and a SQLite file that
+    belongs to another program or is damaged. A server is not contacted."""
+    engine = make_engine(url, writer=False)      # parses the URL; refuses /dev/null, a FIFO, a directory
+    try:
+        path = sqlite_path(url)
+        if path is None:
+            return
+        check_store_place(path)
+        if path.is_file() and path.stat().st_size:
+            try:
+                refuse_foreign(engine, friendly_db(url))       # read-only, as a sweep checks first
+            except DBAPIError as exc:
+                raise StoreError(f"--db {friendly_db(url)}: cannot open the database "
+                                 f"({str(exc.orig).strip() if exc.orig else exc})") from None
+    finally:
+        engine.dispose()
 
 
 def git_info() -> tuple[str | None, bool | None]:
@@ -533,16 +587,7 @@ class Store:
                     pass
 
     def _check_foreign(self, engine: Engine) -> None:
-        """A table of our names lacking its columns (an `experiments` table of another program) means the
-        database belongs to something else: refused before a table is created in it. Unrelated tables are
-        left alone (a shared PostgreSQL database has others)."""
-        insp = inspect(engine)
-        existing = set(insp.get_table_names())
-        if not existing:
-            return
-        migrated = {yearly_table.name, panel_table.name, sessions_table.name}   # columns added on open
-        self._refuse_missing_columns(insp, [t for t in Base.metadata.sorted_tables
-                                            if t.name in existing and t.name not in migrated])
+        refuse_foreign(engine, self.display_url)
 
     def _check_tables(self) -> None:
         """Every table has the columns this version writes (a database that has an `experiments` table of
@@ -550,12 +595,7 @@ class Store:
         self._refuse_missing_columns(inspect(self.engine), Base.metadata.sorted_tables)
 
     def _refuse_missing_columns(self, insp: Any, tables: Iterable[Table]) -> None:
-        for table in tables:
-            have = {c["name"] for c in insp.get_columns(table.name)}
-            missing = [c.name for c in table.columns if c.name not in have]
-            if missing:
-                raise StoreError(f"--db {self.display_url}: not a portfolio_sim results database (table "
-                                 f"{table.name!r} lacks column(s) {', '.join(missing[:5])}); use another --db")
+        refuse_missing_columns(insp, tables, self.display_url)
 
     def _check_schema_version(self) -> None:
         with self.engine.begin() as conn:

@@ -36,6 +36,11 @@ def run_worlds(args: argparse.Namespace, scenario: Scenario, prepare_out_dir: Ca
     from portfolio_sim.kernel import derive_seeds
 
     _check_counts(args)
+    from portfolio_sim.budget import check_budget
+    # before the worlds are drawn: --worlds 1000000000 would need 954 GiB for the draws alone
+    if not scenario.district.schools_csv:       # with CSVs the size is known only once they are read
+        check_budget(scenario, getattr(args, "force", False), runs=args.worlds * scenario.run.seeds,
+                     workers=args.workers)
     worlds = sample_worlds(args.worlds, scenario.run.seed, _vary(args))
     out = prepare_out_dir(args.out, scenario.name)
     seeds = derive_seeds(scenario.run.seed, scenario.run.seeds)
@@ -104,10 +109,14 @@ def cmd_robustness(args: argparse.Namespace, prepare_out_dir: Callable[[str | No
     design = load_scenario(args.scenario, overrides)
     alternative = load_scenario(args.against, overrides)
     root = design.run.seed if args.seed is None else args.seed
+    from portfolio_sim.budget import check_budget
+    for scenario in (design, alternative):   # each design runs on every world and seed
+        if not scenario.district.schools_csv:
+            check_budget(scenario, args.force, runs=2 * args.worlds * args.seeds, workers=args.workers)
     vary = _vary(args)
     from portfolio_sim.uncertainty.worlds import sample_worlds
     sample_worlds(1, root, vary)  # bad --vary fails before any run
-    out = prepare_out_dir(args.out, f"robustness_{design.name}")
+    out = prepare_out_dir(args.out, f"robustness_{design.name}", args.force)
     detail = robustness_detail(design, alternative, args.worlds, args.seeds, root, design.run.years, vary,
                                args.workers)
     table = detail.table
@@ -144,6 +153,9 @@ def cmd_discover(args: argparse.Namespace, prepare_out_dir: Callable[[str | None
     if "://" not in args.db and not Path(args.db).is_file():
         raise CliError(f"{args.db}: no such results store; allowed: a SQLite file written by `portfolio-sim "
                        "sweep` or a database URL")
+    if args.out:        # an unusable --out is refused before the analysis, not after it
+        from portfolio_sim.outdir import check_out_dir
+        check_out_dir(Path(args.out))
     x, y = cases_from_store(args.db, args.outcome, args.year, args.experiment)
     d = discover(x, y, args.outcome, args.below, args.above, args.min_coverage)
     print(f"{d.rule}: {d.failing} of {d.cases} runs fail")
