@@ -150,6 +150,22 @@ def test_a_damaged_results_database_exits_2(db: Path, tmp_path: Path, damage: st
             assert err.startswith("error: ") and "Traceback" not in err, err
 
 
+@pytest.mark.parametrize("version, says", [("999", "written by a newer portfolio_sim"), ("x", "is not a number")])
+def test_a_store_of_a_newer_schema_is_refused_by_results(db: Path, tmp_path: Path, version: str, says: str,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """A newer version's layout may not read as this one expects: `results` says so (exit 2) rather than
+    reading it (the writer, `sweep`, already refused it)."""
+    newer = copy_db(db, tmp_path)
+    con = sqlite3.connect(newer)
+    con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (version,))
+    assert con.total_changes == 1
+    con.commit()
+    con.close()
+    assert main(["results", str(newer)]) == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err, err
+
+
 def test_reading_never_changes_the_database(db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ro = copy_db(db, tmp_path, "readonly.db")
     digest = hashlib.sha256(ro.read_bytes()).hexdigest()

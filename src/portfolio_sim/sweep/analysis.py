@@ -33,10 +33,12 @@ from sqlalchemy.exc import DBAPIError, NoSuchTableError
 from portfolio_sim.sweep.store import (
     DONE,
     FAILED,
+    SCHEMA_VERSION,
     StoreError,
     experiments_table,
     friendly_db,
     make_engine,
+    meta_table,
     normalize_url,
     points_table,
     runs_table,
@@ -81,9 +83,28 @@ class Results:
         if missing:
             raise StoreError(f"{friendly_db(self.url)}: not a complete portfolio_sim results database (missing "
                              f"table(s): {', '.join(missing)})")
+        self._check_schema_version(have)
         if experiment is not None and experiment not in names:
             raise StoreError(f"{friendly_db(self.url)}: no experiment {experiment!r}; experiments: "
                              + (", ".join(names) or "none"))
+
+    def _check_schema_version(self, tables: set[str]) -> None:
+        """A store laid out by a newer portfolio_sim may not read as this version expects: refuse it."""
+        if "meta" not in tables:
+            return
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(select(meta_table.c.value).where(meta_table.c.key == "schema_version")).first()
+        except DBAPIError:
+            return
+        try:
+            version = int(row[0]) if row is not None else SCHEMA_VERSION
+        except (TypeError, ValueError):
+            raise StoreError(f"{friendly_db(self.url)}: its schema_version {str(row[0])[:40]!r} is not a number; "
+                             "not a portfolio_sim results database") from None
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{friendly_db(self.url)}: written by a newer portfolio_sim (store schema {version}; "
+                             f"this version reads schema {SCHEMA_VERSION} and older): upgrade portfolio_sim to read it")
 
     def __enter__(self) -> Results:
         return self
