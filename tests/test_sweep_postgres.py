@@ -158,3 +158,11 @@ def test_unreachable_server_is_exit_2(capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["sweep", str(TINY), "--db", f"postgresql://nobody@127.0.0.1:{port}/none", "-q"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --db postgresql+psycopg://nobody@127.0.0.1") and "cannot open the database" in err
+
+
+def test_results_on_an_unreachable_server_says_it_cannot_connect(capsys: pytest.CaptureFixture[str]) -> None:
+    """Not "not a portfolio_sim results database": nothing was read; the server did not answer."""
+    port = _free_port()
+    assert main(["results", f"postgresql://nobody@127.0.0.1:{port}/none"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot connect to the database" in err and "not a portfolio_sim" not in err, err

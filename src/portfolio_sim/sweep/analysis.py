@@ -71,6 +71,11 @@ class Results:
         self.experiment = experiment
         self._tables: dict[str, Table] = {}
         try:
+            self.engine.connect().close()
+        except DBAPIError as exc:        # a server that is down or refuses us: not a question of contents
+            first = (str(getattr(exc, "orig", exc)).strip().splitlines() or [""])[0][:300]
+            raise StoreError(f"{friendly_db(self.url)}: cannot connect to the database ({first})") from None
+        try:
             names = self.experiment_names()
         except (DBAPIError, NoSuchTableError) as exc:
             raise StoreError(f"{friendly_db(self.url)}: not a portfolio_sim results database "
