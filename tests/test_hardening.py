@@ -565,3 +565,16 @@ def test_discover_refuses_its_out_before_the_analysis(capsys, tmp_path):
         code, err = run_cli(capsys, "discover", str(db), "--outcome", "mean_achievement", "--below", "0",
                             "--out", "/etc")
     assert code == 2 and "--out /etc: inside the system folder /etc" in err
+
+
+@pytest.mark.parametrize("setting", ["name=a\x1b[31mred", "name=tab\there", "description=bell\x07"])
+def test_control_characters_in_names_and_texts_are_refused(setting: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A scenario's name and texts reach terminals, reports and the dashboard: a terminal escape in them
+    was accepted (left by the issue-15 re-audit); line breaks in a description stay allowed."""
+    from portfolio_sim.cli import main
+
+    assert main(["validate", "baseline", "--set", setting]) == 2
+    err = capsys.readouterr().err
+    assert "control character" in err and "Traceback" not in err, err
+    from portfolio_sim.scenario import Scenario
+    assert Scenario(description="two\nlines\tand a tab").description.count("\n") == 1

@@ -12,11 +12,12 @@ TOML is parsed by :mod:`tomllib`, and ``--set PATH=VALUE`` values are parsed as 
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from portfolio_sim.assumptions import Assumptions
 from portfolio_sim.errors import ScenarioError
@@ -342,6 +343,19 @@ class Scenario(BaseModel):
     assumptions: Assumptions = Field(  # type: ignore[valid-type]
         default_factory=Assumptions,
         description="Declared coefficients of the mechanisms (docs/ASSUMPTIONS.md); defaults are the model's.")
+
+    @field_validator("name", "description", "sources")
+    @classmethod
+    def _printable(cls, value: Any, info: Any) -> Any:
+        """Names and texts reach terminals, reports and every dashboard screen: no control characters (a
+        terminal escape would recolour or rewrite the screen); a description or source may break lines."""
+        allowed = "" if info.field_name == "name" else "\n\t"
+        for text in value if isinstance(value, list) else [value]:
+            bad = next((c for c in text if unicodedata.category(c) == "Cc" and c not in allowed), None)
+            if bad is not None:
+                raise ValueError(f"contains the control character {bad!r} (printable text only"
+                                 + (", with line breaks and tabs" if allowed else "") + ")")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
