@@ -194,6 +194,41 @@ def test_controller_replaces_a_running_job():
     assert c.status.state == "done" and c.status.message == "second"
 
 
+def test_controller_is_free_while_the_page_re_renders_with_the_last_status():
+    """The worker thread re-renders the page with a job's last status (seconds on a loaded machine): the
+    page shows Step enabled then, so a Step clicked meanwhile must start, not be refused as busy (a browser
+    test's Step clicks were lost this way under load)."""
+    rendering, rendered = threading.Event(), threading.Event()
+
+    def on_status(status):
+        if status.state == "done" and status.message == "first":
+            rendering.set()
+            assert rendered.wait(5)             # the slow re-render
+
+    c = RunController(on_status, lambda r: None)
+    c.start("step", lambda h: "first")
+    assert rendering.wait(5)
+    assert not c.busy                           # done, as the page is about to show
+    started = []
+    clicker = threading.Thread(target=lambda: started.append(c.start("step", lambda h: "second")))
+    clicker.start()                             # the page's thread: waits for the status, is not refused
+    rendered.set()
+    clicker.join(5)
+    assert started == [True]
+    assert c.join(5) and c.status.state == "done" and c.status.message == "second"
+
+
+def test_controller_cancel_while_waiting_for_the_previous_job_ends_cancelled():
+    release = threading.Event()
+    c = RunController(lambda s: None, lambda r: None)
+    c.start("run", lambda h: (release.wait(5), "first")[1])
+    c.start("run", lambda h: "second", replace_running=True)     # waits for the first to return
+    assert c.busy and c.cancel()
+    release.set()
+    assert c.join(5)
+    assert c.status.state == "cancelled" and not c.busy          # not stuck at "cancelling"
+
+
 # ------------------------------------------------------------------------------------------------
 # The comparison store
 # ------------------------------------------------------------------------------------------------

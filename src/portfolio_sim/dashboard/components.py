@@ -415,7 +415,7 @@ def ScenarioCard(state: DashboardState):
         ScenarioUpload(state)
         if upload is not None:
             Message("success" if upload.ok else "error", upload.message, testid="upload-message")
-        with solara.Row(gap="8px", style={"flex-wrap": "wrap", "align-items": "center"}):
+        with solara.Row(gap="8px", style={"flex-wrap": "wrap", "align-items": "center"}, classes=["pz-save-row"]):
             solara.FileDownload(lambda: exports.scenario_toml(state.scenario.value),
                                 filename=f"{exports.safe_name(scenario.name)}.toml", label="Save scenario (.toml)",
                                 icon_name="mdi-content-save-outline", mime_type="application/toml")

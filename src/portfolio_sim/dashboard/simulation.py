@@ -365,6 +365,8 @@ class JobHandle:
     controller: RunController
     job_id: int
     cancel_event: threading.Event = field(default_factory=threading.Event)
+    # set (under the controller's lock) just before the job's last status goes out: see RunController.busy
+    finished: bool = False
     min_interval: float = 0.8
     progress_interval: float = 0.4
     _next_publish: float = 0.0
@@ -430,7 +432,12 @@ class RunController:
 
     @property
     def busy(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        """A job runs (or waits for the previous one to stop): from start() until its last status (done,
+        cancelled, error) is set. Not the thread's life: after that status the thread goes on re-rendering
+        the page with it (seconds on a loaded machine), and the page already shows the buttons enabled;
+        a Step or Run clicked then must start, not be refused as "busy"."""
+        handle = self._handle
+        return handle is not None and not handle.finished
 
     def _is_current(self, handle: JobHandle) -> bool:
         return self._handle is handle
@@ -452,40 +459,51 @@ class RunController:
                 changes.pop("message", None)    # keep saying "cancelling" until the worker stops
             self._set(replace(self.status, **changes))
 
+    def _finish(self, handle: JobHandle, **changes: Any) -> None:
+        """The job's last status: not busy any more from before the page hears of it."""
+        with self._lock:
+            handle.finished = True
+            self._update(handle, finished=time.time(), **changes)
+
     def start(self, kind: str, fn: Callable[[JobHandle], str], message: str = "starting",
               replace_running: bool = False) -> bool:
         """Start `fn` in the worker thread. If a job runs: cancel it and start after it stops
         (`replace_running`), else refuse (False)."""
         with self._lock:
-            previous = self._thread if self.busy else None
-            if previous is not None and not replace_running:
-                return False
-            if previous is not None and self._handle is not None:
+            if self.busy:
+                if not replace_running:
+                    return False
+                assert self._handle is not None
                 self._handle.cancel_event.set()
+            # the previous job's thread, still stopping or re-rendering the page with its last status:
+            # the new job starts after it (one job thread at a time)
+            previous = self._thread if self._thread is not None and self._thread.is_alive() else None
             handle = JobHandle(self, next(self._ids))
             self._handle = handle
             self._set(RunStatus(state="running", kind=kind, message=message, started=time.time()))
 
             def work() -> None:
-                if previous is not None:
-                    previous.join()
-                if handle.stopped():
-                    return
                 try:
+                    if previous is not None:
+                        previous.join()
+                    if handle.stopped():      # replaced (no status: not current) or cancelled while waiting
+                        self._finish(handle, state="cancelled", message="Cancelled.")
+                        return
                     result = fn(handle)
                     if handle.stopped():
-                        self._update(handle, state="cancelled", finished=time.time(),
-                                     message="Cancelled; Run or Step continues from here.")
+                        self._finish(handle, state="cancelled", message="Cancelled; Run or Step continues from here.")
                     else:
-                        self._update(handle, state="done", message=result or "done", finished=time.time())
+                        self._finish(handle, state="done", message=result or "done")
                 except Cancelled:
-                    self._update(handle, state="cancelled", message="Cancelled.", finished=time.time())
+                    self._finish(handle, state="cancelled", message="Cancelled.")
                 except SimulationLimit as exc:
-                    self._update(handle, state="error", error=str(exc), message="", finished=time.time())
+                    self._finish(handle, state="error", error=str(exc), message="")
                 except Exception as exc:  # noqa: BLE001 - shown on the page, traceback to the server log
                     log.exception("dashboard job failed")
-                    self._update(handle, state="error", error=f"The run failed: {type(exc).__name__}: {exc}",
-                                 message="", finished=time.time())
+                    self._finish(handle, state="error", error=f"The run failed: {type(exc).__name__}: {exc}",
+                                 message="")
+                finally:
+                    handle.finished = True    # whatever happened, the controller is free again
 
             self._thread = threading.Thread(target=work, name=f"portfolio-sim-{kind}", daemon=True)
             self._thread.start()
