@@ -378,8 +378,12 @@ def test_step_year_by_year_and_cancel(session):
         t0 = time.perf_counter()
         s.page.locator(".pz-stepbtn").click()
         s.page.get_by_test_id("result-line").filter(has_text=f"year {year} of 10").wait_for()
-        s.page.wait_for_function("old => [...document.querySelectorAll('.pz-plotly-inner')].slice(0, old.length)"
-                                 ".every((e, i) => +e.dataset.rendered > old[i])", arg=counts)
+        try:
+            s.page.wait_for_function("old => [...document.querySelectorAll('.pz-plotly-inner')].slice(0, old.length)"
+                                     ".every((e, i) => +e.dataset.rendered > old[i])", arg=counts)
+        except Exception as exc:   # say which charts did not redraw (and what the page shows) when it fails
+            raise AssertionError(f"year {year}: charts rendered before {counts}, now {s.charts_rendered()}; "
+                                 f"run-state {s.page.get_by_test_id('run-state').inner_text()!r}") from exc
         times.append(round(time.perf_counter() - t0, 3))
     _record("baseline_step_seconds_3_seeds", times)
     assert s.page.get_by_test_id("run-state").inner_text() == "Year 3 of 10"
