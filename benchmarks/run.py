@@ -786,8 +786,9 @@ def table(results: dict) -> str:
         elif isinstance(runs, dict) and "hr_seconds" in runs:
             runs = (f"HR {', '.join(f'{x:.1f}' for x in runs['hr_seconds'])} s; "
                     f"DA {', '.join(f'{1e3 * x:.1f}' for x in runs['da_seconds'])} ms; identical")
-        elif isinstance(runs, dict) and "seconds" in runs:
-            runs = ", ".join(f"{x:.3f}" for x in runs["seconds"])
+        elif isinstance(runs, dict) and "seconds" in runs:     # a list of timings, or one (the plan peak's)
+            secs = runs["seconds"] if isinstance(runs["seconds"], list) else [runs["seconds"]]
+            runs = ", ".join(f"{x:.3f}" for x in secs)
         fmt = "{:,.0f}" if value >= 100 else "{:.3f}"
         rows.append((key, (fmt.format(value) + f" {unit}").strip(),
                      "" if target is None else f"{op} {target:g} {unit}".strip(), verdict(key, value), str(runs)))
